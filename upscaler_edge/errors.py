@@ -1,0 +1,71 @@
+"""One exception tree for the whole core.
+
+Front ends turn these into exit codes (CLI), replies (bot) or messages (GUI). Every
+``str(exc)`` is a single line meant for the user: what went wrong and, where it helps,
+what to do about it. Tracebacks are for logs only.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "UpscalerError",
+    "InputError",
+    "ImageTooLargeError",
+    "ModelError",
+    "UnknownModelError",
+    "ModelIntegrityError",
+    "DeviceError",
+    "OutputError",
+    "OutputExistsError",
+    "Cancelled",
+    "JobFailed",
+    "UsageError",
+]
+
+
+class UpscalerError(Exception):
+    """Base of every error the core raises on purpose."""
+
+
+class UsageError(UpscalerError):
+    """Options that make no sense together (bad tile size, bad scale, ...)."""
+
+
+class InputError(UpscalerError):
+    """The input cannot be read as an image we accept (empty, truncated, wrong format)."""
+
+
+class ImageTooLargeError(InputError):
+    """The image header declares more pixels than the configured cap."""
+
+
+class ModelError(UpscalerError):
+    """A model cannot be found, loaded or trusted."""
+
+
+class UnknownModelError(ModelError):
+    """No model of that name; the message lists the valid names."""
+
+
+class ModelIntegrityError(ModelError):
+    """A weight file does not match the sha256 in the manifest."""
+
+
+class DeviceError(UpscalerError):
+    """The compute device failed and no fallback was left."""
+
+
+class OutputError(UpscalerError):
+    """The result cannot be written where asked."""
+
+
+class OutputExistsError(OutputError):
+    """The output exists and overwriting was not asked for."""
+
+
+class Cancelled(UpscalerError):
+    """The job was cancelled by the user; nothing was written."""
+
+
+class JobFailed(UpscalerError):
+    """The worker process died or timed out while running a job."""
