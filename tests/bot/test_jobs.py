@@ -1,0 +1,170 @@
+"""The durable queue: uniqueness, claiming, fairness, recovery, spool cleanup."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from upscaler_edge.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobQueue
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> JobQueue:
+    q = JobQueue(tmp_path / "jobs.sqlite3", tmp_path / "spool")
+    yield q
+    q.close()
+
+
+def test_wal_mode_and_unique_request(queue: JobQueue) -> None:
+    mode = sqlite3.connect(queue.db_path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    job, created = queue.add(10, 5, 10, params={"model": "m"})
+    again, created_again = queue.add(10, 5, 10, params={"model": "other"})
+    assert created and not created_again
+    assert again.id == job.id and again.params == {"model": "m"}
+    assert len(queue.all_jobs()) == 1
+    assert job.reply_random_id > 0
+
+
+def test_claim_runs_each_job_once_across_connections(tmp_path: Path) -> None:
+    db, spool = tmp_path / "q.sqlite3", tmp_path / "spool"
+    with JobQueue(db, spool) as q:
+        for i in range(40):
+            q.add(1, i, 1 + i % 3)
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        with JobQueue(db, spool) as mine:
+            while (job := mine.claim()) is not None:
+                with lock:
+                    claimed.append(job.id)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == list(range(1, 41))
+
+
+def test_round_robin_between_users(queue: JobQueue) -> None:
+    for i in range(5):
+        queue.add(100, i, 100)          # a user sends five photos first
+    queue.add(200, 1, 200)              # then another user sends two
+    queue.add(200, 2, 200)
+    predicted = [j.user_id for j in queue.line()]
+    order = []
+    while (job := queue.claim()) is not None:
+        order.append(job.user_id)
+        queue.finish(job.id, DONE)
+    assert order == [100, 200, 100, 200, 100, 100, 100]
+    assert predicted == order
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=30),
+       st.integers(min_value=0, max_value=5))
+def test_line_predicts_claim_order(tmp_path_factory: pytest.TempPathFactory,
+                                   users: list[int], served_first: int) -> None:
+    tmp = tmp_path_factory.mktemp("q")
+    with JobQueue(tmp / "q.sqlite3", tmp / "spool") as q:
+        for i, user in enumerate(users):
+            q.add(user, i, user)
+        for _ in range(min(served_first, len(users))):   # some history before predicting
+            job = q.claim()
+            assert job is not None
+            q.finish(job.id, DONE)
+        predicted = [j.id for j in q.line()]
+        actual = []
+        while (job := q.claim()) is not None:
+            actual.append(job.id)
+            q.finish(job.id, DONE)
+        assert predicted == actual
+        # Fairness: while two users both wait, neither is served twice in a row.
+        by_id = {j.id: j.user_id for j in q.all_jobs()}
+        seq = [by_id[i] for i in actual]
+        remaining = {u: seq.count(u) for u in set(seq)}
+        for a, b in zip(seq, seq[1:]):
+            remaining[a] -= 1
+            if a == b:
+                assert all(n == 0 for u, n in remaining.items() if u != a)
+
+
+def test_position_counts_running(queue: JobQueue) -> None:
+    a, _ = queue.add(1, 1, 1)
+    b, _ = queue.add(1, 2, 1)
+    assert queue.position(a.id) == 1 and queue.position(b.id) == 2
+    queue.claim()
+    assert queue.position(a.id) is None
+    assert queue.position(b.id) == 2
+
+
+def test_recover_requeues_then_fails_after_three_attempts(tmp_path: Path) -> None:
+    db, spool = tmp_path / "q.sqlite3", tmp_path / "spool"
+    with JobQueue(db, spool) as q:
+        job, _ = q.add(7, 1, 7)
+    for attempt in range(1, 4):
+        with JobQueue(db, spool) as q:          # a fresh process each time
+            assert q.recover() == []
+            claimed = q.claim()
+            assert claimed is not None and claimed.attempts == attempt
+            q.spool_dir(claimed.id).joinpath("in.png").write_bytes(b"x")
+            # ... and the process dies here, leaving the row running
+    with JobQueue(db, spool) as q:
+        failed = q.recover()
+        assert [j.id for j in failed] == [job.id]
+        assert failed[0].state == FAILED and "3 times" in (failed[0].error or "")
+        assert not (spool / str(job.id)).exists()
+        assert q.claim() is None
+
+
+def test_finish_never_leaves_final_state_and_removes_spool(queue: JobQueue) -> None:
+    job, _ = queue.add(1, 1, 1)
+    queue.claim()
+    folder = queue.spool_dir(job.id)
+    (folder / "out.png").write_bytes(b"data")
+    assert [j.id for j in queue.cancel_for_user(1)] == [job.id]
+    assert queue.finish(job.id, DONE, reply_message_id=99) is False
+    final = queue.get(job.id)
+    assert final is not None and final.state == CANCELLED and final.reply_message_id is None
+    assert not folder.exists()
+    with pytest.raises(ValueError):
+        queue.finish(job.id, RUNNING)
+
+
+def test_failed_on_arrival_and_requeue(queue: JobQueue) -> None:
+    refused, _ = queue.add(1, 1, 1, state=FAILED, error="empty file")
+    assert refused.state == FAILED and refused.finished_at is not None
+    assert queue.claim() is None
+    job, _ = queue.add(1, 2, 1)
+    assert queue.claim() is not None
+    assert queue.requeue(job.id)
+    assert queue.get(job.id).state == QUEUED            # type: ignore[union-attr]
+    assert not queue.requeue(job.id)
+
+
+def test_clean_spool_keeps_live_jobs_only(queue: JobQueue) -> None:
+    live, _ = queue.add(1, 1, 1)
+    dead, _ = queue.add(1, 2, 1)
+    queue.spool_dir(live.id).joinpath("a").write_bytes(b"1")
+    queue.spool_dir(dead.id).joinpath("b").write_bytes(b"2")
+    (queue.spool_root / "stray.tmp").write_bytes(b"3")
+    with queue._write() as db:               # simulate a crash after marking done
+        db.execute("UPDATE jobs SET state = 'done' WHERE id = ?", (dead.id,))
+    assert queue.clean_spool() == 2
+    assert [p.name for p in queue.spool_root.iterdir()] == [str(live.id)]
+
+
+def test_update_params_and_counts(queue: JobQueue) -> None:
+    job, _ = queue.add(1, 1, 1, params={"model": "a"})
+    updated = queue.update_params(job.id, width=10, height=20)
+    assert updated is not None and updated.params == {"model": "a", "width": 10, "height": 20}
+    assert queue.counts()[QUEUED] == 1 and queue.counts()[DONE] == 0
+    queue.set_status_message(job.id, 55)
+    assert queue.get(job.id).status_message_id == 55     # type: ignore[union-attr]
