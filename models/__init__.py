@@ -1,0 +1,1 @@
+"""Marks models/ as the installed package upscaler_edge._models (it carries manifest.toml)."""

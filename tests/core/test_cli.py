@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import io
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from upscaler_edge.cli import main
+
+FAST = ["-m", "realesr-animevideov3", "-s", "2", "-d", "cpu"]
+
+
+def run(args, **kw):
+    out, err = io.StringIO(), io.StringIO()
+    code = main([str(a) for a in args], stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def png_header(w, h):
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+def test_default_output_is_beside_the_input(photo_png):
+    code, out, err = run([photo_png, *FAST])
+    assert code == 0, err
+    dst = photo_png.with_name("photo_x2.png")
+    with Image.open(dst) as im:
+        assert im.size == (128, 96)
+    assert f"-> {dst}" in out
+    assert "1 done, 0 failed" in err
+
+
+def test_single_output_file_and_format_from_suffix(photo_png, tmp_path):
+    dst = tmp_path / "res" / "big.jpg"
+    code, _, err = run([photo_png, "-o", dst, *FAST, "-q"])
+    assert code == 0, err
+    assert err == ""
+    with Image.open(dst) as im:
+        assert im.format == "JPEG" and im.size == (128, 96)
+
+
+def test_existing_output_is_kept_unless_overwrite(photo_png):
+    dst = photo_png.with_name("photo_x2.png")
+    dst.write_bytes(b"keep me")
+    code, _, err = run([photo_png, *FAST, "-q"])
+    assert code == 1 and "exists (use --overwrite)" in err
+    assert dst.read_bytes() == b"keep me"
+    assert run([photo_png, *FAST, "-q", "--skip-existing"])[0] == 0
+    assert dst.read_bytes() == b"keep me"
+    assert run([photo_png, *FAST, "-q", "--overwrite"])[0] == 0
+    assert dst.read_bytes() != b"keep me"
+
+
+def test_folder_recursion_mirrors_the_tree(photo, tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(photo[:10, :12]).save(src / "a.png")
+    Image.fromarray(photo[:8, :8]).save(src / "sub" / "b.jpg")
+    (src / "notes.txt").write_text("hello")
+    out = tmp_path / "out"
+    code, _, err = run([src, "-o", out, "-r", *FAST, "-q"])
+    assert code == 0, err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["in/a_x2.png", "in/sub/b_x2.png"]
+
+
+BAD_INPUTS = {
+    "empty.png": (b"", "empty file"),
+    "text.png": (b"hello, this is text\n" * 10, "not a supported image"),
+    "huge.png": (png_header(60000, 60000), "limit"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_inputs_get_one_line_and_exit_1_and_no_output(tmp_path, name):
+    data, expected = BAD_INPUTS[name]
+    bad = tmp_path / name
+    bad.write_bytes(data)
+    code, _, err = run([bad, *FAST, "-q"])
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and str(bad) in lines[0]
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_truncated_jpeg_is_refused(photo, tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, "JPEG")
+    bad = tmp_path / "cut.jpg"
+    bad.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    code, _, err = run([bad, *FAST, "-q"])
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "cut.jpg" in err
+    assert not (tmp_path / "cut_x2.png").exists()
+
+
+def test_tiff_renamed_jpg_is_read_by_content(photo, tmp_path):
+    src = tmp_path / "really-a-tiff.jpg"
+    Image.fromarray(photo[:10, :10]).save(src, "TIFF")
+    code, _, err = run([src, *FAST, "-q"])
+    assert code == 0, err
+    with Image.open(tmp_path / "really-a-tiff_x2.png") as im:
+        assert im.size == (20, 20)
+
+
+def test_one_bad_file_does_not_stop_the_others(photo_png, tmp_path):
+    bad = tmp_path / "zero.png"
+    bad.write_bytes(b"")
+    code, _, err = run([bad, photo_png, tmp_path / "missing.png", *FAST])
+    assert code == 1
+    assert (tmp_path / "photo_x2.png").exists()
+    assert "1 done, 2 failed" in err
+    assert "missing.png: no such file or folder" in err
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["-m", "esrgan-9000"], "unknown model 'esrgan-9000'; valid models: realesrgan-x4plus"),
+    (["-t", "7"], "tile size 7 is too small"),
+    (["-d", "9"], "no Vulkan device 9"),
+    (["-m", "realesr-animevideov3-x2", "-s", "4"], "-s 4 is larger"),
+])
+def test_usage_errors_exit_2(photo_png, args, expected):
+    code, _, err = run([photo_png, *args])
+    assert code == 2
+    assert expected in err and "Traceback" not in err
+
+
+def test_unwritable_output_folder(photo_png, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("I am a file, not a folder")
+    code, _, err = run([photo_png, "-o", blocker / "out", *FAST, "-q"])
+    assert code == 1 and "cannot" in err.lower()
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_list_models_and_devices():
+    code, out, _ = run(["--list-models"])
+    assert code == 0 and "realesrgan-x4plus " in out and "realesr-animevideov3-x3" in out
+    code, out, _ = run(["--list-devices"])
+    assert code == 0 and "cpu" in out and "<- auto" in out
+
+
+def test_module_entry_point_runs_end_to_end(photo_png, tmp_path):
+    dst = tmp_path / "via-module.webp"
+    res = subprocess.run([sys.executable, "-m", "upscaler_edge", str(photo_png), "-o", str(dst), *FAST],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    with Image.open(dst) as im:
+        assert im.format == "WEBP" and im.size == (128, 96)
+    res = subprocess.run([sys.executable, "-m", "upscaler_edge", "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.startswith("upscaler-edge 0.")

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from upscaler_edge.tiling import plan_tiles, split_tile
+
+
+def covered(tiles, w, h):
+    grid = [[0] * w for _ in range(h)]
+    for t in tiles:
+        for y in range(t.y0, t.y1):
+            for x in range(t.x0, t.x1):
+                grid[y][x] += 1
+    return grid
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    w=st.integers(1, 90), h=st.integers(1, 90),
+    tile=st.integers(0, 100), context=st.integers(0, 40),
+)
+def test_cores_cover_every_pixel_exactly_once(w, h, tile, context):
+    tiles = plan_tiles(w, h, tile, context)
+    assert all(v == 1 for row in covered(tiles, w, h) for v in row)
+    for t in tiles:
+        assert 0 <= t.wx0 <= t.x0 < t.x1 <= t.wx1 <= w
+        assert 0 <= t.wy0 <= t.y0 < t.y1 <= t.wy1 <= h
+        # context is real pixels: as much as asked, or up to the image edge
+        assert t.x0 - t.wx0 == min(context, t.x0) or len(tiles) == 1
+        assert t.wx1 - t.x1 == min(context, w - t.x1) or len(tiles) == 1
+        if tile > 0:
+            assert t.x1 - t.x0 <= max(tile, w if len(tiles) == 1 else 0) or len(tiles) == 1
+
+
+def test_tile_larger_than_image_is_one_whole_inference():
+    (t,) = plan_tiles(50, 30, 64, 16)
+    assert t.core == t.window == (0, 0, 50, 30)
+    (t,) = plan_tiles(50, 30, 0, 16)
+    assert t.window == (0, 0, 50, 30)
+
+
+def test_one_pixel_and_one_row_images():
+    assert plan_tiles(1, 1, 32, 16)[0].core == (0, 0, 1, 1)
+    tiles = plan_tiles(100, 1, 32, 16)
+    assert [t.core for t in tiles] == [(0, 0, 25, 1), (25, 0, 50, 1), (50, 0, 75, 1), (75, 0, 100, 1)]
+    assert tiles[1].window == (9, 0, 66, 1)
+
+
+def test_spans_are_balanced_no_sliver():
+    tiles = plan_tiles(130, 40, 64, 8)
+    widths = [t.x1 - t.x0 for t in tiles]
+    assert widths == [44, 43, 43]
+    crop = tiles[1].crop
+    assert crop == (8, 0, 51, 40)
+
+
+def test_split_tile_quarters_cover_the_core():
+    (t,) = [x for x in plan_tiles(200, 200, 64, 16) if x.x0 > 0 and x.y0 > 0][:1]
+    parts = split_tile(t, 200, 200, 16)
+    assert len(parts) == 4
+    assert sum((p.x1 - p.x0) * (p.y1 - p.y0) for p in parts) == (t.x1 - t.x0) * (t.y1 - t.y0)
+    assert all(p.x0 - p.wx0 == 16 for p in parts)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        plan_tiles(0, 5, 32, 0)
+    with pytest.raises(ValueError):
+        plan_tiles(5, 5, 32, -1)

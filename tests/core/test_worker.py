@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PIL import Image
+
+from upscaler_edge.errors import Cancelled, InputError, JobFailed
+from upscaler_edge.options import Options
+from upscaler_edge.worker import Worker
+
+FAST = Options(model="realesr-animevideov3", scale=2, device="cpu", tile=32)
+
+
+@pytest.fixture
+def worker():
+    with Worker(timeout=60) as w:
+        yield w
+
+
+def test_runs_a_job_and_streams_progress(worker, photo_png, tmp_path):
+    seen = []
+    res = worker.run(photo_png, tmp_path / "o.png", FAST, progress=lambda d, t: seen.append((d, t)))
+    assert res.out_size == (128, 96)
+    assert seen[-1] == (4, 4)
+    with Image.open(tmp_path / "o.png") as im:
+        assert im.size == (128, 96)
+
+
+def test_a_crashing_child_fails_the_job_and_the_next_job_succeeds(worker, photo_png, tmp_path):
+    worker.run(photo_png, tmp_path / "warm.png", FAST)
+    first_pid = worker.pid
+    with pytest.raises(JobFailed, match="SIGABRT"):
+        worker.run(photo_png, tmp_path / "a.png", FAST, _fault="abort")
+    assert not (tmp_path / "a.png").exists()
+    res = worker.run(photo_png, tmp_path / "b.png", FAST)
+    assert res.out_size == (128, 96)
+    assert worker.pid != first_pid
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.png", "photo.png", "warm.png"]
+
+
+def test_a_hung_child_is_stopped_at_the_timeout(worker, photo_png, tmp_path):
+    with pytest.raises(JobFailed, match="time limit"):
+        worker.run(photo_png, tmp_path / "h.png", FAST, timeout=3, _fault="hang")
+    assert worker.run(photo_png, tmp_path / "ok.png", FAST).out_size == (128, 96)
+
+
+def test_cancel_stops_between_tiles_and_leaves_no_output(worker, photo_png, tmp_path):
+    cancel = threading.Event()
+
+    def progress(done, total):
+        if done >= 1:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        # the big model makes each tile slow enough that the cancel lands mid-job
+        worker.run(photo_png, tmp_path / "c.png", FAST.replace(model="realesrgan-x4plus", scale=None),
+                   progress=progress, cancel=cancel)
+    assert not (tmp_path / "c.png").exists()
+    assert worker.run(photo_png, tmp_path / "ok.png", FAST).out_size == (128, 96)
+
+
+def test_errors_keep_their_class_and_message(worker, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        worker.run(bad, tmp_path / "o.png", FAST)

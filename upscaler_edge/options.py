@@ -1,0 +1,65 @@
+"""The one options object every front end builds and the pipeline reads.
+
+Built once at the edge (argv, a bot caption, the window's widgets) and passed down; frozen so
+no stage can change what another stage sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+
+__all__ = ["Options", "DEFAULT_MODEL", "OUTPUT_FORMATS", "MIN_TILE"]
+
+DEFAULT_MODEL = "realesrgan-x4plus"
+OUTPUT_FORMATS = ("png", "jpg", "webp")
+MIN_TILE = 32
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to do with one image (or a batch of them).
+
+    ``tile`` counts input pixels per tile side, context padding not included; 0 means auto.
+    ``scale`` None means the model's native scale; a smaller scale resizes the model's output
+    with Lanczos; a larger one is an error.
+    """
+
+    model: str = DEFAULT_MODEL
+    scale: int | None = None
+    tile: int = 0
+    device: str = "auto"
+    format: str | None = None
+    quality: int = 95
+    tta: bool = False
+    alpha: str = "model"
+    all_frames: bool = False
+    overwrite: bool = False
+    max_pixels: int = 50_000_000
+    models_dirs: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.tile != 0 and self.tile < MIN_TILE:
+            raise UsageError(f"tile size {self.tile} is too small: use 0 (auto) or >= {MIN_TILE}")
+        if self.scale is not None and not 1 <= self.scale <= 16:
+            raise UsageError(f"scale {self.scale} is out of range 1..16")
+        if self.format is not None and self.format.lower() not in (*OUTPUT_FORMATS, "jpeg"):
+            raise UsageError(
+                f"unknown output format {self.format!r}: use one of {', '.join(OUTPUT_FORMATS)}"
+            )
+        if not 1 <= self.quality <= 100:
+            raise UsageError(f"quality {self.quality} is out of range 1..100")
+        if self.alpha not in ("model", "bicubic"):
+            raise UsageError(f"unknown alpha mode {self.alpha!r}: use 'model' or 'bicubic'")
+        if self.max_pixels < 1:
+            raise UsageError("the pixel cap must be positive")
+        dev = self.device
+        if not (dev in ("auto", "cpu") or (dev.isdigit())):
+            raise UsageError(f"unknown device {dev!r}: use auto, cpu or a GPU index (0, 1, ...)")
+
+    def replace(self, **changes: object) -> Options:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

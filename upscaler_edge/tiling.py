@@ -1,0 +1,97 @@
+"""Pure integer tile math: no numpy, no ncnn.
+
+An image of ``width`` x ``height`` input pixels is cut into cores of at most ``tile`` x
+``tile``. Each core is read with up to ``context`` pixels of the real image around it (never
+invented padding: at the image's edges the window is simply clipped, which is exactly what a
+whole-image inference sees there). After inference only the core's part of the output is
+pasted, so neighbouring tiles never overwrite each other and, with enough context, the result
+equals one whole-image inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Tile", "plan_tiles", "split_tile"]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One unit of work, in input pixel coordinates (x0 inclusive, x1 exclusive).
+
+    ``window`` is what the model reads (core + context, clipped to the image); ``core`` is
+    the part whose output is kept. ``crop`` is the core relative to the window, in input
+    pixels: multiply by the scale to cut the model's output.
+    """
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    wx0: int
+    wy0: int
+    wx1: int
+    wy1: int
+
+    @property
+    def core(self) -> tuple[int, int, int, int]:
+        return self.x0, self.y0, self.x1, self.y1
+
+    @property
+    def window(self) -> tuple[int, int, int, int]:
+        return self.wx0, self.wy0, self.wx1, self.wy1
+
+    @property
+    def crop(self) -> tuple[int, int, int, int]:
+        return self.x0 - self.wx0, self.y0 - self.wy0, self.x1 - self.wx0, self.y1 - self.wy0
+
+    @property
+    def window_pixels(self) -> int:
+        return (self.wx1 - self.wx0) * (self.wy1 - self.wy0)
+
+
+def _spans(length: int, tile: int) -> list[tuple[int, int]]:
+    """Split ``length`` into near-equal spans of at most ``tile`` (no sliver at the end)."""
+    count = -(-length // tile)
+    base, extra = divmod(length, count)
+    spans, start = [], 0
+    for i in range(count):
+        size = base + (1 if i < extra else 0)
+        spans.append((start, start + size))
+        start += size
+    return spans
+
+
+def _make(x0: int, y0: int, x1: int, y1: int, width: int, height: int, context: int) -> Tile:
+    return Tile(
+        x0, y0, x1, y1,
+        max(0, x0 - context), max(0, y0 - context),
+        min(width, x1 + context), min(height, y1 + context),
+    )
+
+
+def plan_tiles(width: int, height: int, tile: int, context: int) -> list[Tile]:
+    """Tiles covering the image row by row. ``tile`` >= the image (or 0) means one tile.
+
+    Cores are balanced (a 130 px side with tile 64 gives 44+43+43, not 64+64+2), so no tile
+    carries a sliver whose cost is all context.
+    """
+    if width < 1 or height < 1:
+        raise ValueError(f"empty image {width}x{height}")
+    if context < 0:
+        raise ValueError("context must be >= 0")
+    if tile <= 0 or (tile >= width and tile >= height):
+        return [Tile(0, 0, width, height, 0, 0, width, height)]
+    return [
+        _make(x0, y0, x1, y1, width, height, context)
+        for y0, y1 in _spans(height, tile)
+        for x0, x1 in _spans(width, tile)
+    ]
+
+
+def split_tile(t: Tile, width: int, height: int, context: int) -> list[Tile]:
+    """The four quarters of a tile's core, each with its own context: a retry at half size."""
+    mx, my = (t.x0 + t.x1) // 2, (t.y0 + t.y1) // 2
+    xs = [(t.x0, mx), (mx, t.x1)] if t.x1 - t.x0 > 1 else [(t.x0, t.x1)]
+    ys = [(t.y0, my), (my, t.y1)] if t.y1 - t.y0 > 1 else [(t.y0, t.y1)]
+    return [_make(x0, y0, x1, y1, width, height, context) for y0, y1 in ys for x0, x1 in xs]

@@ -1,0 +1,240 @@
+"""A supervised child process that owns the engine and runs file-to-file jobs.
+
+Vulkan driver faults can kill a whole process (ncnn issues 5741, 5478, 4237). The GUI and the
+bot therefore never call ncnn themselves: a spawned child does, and the parent only waits on a
+pipe. If the child dies (signal, exit code) or runs past the job's timeout, the parent says
+which, removes any temporary file the child left, and starts a fresh child for the next job.
+It never hangs: every wait has a deadline or watches the child's liveness.
+
+Messages (tuples over a multiprocessing Pipe):
+  parent -> child: ("job", id, src, dst, Options, fault) | ("cancel", id) | ("stop",)
+  child -> parent: ("progress", id, done, total) | ("done", id, UpscaleResult)
+                   | ("error", id, error class name, message)
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+
+from . import errors
+from .errors import Cancelled, JobFailed, UpscalerError
+from .options import Options
+from .pipeline import CancelToken, Progress, UpscaleResult
+
+__all__ = ["Worker"]
+
+log = logging.getLogger(__name__)
+
+CANCEL_GRACE_S = 10.0  # a cancelled job that does not stop by then is killed
+_POLL_S = 0.05
+
+
+def _child_main(conn, log_level: int) -> None:  # runs in the child process
+    logging.basicConfig(level=log_level, format="worker %(levelname)s %(name)s: %(message)s")
+    from .pipeline import Upscaler
+
+    jobs: queue.Queue = queue.Queue()
+    cancel = threading.Event()
+    current = [None]
+
+    def reader() -> None:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):  # the parent is gone: nothing left to serve
+                os._exit(0)
+            if msg[0] == "cancel":
+                if msg[1] == current[0]:
+                    cancel.set()
+            elif msg[0] == "job":
+                jobs.put(msg)
+            else:
+                jobs.put(None)
+                return
+
+    threading.Thread(target=reader, daemon=True, name="worker-reader").start()
+    up = Upscaler()
+    try:
+        while (msg := jobs.get()) is not None:
+            _, job_id, src, dst, options, fault = msg
+            cancel.clear()
+            current[0] = job_id
+
+            def progress(done: int, total: int, job_id: int = job_id, fault: str | None = fault) -> None:
+                conn.send(("progress", job_id, done, total))
+                if fault and done >= 1:
+                    if fault == "abort":
+                        os.abort()
+                    if fault == "hang":
+                        time.sleep(3600)
+
+            try:
+                result = up.upscale_file(Path(src), Path(dst), options, progress, cancel)
+                conn.send(("done", job_id, result))
+            except UpscalerError as exc:
+                conn.send(("error", job_id, type(exc).__name__, str(exc)))
+            except Exception as exc:  # a bug must cost one job, not the worker
+                log.exception("unexpected error in job %s", job_id)
+                conn.send(("error", job_id, "UpscalerError", f"internal error: {exc}"))
+            finally:
+                current[0] = None
+    finally:
+        up.close()
+
+
+def _error_from(name: str, message: str) -> UpscalerError:
+    cls = getattr(errors, name, UpscalerError)
+    if not (isinstance(cls, type) and issubclass(cls, UpscalerError)):
+        cls = UpscalerError
+    return cls(message)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class Worker:
+    """Runs jobs in a supervised child process (spawned on first use, replaced after a crash).
+
+    ``run`` blocks and is meant for one thread at a time (the GUI's worker thread, the bot's
+    executor). Progress callbacks run in the calling thread.
+    """
+
+    def __init__(self, *, timeout: float | None = None, options: Options | None = None) -> None:
+        self.timeout = timeout
+        self.options = options or Options()
+        self._ctx = mp.get_context("spawn")
+        self._proc: mp.process.BaseProcess | None = None
+        self._conn = None
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    # -- child lifetime --------------------------------------------------------------------
+    def _ensure_child(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            return
+        self._discard_child()
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(
+            target=_child_main,
+            args=(child, logging.getLogger().getEffectiveLevel()),
+            name="upscaler-worker",
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        self._proc, self._conn = proc, parent
+        log.debug("started worker process %s", proc.pid)
+
+    def _discard_child(self) -> None:
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if proc is not None:
+            if proc.is_alive():
+                proc.kill()
+            proc.join(5)
+        if conn is not None:
+            conn.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.is_alive() else None
+
+    def close(self) -> None:
+        with self._lock:
+            proc, conn = self._proc, self._conn
+            if proc is not None and proc.is_alive() and conn is not None:
+                try:
+                    conn.send(("stop",))
+                except OSError:
+                    pass
+                proc.join(5)
+            self._discard_child()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- jobs ------------------------------------------------------------------------------
+    def run(
+        self,
+        src: Path | str,
+        dst: Path | str,
+        options: Options | None = None,
+        *,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+        timeout: float | None = None,
+        _fault: str | None = None,
+    ) -> UpscaleResult:
+        """Upscale ``src`` into ``dst`` in the child. Raises what the pipeline raises,
+        Cancelled, or JobFailed when the child died or timed out (no output is left then)."""
+        opts = options or self.options
+        limit = timeout if timeout is not None else self.timeout
+        with self._lock:
+            self._ensure_child()
+            assert self._conn is not None and self._proc is not None
+            job_id = next(self._ids)
+            self._conn.send(("job", job_id, str(src), str(dst), opts, _fault))
+            started = time.monotonic()
+            cancel_sent_at: float | None = None
+            while True:
+                msg = None
+                try:
+                    if self._conn.poll(_POLL_S):
+                        msg = self._conn.recv()
+                except (EOFError, OSError):
+                    msg = None
+                    self._proc.join(2)
+                if msg is not None:
+                    if msg[1] != job_id:
+                        continue
+                    if msg[0] == "progress":
+                        if progress is not None:
+                            progress(msg[2], msg[3])
+                        continue
+                    if msg[0] == "done":
+                        return msg[2]
+                    raise _error_from(msg[2], msg[3])
+                if not self._proc.is_alive():
+                    reason = _describe_exit(self._proc.exitcode)
+                    self._fail(Path(dst))
+                    raise JobFailed(f"the upscaling process crashed ({reason}); try again or use -d cpu")
+                now = time.monotonic()
+                if cancel is not None and cancel.is_set():
+                    if cancel_sent_at is None:
+                        cancel_sent_at = now
+                        self._conn.send(("cancel", job_id))
+                    elif now - cancel_sent_at > CANCEL_GRACE_S:
+                        self._fail(Path(dst))
+                        raise Cancelled("cancelled")
+                if limit is not None and now - started > limit:
+                    self._fail(Path(dst))
+                    raise JobFailed(f"the job ran past its {limit:g} s time limit and was stopped")
+
+    def _fail(self, dst: Path) -> None:
+        """Kill the child and remove the temporary files it may have left beside ``dst``."""
+        self._discard_child()
+        for candidate in {dst, dst.with_suffix(".png")}:
+            for tmp in candidate.parent.glob(f".{candidate.name}*.tmp"):
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
