@@ -1,0 +1,372 @@
+"""The settings sidebar: model, scale, format, output folder, device, Advanced, run buttons.
+
+Layout only. It shows values it is given (:meth:`SettingsPanel.apply`) and reports what the
+user picked (:meth:`SettingsPanel.values`, ``changed``); what those values mean is the
+controller's business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .settings import FORMATS, SCALES, GuiSettings
+from .workers import DeviceChoice
+
+__all__ = ["ModelEntry", "SettingsPanel"]
+
+_FORMAT_LABELS = {"png": "PNG (lossless)", "jpg": "JPEG", "webp": "WebP"}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model picker row: ``name`` goes into ``Options.model``; ``max_scale`` is the
+    largest scale it can produce (smaller ones are a Lanczos resize of its output)."""
+
+    name: str
+    label: str
+    description: str
+    max_scale: int
+
+
+def _section(text: str) -> QLabel:
+    label = QLabel(text.upper())
+    label.setObjectName("SectionLabel")
+    return label
+
+
+class SettingsPanel(QFrame):
+    """The left column. ``changed()`` fires on any user edit; buttons are public attributes."""
+
+    changed = Signal()
+    browse_output_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("Sidebar")
+        self.setFixedWidth(316)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(20, 18, 20, 18)
+        lay.setSpacing(6)
+
+        brand = QHBoxLayout()
+        logo = QLabel("◆")
+        logo.setObjectName("Logo")
+        title = QLabel("Upscaler <b>Edge</b>")
+        title.setObjectName("AppTitle")
+        title.setTextFormat(Qt.TextFormat.RichText)
+        brand.addWidget(logo)
+        brand.addWidget(title)
+        brand.addStretch(1)
+        lay.addLayout(brand)
+        tagline = QLabel("Real-ESRGAN on your own machine")
+        tagline.setObjectName("Muted")
+        lay.addWidget(tagline)
+        lay.addSpacing(12)
+
+        # model
+        lay.addWidget(_section("Model"))
+        self.model_combo = QComboBox()
+        self.model_combo.setObjectName("ModelCombo")
+        lay.addWidget(self.model_combo)
+        self.model_description = QLabel()
+        self.model_description.setObjectName("Muted")
+        self.model_description.setWordWrap(True)
+        self.model_description.setMinimumHeight(34)
+        self.model_description.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        lay.addWidget(self.model_description)
+        lay.addSpacing(6)
+
+        # scale
+        lay.addWidget(_section("Scale"))
+        scale_row = QHBoxLayout()
+        scale_row.setSpacing(0)
+        self.scale_group = QButtonGroup(self)
+        self.scale_buttons: dict[int, QPushButton] = {}
+        for i, scale in enumerate(SCALES):
+            b = QPushButton(f"{scale}×")
+            b.setCheckable(True)
+            b.setObjectName("Segment")
+            b.setProperty("position", "first" if i == 0 else "last" if i == len(SCALES) - 1 else "middle")
+            b.setMinimumHeight(32)
+            self.scale_group.addButton(b, scale)
+            self.scale_buttons[scale] = b
+            scale_row.addWidget(b)
+        lay.addLayout(scale_row)
+        lay.addSpacing(10)
+
+        # format
+        lay.addWidget(_section("Output format"))
+        fmt_row = QHBoxLayout()
+        self.format_combo = QComboBox()
+        for fmt in FORMATS:
+            self.format_combo.addItem(_FORMAT_LABELS[fmt], fmt)
+        fmt_row.addWidget(self.format_combo, 1)
+        lay.addLayout(fmt_row)
+        q_row = QHBoxLayout()
+        self.quality_label = QLabel("Quality")
+        self.quality_label.setObjectName("Muted")
+        self.quality_slider = QSlider(Qt.Orientation.Horizontal)
+        self.quality_slider.setRange(1, 100)
+        self.quality_spin = QSpinBox()
+        self.quality_spin.setRange(1, 100)
+        self.quality_spin.setFixedWidth(64)
+        q_row.addWidget(self.quality_label)
+        q_row.addWidget(self.quality_slider, 1)
+        q_row.addWidget(self.quality_spin)
+        lay.addLayout(q_row)
+        lay.addSpacing(6)
+
+        # output folder
+        lay.addWidget(_section("Save to"))
+        out_row = QHBoxLayout()
+        out_row.setSpacing(6)
+        self.output_edit = QLineEdit()
+        self.output_edit.setReadOnly(True)
+        self.output_edit.setPlaceholderText("Beside each input image")
+        self.output_browse = QPushButton("Browse…")
+        self.output_reset = QToolButton()
+        self.output_reset.setText("✕")
+        self.output_reset.setToolTip("Save beside each input image")
+        out_row.addWidget(self.output_edit, 1)
+        out_row.addWidget(self.output_reset)
+        out_row.addWidget(self.output_browse)
+        lay.addLayout(out_row)
+        lay.addSpacing(10)
+
+        # device
+        lay.addWidget(_section("Device"))
+        self.device_combo = QComboBox()
+        self.device_combo.addItem("Auto (best available)", "auto")
+        lay.addWidget(self.device_combo)
+        lay.addSpacing(6)
+
+        # advanced
+        self.advanced_toggle = QToolButton()
+        self.advanced_toggle.setObjectName("Disclosure")
+        self.advanced_toggle.setText("Advanced")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        lay.addWidget(self.advanced_toggle)
+        self.advanced_box = QWidget()
+        adv = QVBoxLayout(self.advanced_box)
+        adv.setContentsMargins(14, 0, 0, 0)
+        tile_row = QHBoxLayout()
+        tile_label = QLabel("Tile size")
+        tile_label.setToolTip("Input pixels per tile side. Smaller tiles use less memory.")
+        self.tile_spin = QSpinBox()
+        self.tile_spin.setRange(0, 4096)
+        self.tile_spin.setSingleStep(32)
+        self.tile_spin.setSpecialValueText("Auto")
+        self.tile_spin.setSuffix(" px")
+        tile_row.addWidget(tile_label)
+        tile_row.addStretch(1)
+        tile_row.addWidget(self.tile_spin)
+        adv.addLayout(tile_row)
+        self.tta_check = QCheckBox("TTA (8× slower, slightly cleaner)")
+        self.overwrite_check = QCheckBox("Overwrite existing results")
+        adv.addWidget(self.tta_check)
+        adv.addWidget(self.overwrite_check)
+        self.advanced_box.setVisible(False)
+        lay.addWidget(self.advanced_box)
+
+        lay.addStretch(1)
+
+        # progress
+        self.current_label = QLabel("Current image")
+        self.current_label.setObjectName("Muted")
+        self.item_progress = QProgressBar()
+        self.item_progress.setObjectName("ItemProgress")
+        self.item_progress.setRange(0, 100)
+        self.item_progress.setTextVisible(False)
+        self.overall_label = QLabel("All images")
+        self.overall_label.setObjectName("Muted")
+        self.overall_progress = QProgressBar()
+        self.overall_progress.setObjectName("OverallProgress")
+        self.overall_progress.setRange(0, 100)
+        self.overall_progress.setTextVisible(False)
+        for w in (self.current_label, self.item_progress, self.overall_label, self.overall_progress):
+            lay.addWidget(w)
+        lay.addSpacing(10)
+
+        self.start_button = QPushButton("Upscale")
+        self.start_button.setObjectName("PrimaryButton")
+        self.start_button.setMinimumHeight(46)
+        self.start_button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        lay.addWidget(self.start_button)
+        run_row = QHBoxLayout()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the current image (between tiles); keep the rest queued")
+        self.clear_rest_button = QPushButton("Cancel all")
+        self.clear_rest_button.setToolTip("Stop the current image and clear the rest of the queue")
+        run_row.addWidget(self.cancel_button)
+        run_row.addWidget(self.clear_rest_button)
+        lay.addLayout(run_row)
+
+        self._wire()
+
+    def _wire(self) -> None:
+        """Keep the panel's own widgets consistent and report edits."""
+        self.quality_slider.valueChanged.connect(self.quality_spin.setValue)
+        self.quality_spin.valueChanged.connect(self.quality_slider.setValue)
+        self.advanced_toggle.toggled.connect(self._toggle_advanced)
+        self.format_combo.currentIndexChanged.connect(self._update_quality_enabled)
+        self.output_browse.clicked.connect(self.browse_output_requested)
+        self.output_reset.clicked.connect(lambda: self.set_output_dir(""))
+        self.model_combo.currentIndexChanged.connect(self._on_model_changed)
+        for signal in (
+            self.model_combo.currentIndexChanged,
+            self.scale_group.idClicked,
+            self.format_combo.currentIndexChanged,
+            self.quality_spin.valueChanged,
+            self.device_combo.currentIndexChanged,
+            self.tile_spin.valueChanged,
+            self.tta_check.toggled,
+            self.overwrite_check.toggled,
+        ):
+            signal.connect(lambda *_: self.changed.emit())
+
+    def _toggle_advanced(self, shown: bool) -> None:
+        self.advanced_box.setVisible(shown)
+        self.advanced_toggle.setArrowType(
+            Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
+        )
+
+    def _update_quality_enabled(self) -> None:
+        lossy = self.format_combo.currentData() in ("jpg", "webp")
+        for w in (self.quality_label, self.quality_slider, self.quality_spin):
+            w.setEnabled(lossy)
+
+    def _on_model_changed(self) -> None:
+        entry: ModelEntry | None = self.model_combo.currentData()
+        self.model_description.setText(entry.description if entry else "")
+        max_scale = entry.max_scale if entry else max(SCALES)
+        for scale, button in self.scale_buttons.items():
+            button.setEnabled(scale <= max_scale)
+        checked = self.scale_group.checkedId()
+        if checked > max_scale:
+            enabled = [s for s in SCALES if s <= max_scale]
+            if enabled:
+                self.scale_buttons[enabled[-1]].setChecked(True)
+
+    # --- content -------------------------------------------------------------------------
+
+    def set_models(self, entries: list[ModelEntry]) -> None:
+        """Fill the model picker (keeps the current choice when it is still listed)."""
+        current = self.model_name()
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for entry in entries:
+            self.model_combo.addItem(entry.label, entry)
+            self.model_combo.setItemData(
+                self.model_combo.count() - 1, entry.description, Qt.ItemDataRole.ToolTipRole
+            )
+        self.model_combo.blockSignals(False)
+        self.set_model_name(current)
+
+    def set_devices(self, choices: list[DeviceChoice]) -> None:
+        """Fill the device picker ("auto" first), keeping the current choice when listed."""
+        current = self.device_combo.currentData() or "auto"
+        self.device_combo.blockSignals(True)
+        self.device_combo.clear()
+        for choice in choices:
+            self.device_combo.addItem(choice.label, choice.value)
+        self.device_combo.blockSignals(False)
+        self._select_device(current)
+
+    def _select_device(self, value: str) -> None:
+        index = self.device_combo.findData(value)
+        if index < 0:
+            # remembered device not (yet) listed: keep it selectable until the probe says
+            self.device_combo.addItem(f"GPU {value}" if value.isdigit() else value, value)
+            index = self.device_combo.count() - 1
+        self.device_combo.setCurrentIndex(index)
+
+    def model_name(self) -> str:
+        """The selected model's name ('' when the list is empty)."""
+        entry: ModelEntry | None = self.model_combo.currentData()
+        return entry.name if entry else ""
+
+    def set_model_name(self, name: str) -> None:
+        """Select a model by name (the first one when unknown)."""
+        for i in range(self.model_combo.count()):
+            if self.model_combo.itemData(i).name == name:
+                self.model_combo.setCurrentIndex(i)
+                break
+        else:
+            if self.model_combo.count():
+                self.model_combo.setCurrentIndex(0)
+        self._on_model_changed()
+
+    def output_dir(self) -> str:
+        """The chosen output folder; '' means beside each input."""
+        return self.output_edit.text()
+
+    def set_output_dir(self, folder: str) -> None:
+        """Show an output folder ('' = beside each input) and report the change."""
+        if folder != self.output_edit.text():
+            self.output_edit.setText(folder)
+            self.output_edit.setToolTip(folder or "Beside each input image")
+            self.output_reset.setEnabled(bool(folder))
+            self.changed.emit()
+        self.output_reset.setEnabled(bool(folder))
+
+    # --- values --------------------------------------------------------------------------
+
+    def values(self, base: GuiSettings | None = None) -> GuiSettings:
+        """The panel's choices laid over ``base`` (window geometry etc. come from there)."""
+        s = GuiSettings() if base is None else GuiSettings(**vars(base))
+        s.model = self.model_name() or s.model
+        s.scale = self.scale_group.checkedId() if self.scale_group.checkedId() > 0 else s.scale
+        s.format = self.format_combo.currentData() or s.format
+        s.quality = self.quality_spin.value()
+        s.output_dir = self.output_dir()
+        s.device = self.device_combo.currentData() or "auto"
+        s.tile = self.tile_spin.value()
+        s.tta = self.tta_check.isChecked()
+        s.overwrite = self.overwrite_check.isChecked()
+        return s
+
+    def apply(self, s: GuiSettings) -> None:
+        """Show ``s`` without emitting ``changed``."""
+        self.blockSignals(True)
+        try:
+            self.set_model_name(s.model)
+            if s.scale in self.scale_buttons and self.scale_buttons[s.scale].isEnabled():
+                self.scale_buttons[s.scale].setChecked(True)
+            self.format_combo.setCurrentIndex(max(0, self.format_combo.findData(s.format)))
+            self.quality_spin.setValue(s.quality)
+            self.set_output_dir(s.output_dir)
+            self._select_device(s.device)
+            self.tile_spin.setValue(s.tile)
+            self.tta_check.setChecked(s.tta)
+            self.overwrite_check.setChecked(s.overwrite)
+            self._update_quality_enabled()
+        finally:
+            self.blockSignals(False)
+
+    def set_running(self, running: bool, has_queued: bool) -> None:
+        """Enable the run buttons that make sense now."""
+        self.start_button.setEnabled(not running and has_queued)
+        self.start_button.setText("Upscaling…" if running else "Upscale")
+        self.cancel_button.setEnabled(running)
+        self.clear_rest_button.setEnabled(running or has_queued)
