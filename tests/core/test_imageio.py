@@ -1,0 +1,912 @@
+"""Tests for upscaler_edge.imageio: decoding by content, limits, metadata, 16-bit, atomic save.
+
+Every input is made here, in tmp_path or in memory, with Pillow/numpy; images stay tiny.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from PIL import Image, ImageCms, ImageFile, ImageOps, features
+
+from upscaler_edge import errors, imageio
+from upscaler_edge.imageio import (
+    IMAGE_SUFFIXES,
+    SUPPORTED_INPUTS,
+    Frame,
+    Picture,
+    encode_picture,
+    probe,
+    read_picture,
+    write_picture,
+)
+
+SUPPORTED_LINE = "not a supported image (png, jpeg, webp, bmp, tiff, gif, avif, heic)"
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def png_bytes(im: Image.Image, **params: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG", **params)
+    return buf.getvalue()
+
+
+def encoded(im: Image.Image, fmt: str, **params: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def chunk(name: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + name + body + struct.pack(">I", zlib.crc32(name + body))
+
+
+def png_header_only(width: int, height: int, depth: int = 8, colour: int = 2) -> bytes:
+    """Signature + IHDR (correct CRC) + an empty IDAT + IEND: a header that claims a size."""
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+def bmp_header_only(width: int, height: int) -> bytes:
+    dib = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 14 + len(dib), 0, 0, 14 + len(dib)) + dib
+
+
+def interlaced_png16(arr: np.ndarray) -> bytes:
+    """Adam7 16-bit PNG written by hand (filter 0), independent of the module's encoder."""
+    height, width, channels = arr.shape
+    colour = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    raw = b""
+    for x0, y0, dx, dy in (
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    ):
+        sub = arr[y0::dy, x0::dx]
+        if sub.size == 0:
+            continue
+        for row in sub:
+            raw += b"\x00" + row.astype(">u2").tobytes()
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, colour, 0, 0, 1)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def exif_with_orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    exif[0x010F] = "upscaler-edge test"  # Make: something besides orientation to carry
+    return exif.tobytes()
+
+
+def srgb_icc() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def cmyk_icc() -> bytes:
+    """A tiny but valid ICC v2 CMYK printer profile (lut8 A2B0 to Lab), built by hand."""
+    grid = 2
+    clut = bytearray()
+    for c in range(grid):  # first input channel varies slowest
+        for m in range(grid):
+            for y in range(grid):
+                for k in range(grid):
+                    ink = (c + m + y) / 3
+                    lightness = 255 * (1 - k) * (1 - 0.7 * ink)
+                    a = 128 + 50 * (m - c)
+                    b = 128 + 50 * (y - (c + m) / 2)
+                    clut += bytes(round(v) for v in (lightness, a, b))
+    ramp = bytes(range(256))
+    identity = b"".join(struct.pack(">i", v) for v in (65536, 0, 0, 0, 65536, 0, 0, 0, 65536))
+    a2b0 = (
+        b"mft1" + b"\0" * 4 + bytes([4, 3, grid, 0]) + identity + ramp * 4 + bytes(clut) + ramp * 3
+    )
+    desc_text = b"test CMYK\0"
+    desc = b"desc" + b"\0" * 4 + struct.pack(">I", len(desc_text)) + desc_text
+    desc += b"\0" * 8 + b"\0" * 3 + b"\0" * 67  # empty Unicode and ScriptCode parts
+    wtpt = b"XYZ " + b"\0" * 4 + struct.pack(">iii", 63190, 65536, 54061)
+    tags = [(b"desc", desc), (b"wtpt", wtpt), (b"A2B0", a2b0)]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for name, body in tags:
+        table += name + struct.pack(">II", offset + len(data), len(body))
+        data += body + b"\0" * (-len(body) % 4)
+    size = offset + len(data)
+    header = struct.pack(">I4sI4s4s4s", size, b"lcms", 0x02100000, b"prtr", b"CMYK", b"Lab ")
+    header += b"\0" * 12 + b"acsp" + b"\0" * 24 + struct.pack(">I", 0)
+    header += struct.pack(">iii", 63190, 65536, 54061) + b"\0" * 4 + b"\0" * 16 + b"\0" * 28
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+def rgb_picture(rgb: np.ndarray, alpha: np.ndarray | None = None, **kw: object) -> Picture:
+    return Picture([Frame(rgb, alpha)], "PNG", **kw)  # type: ignore[arg-type]
+
+
+def gradient(h: int = 6, w: int = 8) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 30, y * 40, (x + y) * 10], axis=2).astype(np.uint8)
+
+
+def no_temp_files(folder: Path) -> bool:
+    return not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------------------------
+# constants
+
+
+def test_public_constants() -> None:
+    assert SUPPORTED_INPUTS == ("png", "jpeg", "webp", "bmp", "tiff", "gif", "avif", "heic")
+    assert {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".webp",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".gif",
+        ".avif",
+        ".heic",
+        ".heif",
+    } == set(IMAGE_SUFFIXES)
+
+
+def test_pillow_global_settings_untouched() -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    read_picture(png_bytes(Image.new("RGB", (3, 3))))
+    with pytest.raises(errors.ImageTooLargeError):
+        read_picture(bmp_header_only(10000, 10000))
+    assert Image.MAX_IMAGE_PIXELS == limit
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_pipe_source(tmp_path: Path) -> None:
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes here")
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    data = png_bytes(Image.fromarray(gradient()))
+
+    def feed() -> None:
+        with open(fifo, "wb") as pipe:
+            pipe.write(data)
+
+    import threading
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        np.testing.assert_array_equal(read_picture(fifo).frames[0].rgb, gradient())
+    finally:
+        writer.join(5)
+
+
+# --------------------------------------------------------------------------------------------
+# bad input
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    src = tmp_path / "empty.png"
+    src.write_bytes(b"")
+    with pytest.raises(errors.InputError, match="empty file"):
+        read_picture(src)
+    with pytest.raises(errors.InputError, match="empty file"):
+        probe(src)
+    with pytest.raises(errors.InputError, match="empty file"):
+        read_picture(b"")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(errors.InputError, match=r"^no such file: .*nothing\.png$"):
+        read_picture(tmp_path / "nothing.png")
+
+
+def test_directory_is_not_a_file(tmp_path: Path) -> None:
+    with pytest.raises(errors.InputError, match="not a file"):
+        read_picture(tmp_path)
+
+
+def test_text_renamed_png(tmp_path: Path) -> None:
+    src = tmp_path / "notes.png"
+    src.write_text("just some words, not pixels\n" * 5)
+    for call in (read_picture, probe):
+        with pytest.raises(errors.InputError) as info:
+            call(src)
+        assert str(info.value) == SUPPORTED_LINE
+        assert "\n" not in str(info.value)
+
+
+def test_format_outside_allowlist_refused() -> None:
+    # Pillow reads PCX, but it is not on our list.
+    data = encoded(Image.new("RGB", (4, 4), "red"), "PCX")
+    assert Image.open(io.BytesIO(data)).format == "PCX"
+    with pytest.raises(errors.InputError, match="not a supported image"):
+        read_picture(data)
+
+
+def test_truncated_jpeg(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    noisy = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    data = encoded(noisy, "JPEG", quality=90)
+    src = tmp_path / "cut.jpg"
+    src.write_bytes(data[: len(data) // 2])
+    assert probe(src) == ("JPEG", 64, 64)  # the header is intact
+    with pytest.raises(errors.InputError) as info:
+        read_picture(src)
+    message = str(info.value)
+    assert "truncated" in message and "JPEG" in message and "\n" not in message
+
+
+def test_truncated_png() -> None:
+    data = png_bytes(Image.fromarray(gradient(32, 32)))
+    with pytest.raises(errors.InputError, match="truncated|damaged"):
+        read_picture(data[:-40])
+
+
+def test_huge_png_header_refused_before_decoding(tmp_path: Path) -> None:
+    src = tmp_path / "bomb.png"
+    src.write_bytes(png_header_only(60000, 60000))
+    expected = "image is 60000x60000 = 3600.0 MP, over the 50.0 MP limit"
+    with pytest.raises(errors.ImageTooLargeError) as info:
+        probe(src)
+    assert str(info.value) == expected
+    with pytest.raises(errors.ImageTooLargeError) as info:
+        read_picture(src)
+    assert str(info.value) == expected
+    assert isinstance(info.value, errors.InputError)
+
+
+def test_own_cap_is_configurable() -> None:
+    data = png_bytes(Image.new("RGB", (20, 10)))
+    with pytest.raises(errors.ImageTooLargeError, match=r"20x10 = 0\.0 MP"):
+        read_picture(data, max_pixels=199)
+    assert read_picture(data, max_pixels=200).width == 20
+
+
+def test_pillow_bomb_warning_becomes_error() -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    data = bmp_header_only(10000, 10000)  # 100 MP: over Pillow's 89.5 MP warning level
+    with pytest.raises(errors.ImageTooLargeError, match="decompression-bomb limit"):
+        probe(data, max_pixels=10**10)
+    with pytest.raises(errors.ImageTooLargeError, match=r"100\.0 MP, over the 50\.0 MP limit"):
+        read_picture(data)
+    assert Image.MAX_IMAGE_PIXELS == limit
+
+
+def test_pillow_bomb_error_becomes_error() -> None:
+    with pytest.raises(errors.ImageTooLargeError, match="400.0 MP"):
+        read_picture(bmp_header_only(20000, 20000), max_pixels=10**10)
+
+
+def test_animation_total_pixels_capped() -> None:
+    frames = [Image.new("RGB", (10, 10), (i * 40, 0, 0)) for i in range(4)]
+    data = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
+    assert len(read_picture(data, max_pixels=400, all_frames=True).frames) == 4
+    with pytest.raises(errors.ImageTooLargeError, match="4 frames"):
+        read_picture(data, max_pixels=399, all_frames=True)
+
+
+# --------------------------------------------------------------------------------------------
+# formats by content
+
+
+def test_probe_reads_header_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = png_bytes(Image.fromarray(gradient(7, 9)))
+
+    def no_decoding(self: Image.Image) -> None:
+        raise AssertionError("probe decoded pixels")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    assert probe(data) == ("PNG", 9, 7)
+    with pytest.raises(AssertionError, match="decoded"):  # the trap works
+        read_picture(data)
+
+
+def test_tiff_named_jpg_is_read_as_tiff(tmp_path: Path) -> None:
+    src = tmp_path / "scan.jpg"
+    Image.fromarray(gradient()).save(src, "TIFF")
+    assert probe(src) == ("TIFF", 8, 6)
+    pic = read_picture(src)
+    assert pic.source_format == "TIFF"
+    np.testing.assert_array_equal(pic.frames[0].rgb, gradient())
+
+
+@pytest.mark.parametrize(
+    ("fmt", "params", "lossless"),
+    [
+        ("PNG", {}, True),
+        ("BMP", {}, True),
+        ("TIFF", {}, True),
+        ("WEBP", {"lossless": True}, True),
+        ("JPEG", {"quality": 95}, False),
+        ("GIF", {}, False),
+    ],
+)
+def test_reads_each_format(fmt: str, params: dict[str, object], lossless: bool) -> None:
+    data = encoded(Image.fromarray(gradient()), fmt, **params)
+    pic = read_picture(data)
+    assert pic.source_format == fmt
+    assert (pic.width, pic.height) == (8, 6)
+    assert pic.frames[0].rgb.shape == (6, 8, 3) and pic.frames[0].rgb.dtype == np.uint8
+    if lossless:
+        np.testing.assert_array_equal(pic.frames[0].rgb, gradient())
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="Pillow built without AVIF")
+def test_reads_avif() -> None:
+    data = encoded(Image.new("RGB", (16, 16), (200, 30, 30)), "AVIF", quality=90)
+    pic = read_picture(data)
+    assert pic.source_format == "AVIF" and (pic.width, pic.height) == (16, 16)
+    assert abs(int(pic.frames[0].rgb[8, 8, 0]) - 200) < 12
+
+
+def _heic_bytes() -> bytes:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    try:
+        heif = pillow_heif.from_pillow(Image.new("RGB", (16, 16), (30, 200, 30)))
+        buf = io.BytesIO()
+        heif.save(buf, format="HEIF", quality=90)
+    except Exception as exc:  # noqa: BLE001 - no HEVC encoder in this build
+        pytest.skip(f"cannot encode HEIC here: {exc}")
+    return buf.getvalue()
+
+
+def test_reads_heic_with_pillow_heif() -> None:
+    pic = read_picture(_heic_bytes())
+    assert pic.source_format == "HEIF" and (pic.width, pic.height) == (16, 16)
+    assert abs(int(pic.frames[0].rgb[8, 8, 1]) - 200) < 12
+
+
+def test_heic_without_pillow_heif_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _heic_bytes()
+    monkeypatch.setattr(imageio, "_allowed_formats", lambda: list(imageio._BASE_FORMATS))
+    with pytest.raises(errors.InputError, match="pillow-heif"):
+        read_picture(data)
+
+
+def test_mpo_counts_as_jpeg(monkeypatch: pytest.MonkeyPatch) -> None:
+    im = Image.new("RGB", (4, 4))
+    im.format = "MPO"
+    assert imageio._format_name(im) == "JPEG"
+
+
+# --------------------------------------------------------------------------------------------
+# orientation, profiles, dpi
+
+
+def test_exif_orientation_6_rotates_and_resets(tmp_path: Path) -> None:
+    arr = np.zeros((2, 4, 3), np.uint8)  # 4 wide, 2 high
+    arr[0, 0] = (255, 0, 0)  # red in the stored top-left corner
+    data = png_bytes(Image.fromarray(arr), exif=exif_with_orientation(6))
+    pic = read_picture(data)
+    rgb = pic.frames[0].rgb
+    assert rgb.shape == (4, 2, 3)  # turned 90 degrees clockwise: now 2 wide, 4 high
+    assert tuple(rgb[0, 1]) == (255, 0, 0)  # top-left went to the top-right
+    assert pic.exif is not None
+    carried = Image.Exif()
+    carried.load(pic.exif)
+    assert carried[0x0112] == 1 and carried[0x010F] == "upscaler-edge test"
+    out = write_picture(pic, tmp_path / "turned.jpg")
+    with Image.open(out) as back:
+        assert back.getexif()[0x0112] == 1
+        assert back.size == (2, 4)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_orientation_matches_pillow(orientation: int) -> None:
+    rng = np.random.default_rng(orientation)
+    arr = rng.integers(0, 256, (3, 5, 4), dtype=np.uint8)
+    im = Image.fromarray(arr, "RGBA")
+    data = png_bytes(im, exif=exif_with_orientation(orientation))
+    pic = read_picture(data)
+    with Image.open(io.BytesIO(data)) as opened:
+        expected = np.asarray(ImageOps.exif_transpose(opened))
+    np.testing.assert_array_equal(pic.frames[0].rgb, expected[..., :3])
+    np.testing.assert_array_equal(pic.frames[0].alpha, expected[..., 3])
+
+
+def test_exif_orientation_on_jpeg() -> None:
+    arr = np.zeros((16, 32, 3), np.uint8)
+    arr[:8, :8] = (250, 250, 250)  # a white block in the stored top-left
+    data = encoded(Image.fromarray(arr), "JPEG", quality=95, exif=exif_with_orientation(8))
+    rgb = read_picture(data).frames[0].rgb
+    assert rgb.shape == (32, 16, 3)  # 8 = turned 90 degrees counter-clockwise
+    assert rgb[-4, 4].mean() > 200 and rgb[4, 4].mean() < 50
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg", "webp"])
+def test_icc_profile_round_trips_byte_equal(tmp_path: Path, fmt: str) -> None:
+    icc = srgb_icc()
+    data = png_bytes(Image.fromarray(gradient()), icc_profile=icc)
+    pic = read_picture(data)
+    assert pic.icc_profile == icc
+    out = write_picture(pic, tmp_path / f"out.{fmt}")
+    with Image.open(out) as back:
+        assert back.info.get("icc_profile") == icc
+
+
+def test_cmyk_jpeg_with_profile_goes_through_srgb() -> None:
+    profile = cmyk_icc()
+    cmyk = np.zeros((8, 8, 4), np.uint8)
+    cmyk[:, 4:, 3] = 255  # left half: bare paper, right half: full black ink
+    data = encoded(Image.fromarray(cmyk, "CMYK"), "JPEG", quality=100, icc_profile=profile)
+    with Image.open(io.BytesIO(data)) as raw:
+        assert raw.mode == "CMYK" and raw.info["icc_profile"] == profile
+    pic = read_picture(data)
+    rgb = pic.frames[0].rgb
+    assert rgb.dtype == np.uint8 and rgb.shape == (8, 8, 3)
+    assert rgb[4, 1].min() > 220 and rgb[4, 6].max() < 40
+    assert pic.icc_profile == imageio._srgb_bytes()
+    assert pic.icc_profile[16:20] == b"RGB "
+    out, _ = encode_picture(pic, "jpg")
+    with Image.open(io.BytesIO(out)) as back:
+        assert back.mode == "RGB" and back.info["icc_profile"][16:20] == b"RGB "
+
+
+def test_cmyk_jpeg_without_profile() -> None:
+    data = encoded(Image.new("CMYK", (4, 4), (0, 0, 0, 0)), "JPEG", quality=100)
+    pic = read_picture(data)
+    assert pic.icc_profile is None and not pic.grayscale
+    assert pic.frames[0].rgb.min() > 240
+
+
+def test_cmyk_profile_never_carried_to_rgb() -> None:
+    pic = rgb_picture(gradient(), icc_profile=cmyk_icc())
+    out, _ = encode_picture(pic, "png")
+    with Image.open(io.BytesIO(out)) as back:
+        assert "icc_profile" not in back.info
+
+
+def test_dpi_read_and_written(tmp_path: Path) -> None:
+    data = encoded(Image.fromarray(gradient()), "JPEG", dpi=(300, 300))
+    pic = read_picture(data)
+    assert pic.dpi is not None and pic.dpi == pytest.approx((300, 300), abs=0.5)
+    pic.dpi = (600.0, 600.0)  # what the pipeline does after a 2x upscale
+    for fmt in ("png", "jpg"):
+        out = write_picture(pic, tmp_path / f"dpi.{fmt}")
+        with Image.open(out) as back:
+            assert back.info["dpi"] == pytest.approx((600, 600), abs=0.5)
+
+
+# --------------------------------------------------------------------------------------------
+# modes
+
+
+def test_rgba_alpha_preserved(tmp_path: Path) -> None:
+    rgba = np.dstack([gradient(), (np.arange(48).reshape(6, 8) * 5).astype(np.uint8)])
+    pic = read_picture(png_bytes(Image.fromarray(rgba, "RGBA")))
+    assert pic.frames[0].alpha is not None
+    np.testing.assert_array_equal(pic.frames[0].alpha, rgba[..., 3])
+    out = write_picture(pic, tmp_path / "alpha.png")
+    back = read_picture(out)
+    np.testing.assert_array_equal(back.frames[0].rgb, rgba[..., :3])
+    np.testing.assert_array_equal(back.frames[0].alpha, rgba[..., 3])
+
+
+def test_palette_with_transparency_gives_alpha() -> None:
+    im = Image.new("P", (4, 4), 1)
+    im.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    im.putpixel((0, 0), 0)
+    data = png_bytes(im, transparency=0)
+    pic = read_picture(data)
+    frame = pic.frames[0]
+    assert frame.alpha is not None and not pic.grayscale
+    assert frame.alpha[0, 0] == 0 and frame.alpha[1, 1] == 255
+    assert tuple(frame.rgb[1, 1]) == (255, 0, 0)
+
+
+def test_palette_without_transparency_is_rgb() -> None:
+    data = encoded(Image.fromarray(gradient()).convert("P"), "PNG")
+    frame = read_picture(data).frames[0]
+    assert frame.alpha is None and frame.rgb.shape == (6, 8, 3)
+
+
+def test_gray_is_flagged_and_saved_as_l(tmp_path: Path) -> None:
+    gray = (np.arange(48).reshape(6, 8) * 5).astype(np.uint8)
+    pic = read_picture(png_bytes(Image.fromarray(gray, "L")))
+    assert pic.grayscale and pic.frames[0].alpha is None
+    assert pic.frames[0].rgb.shape == (6, 8, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(pic.frames[0].rgb[..., channel], gray)
+    for fmt in ("png", "jpg"):
+        out = write_picture(pic, tmp_path / f"gray.{fmt}")
+        with Image.open(out) as back:
+            assert back.mode == "L"
+            if fmt == "png":
+                np.testing.assert_array_equal(np.asarray(back), gray)
+
+
+def test_gray_alpha_saved_as_la(tmp_path: Path) -> None:
+    la = np.dstack([np.full((4, 4), 90, np.uint8), np.full((4, 4), 128, np.uint8)])
+    pic = read_picture(png_bytes(Image.fromarray(la, "LA")))
+    assert pic.grayscale and pic.frames[0].alpha is not None
+    out = write_picture(pic, tmp_path / "la.png")
+    with Image.open(out) as back:
+        assert back.mode == "LA"
+        np.testing.assert_array_equal(np.asarray(back), la)
+
+
+def test_one_bit_becomes_gray() -> None:
+    im = Image.new("1", (8, 8), 0)
+    im.putpixel((3, 3), 1)
+    pic = read_picture(png_bytes(im))
+    assert pic.grayscale and pic.frames[0].rgb.dtype == np.uint8
+    assert tuple(pic.frames[0].rgb[3, 3]) == (255, 255, 255)
+
+
+# --------------------------------------------------------------------------------------------
+# 16-bit PNG
+
+
+def _ramp16(h: int, w: int, channels: int) -> np.ndarray:
+    rng = np.random.default_rng(h * w * channels)
+    y, x = np.mgrid[0:h, 0:w]
+    smooth = ((x * 4099 + y * 257) % 65536).astype(np.uint16)
+    planes = [smooth + np.uint16(i * 9001) for i in range(channels)]
+    arr = np.stack(planes, axis=2)
+    arr[::3] = rng.integers(0, 65536, arr[::3].shape, dtype=np.uint16)
+    arr[0, 0] = 65535
+    arr[-1, -1] = 1  # values that 8 bits cannot hold
+    return arr
+
+
+def test_png16_gray_round_trip(tmp_path: Path) -> None:
+    gray = _ramp16(9, 11, 1)[..., 0]
+    src = tmp_path / "g16.png"
+    Image.fromarray(gray).save(src)  # Pillow writes I;16
+    pic = read_picture(src)
+    assert pic.grayscale and pic.frames[0].rgb.dtype == np.uint16
+    np.testing.assert_array_equal(pic.frames[0].rgb[..., 1], gray)
+    out = write_picture(pic, tmp_path / "g16_out.png")
+    assert out.read_bytes()[24:26] == b"\x10\x00"  # 16-bit gray
+    np.testing.assert_array_equal(read_picture(out).frames[0].rgb[..., 0], gray)
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_png16_colour_round_trip(tmp_path: Path, channels: int) -> None:
+    arr = _ramp16(13, 17, channels)
+    gray = channels == 2
+    rgb = np.repeat(arr[..., :1], 3, axis=2) if gray else arr[..., :3]
+    alpha = arr[..., -1] if channels in (2, 4) else None
+    pic = Picture(
+        [Frame(rgb.copy(), None if alpha is None else alpha.copy())],
+        "PNG",
+        gray,
+        icc_profile=None if gray else srgb_icc(),
+        dpi=(144.0, 144.0),
+    )
+    out = write_picture(pic, tmp_path / "c16.png")
+    head = out.read_bytes()
+    assert head[24] == 16 and head[25] == {2: 4, 3: 2, 4: 6}[channels]
+    back = read_picture(out)
+    assert back.frames[0].rgb.dtype == np.uint16 and back.grayscale == gray
+    np.testing.assert_array_equal(back.frames[0].rgb, rgb)
+    if alpha is None:
+        assert back.frames[0].alpha is None
+    else:
+        np.testing.assert_array_equal(back.frames[0].alpha, alpha)
+    assert back.dpi == pytest.approx((144, 144), abs=0.5)
+    assert back.icc_profile == pic.icc_profile
+    with Image.open(out) as other_reader:  # Pillow agrees on the high bytes
+        assert other_reader.size == (17, 13)
+        if channels == 3:
+            np.testing.assert_array_equal(np.asarray(other_reader), (rgb >> 8).astype(np.uint8))
+
+
+def test_png16_from_a_real_encoder() -> None:
+    cv2 = pytest.importorskip("cv2")
+    arr = _ramp16(23, 31, 4)
+    for channels in (3, 4):
+        bgr = arr[..., :channels][..., [2, 1, 0, 3][:channels]]
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr))
+        assert ok
+        frame = read_picture(buf.tobytes()).frames[0]
+        np.testing.assert_array_equal(frame.rgb, arr[..., :3])
+        if channels == 4:
+            np.testing.assert_array_equal(frame.alpha, arr[..., 3])
+
+
+def test_png16_adam7_interlaced() -> None:
+    arr = _ramp16(11, 13, 3)
+    pic = read_picture(interlaced_png16(arr))
+    np.testing.assert_array_equal(pic.frames[0].rgb, arr)
+    rgba = _ramp16(1, 3, 4)  # smaller than one Adam7 block: empty passes
+    frame = read_picture(interlaced_png16(rgba)).frames[0]
+    np.testing.assert_array_equal(frame.rgb, rgba[..., :3])
+    np.testing.assert_array_equal(frame.alpha, rgba[..., 3])
+
+
+def test_png16_exif_orientation() -> None:
+    arr = _ramp16(3, 5, 3)
+    png = interlaced_png16(arr)
+    exif = exif_with_orientation(6)[6:]  # eXIf holds the TIFF data without "Exif\0\0"
+    png = png[:-12] + chunk(b"eXIf", exif) + png[-12:]
+    pic = read_picture(png)
+    np.testing.assert_array_equal(pic.frames[0].rgb, np.rot90(arr, -1))
+    assert pic.exif is not None
+    carried = Image.Exif()
+    carried.load(pic.exif)
+    assert carried[0x0112] == 1
+
+
+def test_png16_damage_is_an_input_error() -> None:
+    good, _ = encode_picture(rgb_picture(_ramp16(8, 8, 3)))
+    with pytest.raises(errors.InputError, match="truncated|damaged"):
+        read_picture(good[:-30])
+    idat = good.rindex(b"IDAT")
+    broken = bytearray(good)
+    broken[idat + 10] ^= 0xFF
+    with pytest.raises(errors.InputError, match="checksum"):
+        read_picture(bytes(broken))
+
+
+def test_png16_to_lossy_is_8_bit() -> None:
+    pic = rgb_picture(np.full((4, 4, 3), 65535, np.uint16))
+    data, used = encode_picture(pic, "jpeg")
+    assert used == "jpg"
+    with Image.open(io.BytesIO(data)) as back:
+        assert back.mode == "RGB" and np.asarray(back).min() > 250
+
+
+# --------------------------------------------------------------------------------------------
+# animation
+
+
+def _gif(tmp_path: Path) -> Path:
+    frames = [Image.new("RGB", (6, 4), colour) for colour in ("red", "lime", "blue")]
+    src = tmp_path / "anim.gif"
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=[100, 200, 300], loop=0)
+    return src
+
+
+def test_animated_gif_first_frame_by_default(tmp_path: Path) -> None:
+    pic = read_picture(_gif(tmp_path))
+    assert len(pic.frames) == 1 and pic.frames[0].duration_ms is None
+    assert pic.source_format == "GIF"
+    assert tuple(pic.frames[0].rgb[0, 0]) == (255, 0, 0)
+
+
+@pytest.mark.parametrize("fmt", ["webp", "png", "jpg"])
+def test_animated_gif_all_frames_round_trip(tmp_path: Path, fmt: str) -> None:
+    pic = read_picture(_gif(tmp_path), all_frames=True)
+    assert [f.duration_ms for f in pic.frames] == [100, 200, 300]
+    assert pic.loop == 0
+    assert [tuple(f.rgb[0, 0]) for f in pic.frames] == [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    out = write_picture(pic, tmp_path / f"anim_out.{fmt}")
+    assert out.suffix == (".png" if fmt == "jpg" else f".{fmt}")
+    back = read_picture(out, all_frames=True)
+    assert len(back.frames) == 3
+    assert [f.duration_ms for f in back.frames] == [100, 200, 300]
+    assert back.loop == 0
+    for ours, theirs in zip(pic.frames, back.frames, strict=True):
+        assert np.abs(ours.rgb.astype(int) - theirs.rgb.astype(int)).max() < 40
+
+
+def test_animated_transparency_kept(tmp_path: Path) -> None:
+    frames = []
+    for i in range(2):
+        arr = np.zeros((4, 4, 4), np.uint8)
+        arr[..., 0] = 100 + i * 100
+        arr[..., 3] = 255
+        arr[0, 0, 3] = 0
+        frames.append(Image.fromarray(arr, "RGBA"))
+    data = encoded(
+        frames[0],
+        "WEBP",
+        save_all=True,
+        append_images=frames[1:],
+        duration=80,
+        lossless=True,
+        loop=3,
+    )
+    pic = read_picture(data, all_frames=True)
+    assert pic.loop == 3 and len(pic.frames) == 2
+    assert all(f.alpha is not None and f.alpha[0, 0] == 0 for f in pic.frames)
+    back = read_picture(write_picture(pic, tmp_path / "a.png"), all_frames=True)
+    assert back.loop == 3
+    assert [None if f.alpha is None else int(f.alpha[0, 0]) for f in back.frames] == [0, 0]
+
+
+# --------------------------------------------------------------------------------------------
+# encode / write
+
+
+def test_encode_unknown_format_and_quality() -> None:
+    pic = rgb_picture(gradient())
+    with pytest.raises(errors.UsageError, match="unknown output format"):
+        encode_picture(pic, "tga")
+    with pytest.raises(errors.UsageError, match="quality"):
+        encode_picture(pic, "jpg", quality=0)
+    assert encode_picture(pic, ".JPEG")[1] == "jpg"
+
+
+def test_encode_rejects_malformed_frames() -> None:
+    with pytest.raises(errors.UsageError):
+        encode_picture(rgb_picture(np.zeros((4, 4), np.uint8)))
+    with pytest.raises(errors.UsageError):
+        encode_picture(rgb_picture(np.zeros((4, 4, 3), np.uint8), np.zeros((3, 3), np.uint8)))
+
+
+def test_jpeg_quality_and_subsampling() -> None:
+    rng = np.random.default_rng(3)
+    pic = rgb_picture(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    high, _ = encode_picture(pic, "jpg", quality=95)
+    low, _ = encode_picture(pic, "jpg", quality=30)
+    assert len(low) < len(high)
+    with Image.open(io.BytesIO(high)) as im:
+        assert im.layer[0][1:3] == im.layer[1][1:3]  # 4:4:4, no chroma subsampling
+
+
+def test_jpg_with_alpha_becomes_png(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    alpha = np.full((6, 8), 255, np.uint8)
+    alpha[0, 0] = 10
+    pic = rgb_picture(gradient(), alpha)
+    with caplog.at_level(logging.WARNING, logger="upscaler_edge.imageio"):
+        out = write_picture(pic, tmp_path / "sticker.jpg")
+    assert out == tmp_path / "sticker.png"
+    assert out.exists() and not (tmp_path / "sticker.jpg").exists()
+    assert "has transparency; saving PNG instead of JPEG" in caplog.text
+    with Image.open(out) as back:
+        assert back.format == "PNG" and back.mode == "RGBA"
+
+
+def test_opaque_alpha_can_be_jpeg(tmp_path: Path) -> None:
+    pic = rgb_picture(gradient(), np.full((6, 8), 255, np.uint8))
+    out = write_picture(pic, tmp_path / "opaque.jpg")
+    assert out.suffix == ".jpg"
+    with Image.open(out) as back:
+        assert back.format == "JPEG"
+
+
+def test_fmt_none_follows_suffix(tmp_path: Path) -> None:
+    pic = rgb_picture(gradient())
+    for name, pillow_name in (
+        ("a.webp", "WEBP"),
+        ("b.JPEG", "JPEG"),
+        ("c.png", "PNG"),
+        ("d.out", "PNG"),
+    ):
+        out = write_picture(pic, tmp_path / name)
+        assert out == tmp_path / name
+        with Image.open(out) as back:
+            assert back.format == pillow_name
+
+
+def test_refuses_to_overwrite(tmp_path: Path) -> None:
+    dst = tmp_path / "out.png"
+    dst.write_bytes(b"precious")
+    pic = rgb_picture(gradient())
+    with pytest.raises(errors.OutputExistsError) as info:
+        write_picture(pic, dst)
+    assert str(info.value) == f"{dst} exists (use --overwrite)"
+    assert dst.read_bytes() == b"precious"
+    assert write_picture(pic, dst, overwrite=True) == dst
+    np.testing.assert_array_equal(read_picture(dst).frames[0].rgb, gradient())
+    assert no_temp_files(tmp_path)
+
+
+def test_race_lost_at_link_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dst = tmp_path / "raced.png"
+
+    def someone_else_wrote_it(src: object, target: object) -> None:
+        raise FileExistsError(17, "File exists")
+
+    monkeypatch.setattr(os, "link", someone_else_wrote_it)
+    with pytest.raises(errors.OutputExistsError):
+        write_picture(rgb_picture(gradient()), dst)
+    assert no_temp_files(tmp_path) and not dst.exists()
+
+
+def test_no_hard_links_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unsupported(src: object, target: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", unsupported)
+    dst = write_picture(rgb_picture(gradient()), tmp_path / "fat.png")
+    assert dst.exists() and no_temp_files(tmp_path)
+    with pytest.raises(errors.OutputExistsError):
+        write_picture(rgb_picture(gradient()), dst)
+
+
+def test_failed_write_leaves_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_trouble(src: object, target: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", disk_trouble)
+    dst = tmp_path / "x.png"
+    with pytest.raises(errors.OutputError) as info:
+        write_picture(rgb_picture(gradient()), dst, overwrite=True)
+    assert str(info.value) == f"cannot write {dst}: Input/output error"
+    assert not dst.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_parent_is_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(errors.OutputError, match="cannot write .*not a folder") as info:
+        write_picture(rgb_picture(gradient()), blocker / "out.png")
+    assert not isinstance(info.value, errors.OutputExistsError)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+
+
+def test_creates_parents_and_respects_umask(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        dst = write_picture(rgb_picture(gradient()), tmp_path / "new" / "deeper" / "o.png")
+    finally:
+        os.umask(old)
+    assert dst.exists()
+    if os.name == "posix":
+        assert dst.stat().st_mode & 0o777 == 0o640
+
+
+def test_bytes_and_str_sources(tmp_path: Path) -> None:
+    data = png_bytes(Image.fromarray(gradient()))
+    src = tmp_path / "s.png"
+    src.write_bytes(data)
+    for source in (data, bytearray(data), memoryview(data), str(src), src):
+        np.testing.assert_array_equal(read_picture(source).frames[0].rgb, gradient())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    arr=hnp.arrays(
+        np.uint8,
+        st.tuples(st.integers(1, 9), st.integers(1, 9), st.sampled_from([3, 4])),
+    )
+)
+def test_png_round_trip_property(arr: np.ndarray) -> None:
+    alpha = arr[..., 3].copy() if arr.shape[2] == 4 else None
+    pic = rgb_picture(np.ascontiguousarray(arr[..., :3]), alpha)
+    data, used = encode_picture(pic, "png")
+    assert used == "png"
+    back = read_picture(data).frames[0]
+    np.testing.assert_array_equal(back.rgb, arr[..., :3])
+    if alpha is None:
+        assert back.alpha is None
+    else:
+        np.testing.assert_array_equal(back.alpha, alpha)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    arr=hnp.arrays(
+        np.uint16,
+        st.tuples(st.integers(1, 7), st.integers(1, 7), st.sampled_from([3, 4])),
+    )
+)
+def test_png16_round_trip_property(arr: np.ndarray) -> None:
+    alpha = arr[..., 3].copy() if arr.shape[2] == 4 else None
+    data, _ = encode_picture(rgb_picture(np.ascontiguousarray(arr[..., :3]), alpha))
+    back = read_picture(data).frames[0]
+    np.testing.assert_array_equal(back.rgb, arr[..., :3])
+    if alpha is not None:
+        np.testing.assert_array_equal(back.alpha, alpha)
