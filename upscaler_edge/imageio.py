@@ -700,7 +700,10 @@ def encode_picture(pic: Picture, fmt: str = "png", quality: int = 95) -> tuple[b
     target = _FORMAT_ALIASES.get(str(fmt).lower().lstrip("."))
     if target is None:
         raise UsageError(f"unknown output format {fmt!r}; use png, jpg or webp")
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)):
+        raise UsageError(f"quality must be a whole number from 1 to 100, not {quality!r}")
+    quality = int(quality)
+    if not 1 <= quality <= 100:
         raise UsageError(f"quality must be a whole number from 1 to 100, not {quality!r}")
     _check_picture(pic)
     animated = len(pic.frames) > 1

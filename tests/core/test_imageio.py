@@ -392,6 +392,16 @@ def test_heic_without_pillow_heif_says_what_to_install(monkeypatch: pytest.Monke
         read_picture(data)
 
 
+def test_works_without_pillow_heif(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # import now fails
+    assert imageio._heif_available.__wrapped__() is False
+    monkeypatch.setattr(imageio, "_heif_available", lambda: False)
+    assert "HEIF" not in imageio._allowed_formats()
+    assert read_picture(png_bytes(Image.fromarray(gradient()))).source_format == "PNG"
+
+
 def test_mpo_counts_as_jpeg(monkeypatch: pytest.MonkeyPatch) -> None:
     im = Image.new("RGB", (4, 4))
     im.format = "MPO"
@@ -745,7 +755,10 @@ def test_encode_unknown_format_and_quality() -> None:
         encode_picture(pic, "tga")
     with pytest.raises(errors.UsageError, match="quality"):
         encode_picture(pic, "jpg", quality=0)
+    with pytest.raises(errors.UsageError, match="quality"):
+        encode_picture(pic, "jpg", quality="high")  # type: ignore[arg-type]
     assert encode_picture(pic, ".JPEG")[1] == "jpg"
+    assert encode_picture(pic, "webp", quality=np.int64(80))[1] == "webp"
 
 
 def test_encode_rejects_malformed_frames() -> None:
