@@ -1,0 +1,163 @@
+"""``python -m upscaler_edge --bot [args]``: argv -> config -> :func:`run_bot`; errors -> exit codes.
+
+Exit status: 0 after a clean stop (Ctrl-C, SIGTERM), 2 when the setup is incomplete or wrong
+(missing credentials: the setup message, no traceback), 3 when another bot process already
+uses the session, 1 for anything else. The setup message goes to stderr; everything else is
+logged, with the bot token redacted from every record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from .config import (
+    BotConfig,
+    ConfigError,
+    MissingCredentialsError,
+    RedactingFilter,
+    config_path,
+    load_config,
+    write_config,
+)
+from .lock import AlreadyRunningError, SessionLock
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_ERROR, EXIT_SETUP, EXIT_RUNNING = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags of bot mode (the CLI strips ``--bot`` before calling :func:`main`)."""
+    p = argparse.ArgumentParser(prog="upscaler-edge --bot",
+                                description="Run the personal Telegram bot.")
+    p.add_argument("--print-config-path", action="store_true",
+                   help="print where the config file is looked for, and exit")
+    p.add_argument("--config", metavar="FILE", help="config file (default: --print-config-path)")
+    p.add_argument("--api-id", type=int, help="from https://my.telegram.org")
+    p.add_argument("--api-hash", help="from https://my.telegram.org")
+    p.add_argument("--bot-token", help="from @BotFather (prefer the config file or env var)")
+    p.add_argument("--allowed-users", metavar="ID,ID", help="user ids allowed to use the bot")
+    p.add_argument("--data-dir", metavar="DIR", help="session, job queue and spool folder")
+    p.add_argument("--model", help="default model")
+    p.add_argument("--device", help="auto, cpu or a GPU index")
+    p.add_argument("--max-file-mb", type=int, help="largest file accepted, in MiB")
+    p.add_argument("--save-config", action="store_true",
+                   help="write the given settings to the config file (mode 0600) and exit")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def _setup_logging(verbose: bool, secrets: list[str]) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("telethon").setLevel(logging.INFO if verbose else logging.WARNING)
+    redact = RedactingFilter(secrets)
+    for handler in root.handlers:
+        handler.addFilter(redact)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "api_id": args.api_id, "api_hash": args.api_hash, "bot_token": args.bot_token,
+        "allowed_users": args.allowed_users, "data_dir": args.data_dir, "model": args.model,
+        "device": args.device, "max_file_mb": args.max_file_mb,
+    }
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM set ``stop``; returns a function that restores the old handlers."""
+    def request_stop(signame: str) -> None:
+        if stop.is_set():
+            return
+        log.info("%s received: finishing up (Ctrl-C again does not force it)", signame)
+        stop.set()
+
+    undo: list[Callable[[], None]] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, request_stop, sig.name)
+            undo.append(lambda sig=sig: loop.remove_signal_handler(sig))
+        except (NotImplementedError, RuntimeError):   # Windows: no loop signal handlers
+            old = signal.signal(sig, lambda n, f, name=sig.name:
+                                loop.call_soon_threadsafe(request_stop, name))
+            undo.append(lambda sig=sig, old=old: signal.signal(sig, old))
+    return lambda: [u() for u in undo] and None
+
+
+def main(argv: Sequence[str] | None = None, *, stderr: TextIO | None = None,
+         runner: Callable[..., Any] | None = None) -> int:
+    """Run bot mode; returns the exit status. ``runner`` replaces :func:`run_bot` in tests."""
+    err = stderr or sys.stderr
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    cfg_file = config_path() if args.config is None else os.path.abspath(args.config)
+    if args.print_config_path:
+        print(cfg_file, file=sys.stdout)
+        return EXIT_OK
+    if args.save_config:
+        from pathlib import Path
+
+        values = {k: v for k, v in _overrides(args).items() if v is not None}
+        if "allowed_users" in values:
+            from .config import parse_user_ids
+
+            try:
+                values["allowed_users"] = list(parse_user_ids(values["allowed_users"]))
+            except ConfigError as exc:
+                print(f"upscaler-edge --bot: {exc}", file=err)
+                return EXIT_SETUP
+        write_config(Path(cfg_file), values)
+        print(f"settings written to {cfg_file} (mode 0600)", file=err)
+        return EXIT_OK
+    try:
+        config = load_config(path=cfg_file, overrides=_overrides(args))
+    except MissingCredentialsError as exc:
+        print(str(exc), file=err)
+        return EXIT_SETUP
+    except ConfigError as exc:
+        print(f"upscaler-edge --bot: {exc}", file=err)
+        return EXIT_SETUP
+    _setup_logging(args.verbose, [config.bot_token, config.api_hash])
+    lock = SessionLock(config.lock_path)
+    try:
+        lock.acquire()
+    except AlreadyRunningError as exc:
+        print(f"upscaler-edge --bot: {exc}", file=err)
+        return EXIT_RUNNING
+    try:
+        return asyncio.run(_serve(config, runner))
+    except KeyboardInterrupt:      # a signal before the handlers were installed
+        return EXIT_OK
+    finally:
+        lock.release()
+
+
+async def _serve(config: BotConfig, runner: Callable[..., Any] | None) -> int:
+    from .app import FatalBotError, run_bot
+
+    stop = asyncio.Event()
+    restore = _install_signals(asyncio.get_running_loop(), stop)
+    try:
+        await (runner or run_bot)(config, stop=stop)
+    except FatalBotError as exc:
+        log.error("%s", exc)
+        print(f"upscaler-edge --bot: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    except Exception:
+        log.exception("the bot stopped on an unexpected error")
+        return EXIT_ERROR
+    finally:
+        restore()
+    return EXIT_OK

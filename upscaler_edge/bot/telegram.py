@@ -1,0 +1,162 @@
+"""The few Telegram operations the bot needs beyond Telethon's high-level calls.
+
+* Peers are stored in the job queue as plain strings (``user:ID:HASH``, ``chat:ID``,
+  ``channel:ID:HASH``) so that ``upscaler_edge.jobs`` never imports Telethon, and so that a
+  restarted bot can reply without the entity cache it lost in the crash.
+* Final replies (the result document, or the one-line failure) are sent with the job's fixed
+  ``random_id``: if a crash makes the bot send the same reply again, Telegram answers
+  ``RANDOM_ID_DUPLICATE`` and :func:`send_document` / :func:`send_text` return None instead
+  of posting a second message.
+* :func:`describe_media` reads what Telegram says about an incoming file before any download.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from telethon import TelegramClient, errors, functions, types, utils
+
+__all__ = [
+    "MediaInfo",
+    "describe_media",
+    "peer_to_string",
+    "peer_from_string",
+    "send_document",
+    "send_text",
+    "sent_message_id",
+    "IMAGE_SUFFIXES",
+]
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({
+    ".png", ".jpg", ".jpeg", ".jpe", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif",
+    ".avif", ".tga", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".jfif",
+})
+
+
+def peer_to_string(peer: Any) -> str:
+    """An InputPeer (or entity) -> the string kept in the job row."""
+    peer = utils.get_input_peer(peer)
+    if isinstance(peer, types.InputPeerUser):
+        return f"user:{peer.user_id}:{peer.access_hash}"
+    if isinstance(peer, types.InputPeerChat):
+        return f"chat:{peer.chat_id}"
+    if isinstance(peer, types.InputPeerChannel):
+        return f"channel:{peer.channel_id}:{peer.access_hash}"
+    raise TypeError(f"cannot store peer {peer!r}")
+
+
+def peer_from_string(text: str) -> types.TypeInputPeer:
+    """Inverse of :func:`peer_to_string`."""
+    kind, _, rest = text.partition(":")
+    if kind == "user":
+        uid, _, access = rest.partition(":")
+        return types.InputPeerUser(int(uid), int(access or 0))
+    if kind == "chat":
+        return types.InputPeerChat(int(rest))
+    if kind == "channel":
+        cid, _, access = rest.partition(":")
+        return types.InputPeerChannel(int(cid), int(access or 0))
+    raise ValueError(f"bad stored peer {text!r}")
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What Telegram tells us about an incoming image before we download it.
+
+    ``size`` is in bytes (None if unknown); ``width``/``height`` are known for photos and
+    for documents that carry an image-size attribute. ``compressed`` is True for photos
+    (Telegram re-encoded them), False for files sent as documents.
+    """
+
+    file_name: str
+    size: int | None
+    mime_type: str
+    width: int | None
+    height: int | None
+    compressed: bool
+    looks_like_image: bool
+
+
+def describe_media(message: Any) -> MediaInfo | None:
+    """The image-ish media of a message, or None when it has no photo or document."""
+    if message.photo is not None:
+        file = message.file
+        return MediaInfo(
+            file_name=f"photo_{message.id}.jpg", size=file.size, mime_type="image/jpeg",
+            width=file.width, height=file.height, compressed=True, looks_like_image=True)
+    if message.document is not None:
+        file = message.file
+        name = file.name or f"file_{message.id}{file.ext or ''}"
+        mime = file.mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        image = mime.startswith("image/") or Path(name).suffix.lower() in IMAGE_SUFFIXES
+        return MediaInfo(
+            file_name=name, size=file.size, mime_type=mime, width=file.width or None,
+            height=file.height or None, compressed=False, looks_like_image=image)
+    return None
+
+
+def sent_message_id(result: Any, random_id: int | None = None) -> int | None:
+    """The id of the message a send request created, from its ``Updates`` result."""
+    if isinstance(result, types.UpdateShortSentMessage):
+        return result.id
+    if isinstance(result, types.UpdateShort):
+        updates = [result.update]
+    elif isinstance(result, (types.Updates, types.UpdatesCombined)):
+        updates = result.updates
+    else:
+        return None
+    fallback = None
+    for update in updates:
+        if isinstance(update, types.UpdateMessageID):
+            if random_id is None or update.random_id == random_id:
+                return update.id
+        elif isinstance(update, (types.UpdateNewMessage, types.UpdateNewChannelMessage)):
+            fallback = update.message.id
+    return fallback
+
+
+def _reply_to(message_id: int | None) -> types.InputReplyToMessage | None:
+    return None if message_id is None else types.InputReplyToMessage(reply_to_msg_id=message_id)
+
+
+async def send_text(client: TelegramClient, peer: str, text: str, *, random_id: int,
+                    reply_to: int | None = None) -> int | None:
+    """Send ``text`` once: returns the new message id, or None if ``random_id`` was used before."""
+    request = functions.messages.SendMessageRequest(
+        peer=peer_from_string(peer), message=text, random_id=random_id,
+        reply_to=_reply_to(reply_to), no_webpage=True)
+    try:
+        result = await client(request)
+    except errors.RandomIdDuplicateError:
+        log.info("reply with random id %s was already sent; not sending it again", random_id)
+        return None
+    return sent_message_id(result, random_id)
+
+
+async def send_document(client: TelegramClient, peer: str, path: Path, *, file_name: str,
+                        caption: str, random_id: int, reply_to: int | None = None,
+                        progress: Any = None) -> int | None:
+    """Upload ``path`` and send it as a file (never a compressed photo), once.
+
+    Returns the new message id, or None if a message with ``random_id`` was sent before.
+    """
+    uploaded = await client.upload_file(path, file_name=file_name, progress_callback=progress)
+    mime = mimetypes.guess_type(file_name)[0] or "application/octet-stream"
+    media = types.InputMediaUploadedDocument(
+        file=uploaded, mime_type=mime,
+        attributes=[types.DocumentAttributeFilename(file_name)], force_file=True)
+    request = functions.messages.SendMediaRequest(
+        peer=peer_from_string(peer), media=media, message=caption, random_id=random_id,
+        reply_to=_reply_to(reply_to))
+    try:
+        result = await client(request)
+    except errors.RandomIdDuplicateError:
+        log.info("result with random id %s was already sent; not sending it again", random_id)
+        return None
+    return sent_message_id(result, random_id)
