@@ -144,6 +144,9 @@ class MainController(QObject):
         self._running = False
         self._batch: set[int] = set()
         self._compare_item: int | None = None
+        self._pair_item = -1
+        #: id of the item whose pair the compare view shows (None: none)
+        self.compare_shown: int | None = None
         self._compare_auto = True
         self._closed = False
 
@@ -455,10 +458,11 @@ class MainController(QObject):
         return [self.model.item_at(r).id for r in rows]
 
     def retry_selected(self) -> None:
-        """Queue the selected failed or cancelled items again."""
+        """Queue the selected finished items again (done ones run again with the current
+        settings, into a new file unless overwriting is on)."""
         for item_id in self.selected_ids():
             item = self.model.item(item_id)
-            if item is not None and item.state in (ItemState.FAILED, ItemState.CANCELLED):
+            if item is not None and item.state.finished:
                 self.model.update(item_id, state=ItemState.QUEUED, error=None, progress=0.0, dst=None)
                 if self._running:
                     self._batch.add(item_id)
@@ -492,6 +496,8 @@ class MainController(QObject):
             menu.addAction("Cancel", self.cancel_current)
         if item.state in (ItemState.FAILED, ItemState.CANCELLED):
             menu.addAction("Retry", self.retry_selected)
+        elif item.state is ItemState.DONE:
+            menu.addAction("Upscale again", self.retry_selected)
         if item.state is not ItemState.RUNNING:
             menu.addAction("Remove from queue", self.remove_selected)
         menu.popup(self.window.queue_view.viewport().mapToGlobal(pos))
@@ -624,6 +630,7 @@ class MainController(QObject):
         self._compare_auto = False
         if not current.isValid():
             self._compare_item = None
+            self.compare_shown = None
             self.window.compare.clear("Select a finished image to compare it with the original")
             return
         item = self.model.item_at(current.row())
@@ -636,7 +643,8 @@ class MainController(QObject):
         done = item.state is ItemState.DONE and item.dst is not None
         w.open_result_button.setEnabled(done)
         if done:
-            w.compare.clear("Loading…")
+            if not w.compare.has_images():
+                w.compare.clear("Loading…")  # else keep the last pair until this one arrives
             self._pair_item = item.id
             self.pairs.request(item.src, item.dst)  # type: ignore[arg-type]
             return
@@ -647,17 +655,20 @@ class MainController(QObject):
             ItemState.CANCELLED: "Cancelled — use Retry to queue it again",
         }
         w.compare.clear(messages.get(item.state, ""))
+        self.compare_shown = None
 
     @Slot(int, object)
     def _on_pair(self, request_id: int, pair: LoadedPair | None) -> None:
-        item = self.model.item(getattr(self, "_pair_item", -1))
+        item = self.model.item(self._pair_item)
         if item is None or item.id != self._compare_item:
             return
         w = self.window
         if pair is None:
             w.compare.clear(f"Cannot open {item.dst} for comparison")
+            self.compare_shown = None
             return
         w.compare.set_images(pair.before, pair.after, pair.before_preview, pair.after_preview)
+        self.compare_shown = item.id
         w.compare.set_labels(
             f"Before  {pair.before.width()}×{pair.before.height()}",
             f"After  {pair.after.width()}×{pair.after.height()}",
