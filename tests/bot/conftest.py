@@ -72,6 +72,17 @@ def real_core() -> Iterator[Core]:
     core.close()
 
 
+def slowed(core: Core, seconds: float) -> Core:
+    """The same core, but each upscale takes ``seconds`` longer (progress edits get a chance)."""
+    base = core.upscale
+
+    def upscale(src: Path, dst: Path, options: Any, **kw: Any) -> Any:
+        time.sleep(seconds)
+        return base(src, dst, options, **kw)
+
+    return replace(core, upscale=upscale, close=lambda: None)
+
+
 async def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
     """Poll ``predicate`` until truthy; fail the test with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout

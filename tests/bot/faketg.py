@@ -287,7 +287,7 @@ class FakeTelegram:
             for item in r.id:
                 mid = item.id
                 found.append(self.incoming.get(mid) or types.MessageEmpty(id=mid))
-            return types.messages.Messages(messages=found, chats=[],
+            return types.messages.Messages(messages=found, topics=[], chats=[],
                                            users=[self.bot, *self.users.values()])
         if isinstance(r, (functions.upload.SaveFilePartRequest,
                           functions.upload.SaveBigFilePartRequest)):

@@ -61,14 +61,13 @@ def help_text(service: BotService) -> str:
 def guarded(handler: Handler) -> Handler:
     """Wrap a handler so that any exception is logged and answered with a short reply."""
 
-    @functools.wraps(handler)
     async def wrapper(event: Any) -> None:
         try:
             await handler(event)
         except events.StopPropagation:
             raise
         except Exception:
-            log.exception("handler %s failed", handler.__name__)
+            log.exception("handler %s failed", getattr(handler, "__name__", handler))
             try:
                 if isinstance(event, events.CallbackQuery.Event):
                     await event.answer(INTERNAL_ERROR, alert=True)
