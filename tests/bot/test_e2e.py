@@ -102,6 +102,8 @@ def test_photo_with_caption_x2_gets_hint_once(tmp_path: Path, fake: FakeTelegram
     statuses = [m for m in fake.messages_to(OWNER, include_deleted=True) if m.file_bytes is None]
     hints = [m for m in statuses if "as a file" in m.text]
     assert len(hints) == 1
+    # the second job's ETA comes from the speed measured on the first
+    assert "ETA unknown yet" in statuses[0].text and "ETA ~" in statuses[1].text
 
 
 def test_stranger_is_refused_once_and_leaves_no_trace(tmp_path: Path, fake: FakeTelegram,

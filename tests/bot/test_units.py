@@ -1,0 +1,133 @@
+"""Pure parts: caption parsing, progress throttling, ETA text, access, prefs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from telethon import errors
+
+from upscaler_edge.bot.access import Access
+from upscaler_edge.bot.captions import CaptionError, Catalog, Choice, command_of, parse_caption
+from upscaler_edge.bot.prefs import Prefs
+from upscaler_edge.bot.progress import StatusEditor, format_eta, progress_text
+
+CATALOG = Catalog(names=["realesrgan-x4plus", "realesrgan-x4plus-anime", "realesr-animevideov3"],
+                  kinds={"photo": "realesrgan-x4plus", "anime": "realesrgan-x4plus-anime"})
+
+
+@pytest.mark.parametrize("text, choice", [
+    ("x2 anime", Choice("realesrgan-x4plus-anime", 2)),
+    ("/upscale 4 realesrgan-x4plus", Choice("realesrgan-x4plus", 4)),
+    ("/upscale@my_bot 3x jpeg", Choice(None, 3, "jpg")),
+    ("my cat on the sofa", Choice()),
+    ("", Choice()),
+    ("Realesr-AnimeVideoV3 webp", Choice("realesr-animevideov3", None, "webp")),
+])
+def test_parse_caption(text: str, choice: Choice) -> None:
+    assert parse_caption(text, CATALOG) == choice
+
+
+@pytest.mark.parametrize("text", ["x2 banana", "/upscale banana", "x99"])
+def test_parse_caption_rejects(text: str) -> None:
+    with pytest.raises(CaptionError):
+        parse_caption(text, CATALOG)
+
+
+@given(st.text(max_size=40))
+def test_parse_caption_never_crashes(text: str) -> None:
+    try:
+        choice = parse_caption(text, CATALOG)
+    except CaptionError as exc:
+        assert str(exc)
+    else:
+        assert choice.scale is None or 1 <= choice.scale <= 16
+
+
+def test_command_of() -> None:
+    assert command_of("/Scale@bot 2") == "/scale"
+    assert command_of("hello") is None and command_of(None) is None
+
+
+def test_status_editor_throttles_and_coalesces() -> None:
+    sent: list[tuple[float, str]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def edit(peer: str, mid: int, text: str) -> None:
+            sent.append((loop.time() - start, text))
+
+        editor = StatusEditor(edit, interval=0.3)
+        for i in range(30):                  # 30 updates over ~0.9 s
+            editor.show(1, "user:1:1", 10, f"upscaling {i}%")
+            await asyncio.sleep(0.03)
+        await asyncio.sleep(0.4)
+        await editor.close(1)
+
+    asyncio.run(main())
+    times = [t for t, _ in sent]
+    assert 3 <= len(sent) <= 5
+    assert all(b - a >= 0.28 for a, b in zip(times, times[1:]))
+    assert sent[-1][1] == "upscaling 29%"     # the latest text wins
+
+
+def test_status_editor_postpones_on_flood_wait_and_swallows_errors() -> None:
+    calls: list[str] = []
+
+    async def main() -> None:
+        async def edit(peer: str, mid: int, text: str) -> None:
+            calls.append(text)
+            if len(calls) == 1:
+                raise errors.FloodWaitError(None, capture=1)
+            if len(calls) == 2:
+                raise RuntimeError("network hiccup")
+
+        editor = StatusEditor(edit, interval=0.05)
+        editor.show(1, "user:1:1", 10, "a")
+        await asyncio.sleep(0.2)
+        assert calls == ["a"]                 # waiting out the flood wait
+        await asyncio.sleep(1.0)
+        assert calls == ["a", "a"] and editor.flood_waits(1) == 1
+        editor.show(1, "user:1:1", 10, "b")
+        await asyncio.sleep(0.2)
+        assert calls == ["a", "a", "b"]
+        await editor.close(1)
+
+    asyncio.run(main())
+
+
+def test_format_eta_and_progress_text() -> None:
+    assert format_eta(None) == "ETA unknown yet"
+    assert format_eta(0.2) == "ETA ~1 s" and format_eta(75) == "ETA ~1 min 15 s"
+    assert format_eta(7260) == "ETA ~2 h 1 min"
+    assert progress_text("upscaling", 1, 4) == "upscaling 25%"
+    assert progress_text("downloading") == "downloading…"
+
+
+def test_access_refuses_strangers_once() -> None:
+    access = Access((1, 2))
+    assert access.owner == 1 and access.allows(2) and not access.allows(3)
+    assert access.should_refuse(3) and not access.should_refuse(3)
+    assert not access.should_refuse(1)
+
+
+def test_prefs(tmp_path: Path) -> None:
+    prefs = Prefs(tmp_path / "p.sqlite3")
+    assert prefs.get(1).model is None
+    prefs.set(1, "model", "m")
+    prefs.set(1, "scale", 2)
+    assert (prefs.get(1).model, prefs.get(1).scale) == ("m", 2)
+    assert prefs.take_photo_hint(1) and not prefs.take_photo_hint(1)
+    assert prefs.speed("m", "cpu") is None
+    prefs.record_speed("m", "cpu", 1.0, 2.0)
+    prefs.record_speed("m", "cpu", 1.0, 1.0)
+    assert prefs.speed("m", "cpu") == pytest.approx(0.7 * 0.5 + 0.3 * 1.0)
+    assert prefs.speed("other", "cpu") == pytest.approx(0.65)
+    with pytest.raises(ValueError):
+        prefs.set(1, "colour", "red")
+    prefs.close()
