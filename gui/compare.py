@@ -218,6 +218,10 @@ class CompareView(QWidget):
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt API)
         """Checkerboard, the original left of the split, the result right of it, the handle."""
         p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        frame = QPainterPath()
+        frame.addRoundedRect(QRectF(self.rect()), 11, 11)
+        p.setClipPath(frame)
         p.fillRect(self.rect(), self._board)
         if self._after is None or self._before is None:
             self._paint_message(p)

@@ -342,10 +342,11 @@ class MainController(QObject):
         item = self.model.next_queued() if self._running else None
         if item is None:
             was_running, self._running = self._running, False
+            if was_running:
+                self._announce_end()
             self._batch.clear()
             self._refresh()
             if was_running:
-                self._announce_end()
                 self.queue_idle.emit()
             return
         s = self.panel.values(self.settings)
@@ -449,6 +450,10 @@ class MainController(QObject):
         elif done:
             self.window.status.showMessage(f"Finished: {done} done", 0)
         self.panel.current_label.setText("Current image")
+        total = len(self._batch)
+        if total:
+            self.panel.overall_progress.setValue(100)
+            self.panel.overall_label.setText(f"All images: {total} of {total} finished")
 
     # --- queue actions -------------------------------------------------------------------
 
@@ -621,8 +626,6 @@ class MainController(QObject):
             self._update_overall()
         else:
             self.panel.item_progress.setValue(0)
-            if not self._batch:
-                self.panel.overall_label.setText("All images")
 
     # --- compare -------------------------------------------------------------------------
 

@@ -120,7 +120,7 @@ class MainWindow(QMainWindow):
         frame = QFrame()
         frame.setObjectName("CompareFrame")
         fl = QVBoxLayout(frame)
-        fl.setContentsMargins(0, 0, 0, 0)
+        fl.setContentsMargins(1, 1, 1, 1)
         fl.addWidget(self.compare)
         cl.addWidget(frame, 1)
 

@@ -79,7 +79,12 @@ class QueueItem:
         if self.state is ItemState.RUNNING:
             return f"Running {int(self.progress * 100)}%"
         if self.state is ItemState.DONE:
-            took = f" in {self.seconds:.1f} s" if self.seconds is not None else ""
+            if self.seconds is None:
+                took = ""
+            elif self.seconds < 1:
+                took = f" in {self.seconds * 1000:.0f} ms"
+            else:
+                took = f" in {self.seconds:.1f} s"
             return f"Done{took}"
         if self.state is ItemState.FAILED:
             return f"Failed: {self.error or 'unknown error'}"
