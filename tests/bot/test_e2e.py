@@ -416,3 +416,99 @@ def test_catch_up_and_restart_resume(tmp_path: Path, fake: FakeTelegram, real_co
     run(main())
     names = sorted(d.file_name for d in fake.documents_to(OWNER))
     assert names == ["early_x4.png", "later_x4.png"]
+
+
+@pytest.mark.parametrize("policy", ["jpeg", "refuse"])
+def test_result_over_telegram_limit(policy: str, tmp_path: Path, fake: FakeTelegram,
+                                    real_core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 2000 MiB rule, with the limit shrunk to 20 kB so a 32x24 image crosses it."""
+    from upscaler_edge.bot import service
+
+    monkeypatch.setattr(service, "TELEGRAM_FILE_LIMIT", 20_000)
+    user = fake.user(OWNER)
+
+    async def main() -> None:
+        h = await start(tmp_path, fake, real_core, oversize=policy)
+        update = fake.document(user, png_bytes(32, 24), "big.png")
+        await h.send(update, user)
+        job = await h.finished(update)
+        assert job.state == (DONE if policy == "jpeg" else FAILED)
+        await h.close()
+
+    run(main())
+    if policy == "jpeg":
+        (doc,) = fake.documents_to(OWNER)
+        assert doc.file_name == "big_x4.jpg" and decode(doc.file_bytes).format == "JPEG"
+        assert "2000 MiB" in doc.text
+    else:
+        assert fake.documents_to(OWNER) == []
+        (reply,) = fake.messages_to(OWNER)
+        assert "2000 MiB" in reply.text and reply.text.startswith("Sorry")
+
+
+def test_stop_mid_job_requeues_then_restart_finishes_once(tmp_path: Path, fake: FakeTelegram,
+                                                          real_core: Core) -> None:
+    """SIGTERM/Ctrl-C path: the running job does not finish within the grace period, so it is
+    cancelled and put back in line; the next start does it and replies once."""
+    from upscaler_edge.errors import Cancelled
+
+    user = fake.user(OWNER)
+    started = []
+
+    def long_job(src: Path, dst: Path, options: Any, *, cancel: Any, **kw: Any) -> Any:
+        started.append(src)
+        if cancel.wait(20):
+            raise Cancelled("cancelled")
+        raise AssertionError("the stop never cancelled the job")
+
+    hanging = Core(upscale=long_job, probe=real_core.probe, resolve=real_core.resolve,
+                   catalog=real_core.catalog, device_name=real_core.device_name)
+
+    async def main() -> None:
+        h = await start(tmp_path, fake, hanging, stop_grace=0.3)
+        update = fake.document(user, png_bytes(), "s.png")
+        await h.send(update, user)
+        await wait_for(lambda: started, what="the job to start")
+        began = asyncio.get_running_loop().time()
+        await h.close()
+        assert asyncio.get_running_loop().time() - began < 5
+        h2 = await start(tmp_path, fake, real_core)
+        job = await h2.finished(update)
+        assert job.state == DONE and job.attempts == 2
+        await h2.close()
+
+    run(main())
+    assert len(fake.documents_to(OWNER)) == 1
+    assert [m.file_name for m in fake.messages_to(OWNER)] == ["s_x4.png"]
+
+
+@pytest.mark.filterwarnings("ignore:the session already had an authorized user")
+def test_session_of_another_account_is_refused(tmp_path: Path, fake: FakeTelegram,
+                                               real_core: Core) -> None:
+    """The session file is authorised as bot 7000001; a token of another bot must not
+    silently reuse it (Telethon would only warn)."""
+    from upscaler_edge.bot.app import FatalBotError, run_bot
+
+    async def main() -> None:
+        h = await start(tmp_path, fake, real_core)
+        await h.close()
+        other = make_config(tmp_path, bot_token="7000002:AnotherBotsToken")
+        with pytest.raises(FatalBotError, match="belongs to another account"):
+            await asyncio.wait_for(run_bot(other, stop=asyncio.Event(), core=real_core,
+                                           client_factory=h._factory), 30)
+
+    run(main())
+
+
+def test_bad_token_is_fatal_not_retried(tmp_path: Path, real_core: Core) -> None:
+    from upscaler_edge.bot.app import FatalBotError, run_bot
+
+    fake = FakeTelegram(bot_id=4242)         # Telegram knows a different bot for this token
+
+    async def main() -> None:
+        h = BotHarness(fake, make_config(tmp_path), real_core)
+        with pytest.raises(FatalBotError, match="refused the bot token"):
+            await asyncio.wait_for(run_bot(h.config, stop=asyncio.Event(), core=real_core,
+                                           client_factory=h._factory), 30)
+
+    run(main())
