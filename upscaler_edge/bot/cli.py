@@ -52,16 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-file-mb", type=int, help="largest file accepted, in MiB")
     p.add_argument("--save-config", action="store_true",
                    help="write the given settings to the config file (mode 0600) and exit")
+    p.add_argument("--log-file", metavar="FILE", help="also log to this file (e.g. under pythonw)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
 
-def _setup_logging(verbose: bool, secrets: list[str]) -> None:
+def _setup_logging(verbose: bool, secrets: list[str], log_file: str | None = None) -> None:
     root = logging.getLogger()
-    if not root.handlers:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not root.handlers and sys.stderr is not None:     # pythonw has no stderr
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(fmt)
         root.addHandler(handler)
+    if log_file:
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(fmt)
+        root.addHandler(file_handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("telethon").setLevel(logging.INFO if verbose else logging.WARNING)
     redact = RedactingFilter(secrets)
@@ -129,7 +135,7 @@ def main(argv: Sequence[str] | None = None, *, stderr: TextIO | None = None,
     except ConfigError as exc:
         print(f"upscaler-edge --bot: {exc}", file=err)
         return EXIT_SETUP
-    _setup_logging(args.verbose, [config.bot_token, config.api_hash])
+    _setup_logging(args.verbose, [config.bot_token, config.api_hash], args.log_file)
     lock = SessionLock(config.lock_path)
     try:
         lock.acquire()
