@@ -25,7 +25,7 @@ from .main_window import MainWindow
 from .settings import APPLICATION, ORGANIZATION, GuiSettings, save_settings
 from .theme import apply_theme
 
-__all__ = ["main", "build_parser", "take_screenshot", "sample_path", "app_icon"]
+__all__ = ["app_icon", "build_parser", "main", "sample_path", "take_screenshot"]
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +157,7 @@ def take_screenshot(
     with tempfile.TemporaryDirectory(prefix="upscaler-edge-shot-") as tmp:
         folder = Path(tmp)
         qs = QSettings(str(folder / "settings.ini"), QSettings.Format.IniFormat)
-        save_settings(
-            qs, GuiSettings(model=SCREENSHOT_MODEL, scale=SCREENSHOT_SCALE, format="png")
-        )
+        save_settings(qs, GuiSettings(model=SCREENSHOT_MODEL, scale=SCREENSHOT_SCALE, format="png"))
         inputs = _screenshot_inputs(sample, folder)
         window = MainWindow()
         controller = MainController(window, qs, probe_devices=probe_devices)
@@ -177,9 +175,7 @@ def take_screenshot(
             idle = _wait_for(lambda: not controller.is_running(), timeout_s)
             item = controller.model.item(item_id)
             if not idle or item is None or item.dst is None:
-                log.error(
-                    "the sample was not upscaled: %s", item.state_text() if item else "gone"
-                )
+                log.error("the sample was not upscaled: %s", item.state_text() if item else "gone")
                 return 1
             shown.clear()
             controller.select(item_id)

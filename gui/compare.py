@@ -195,7 +195,9 @@ class CompareView(QWidget):
             return QRectF()
         z = self.zoom()
         center = (
-            QPointF(self._after.width() / 2, self._after.height() / 2) if self._fit else self._center
+            QPointF(self._after.width() / 2, self._after.height() / 2)
+            if self._fit
+            else self._center
         )
         x = self.width() / 2 - center.x() * z
         y = self.height() / 2 - center.y() * z
@@ -211,11 +213,11 @@ class CompareView(QWidget):
 
     # --- painting ------------------------------------------------------------------------
 
-    def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+    def sizeHint(self) -> QSize:
         """A comfortable default size."""
         return QSize(800, 600)
 
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt API)
+    def paintEvent(self, event: QPaintEvent) -> None:
         """Checkerboard, the original left of the split, the result right of it, the handle."""
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -272,7 +274,9 @@ class CompareView(QWidget):
         font = QFont(self.font())
         font.setPointSizeF(font.pointSizeF() * 1.15)
         p.setFont(font)
-        p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message)
+        p.drawText(
+            self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message
+        )
 
     def _paint_handle(self, p: QPainter, x: float) -> None:
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
@@ -325,7 +329,7 @@ class CompareView(QWidget):
         rect = self.image_rect()
         return rect.width() > self.width() or rect.height() > self.height()
 
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt API)
+    def mousePressEvent(self, event: QMouseEvent) -> None:
         """Left on the line: drag the split; left elsewhere or middle: pan (or jump the split
         when there is nothing to pan)."""
         pos = event.position()
@@ -344,7 +348,7 @@ class CompareView(QWidget):
             self.set_split(pos.x() / max(1, self.width()))
         event.accept()
 
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt API)
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
         """Drag the split or pan; otherwise show what a press would do with the cursor."""
         pos = event.position()
         if self._drag == "split":
@@ -361,12 +365,12 @@ class CompareView(QWidget):
                 self.unsetCursor()
         self._last_pos = pos
 
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt API)
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         """End a drag."""
         self._drag = None
         self.unsetCursor()
 
-    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt API)
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
         """Toggle fit / 100% around the clicked point."""
         if not self.has_images():
             return
@@ -375,7 +379,7 @@ class CompareView(QWidget):
         else:
             self.zoom_fit()
 
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 (Qt API)
+    def wheelEvent(self, event: QWheelEvent) -> None:
         """Zoom in or out by 25% per notch around the cursor."""
         if not self.has_images():
             return
@@ -384,7 +388,7 @@ class CompareView(QWidget):
             self.set_zoom(self.zoom() * (1.25**steps), event.position())
         event.accept()
 
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt API)
+    def resizeEvent(self, event: QResizeEvent) -> None:
         """Re-fit (fit mode) or keep the centre inside the image."""
         super().resizeEvent(event)
         if self._fit:

@@ -169,7 +169,10 @@ class MainController(QObject):
             self.devices.start()
         else:
             self._on_devices(
-                [DeviceChoice("auto", "Auto (best available)", "auto"), DeviceChoice("cpu", "CPU", "cpu")]
+                [
+                    DeviceChoice("auto", "Auto (best available)", "auto"),
+                    DeviceChoice("cpu", "CPU", "cpu"),
+                ]
             )
 
     # --- setup ---------------------------------------------------------------------------
@@ -179,7 +182,7 @@ class MainController(QObject):
             from upscaler_edge.models import list_models, model_names
 
             entries = model_entries(list_models(), model_names())
-        except Exception as exc:  # noqa: BLE001 - a broken manifest must not stop the window
+        except Exception as exc:
             log.exception("cannot list models")
             self.window.status.showMessage(f"Cannot list models: {exc}", 0)
             entries = [ModelEntry("realesrgan-x4plus", "realesrgan-x4plus", "", 4)]
@@ -468,7 +471,9 @@ class MainController(QObject):
         for item_id in self.selected_ids():
             item = self.model.item(item_id)
             if item is not None and item.state.finished:
-                self.model.update(item_id, state=ItemState.QUEUED, error=None, progress=0.0, dst=None)
+                self.model.update(
+                    item_id, state=ItemState.QUEUED, error=None, progress=0.0, dst=None
+                )
                 if self._running:
                     self._batch.add(item_id)
 
@@ -563,7 +568,9 @@ class MainController(QObject):
         save_settings(self._qsettings, self.settings)
         for item in self.model:
             if item.state is ItemState.QUEUED:
-                self.model.update(item.id, out_size=self._predict(item.in_size, self.settings.scale))
+                self.model.update(
+                    item.id, out_size=self._predict(item.in_size, self.settings.scale)
+                )
 
     @Slot(list)
     def _on_devices(self, choices: list[DeviceChoice]) -> None:

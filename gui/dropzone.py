@@ -22,14 +22,25 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-__all__ = ["DropZone", "IMAGE_SUFFIXES", "collect_images", "paths_from_mime", "mime_has_paths"]
+__all__ = ["IMAGE_SUFFIXES", "DropZone", "collect_images", "mime_has_paths", "paths_from_mime"]
 
 log = logging.getLogger(__name__)
 
 #: File name suffixes offered in File > Open and picked up from dropped folders.
 IMAGE_SUFFIXES = (
-    ".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".tga",
-    ".heic", ".heif", ".avif",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".jfif",
+    ".webp",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".gif",
+    ".tga",
+    ".heic",
+    ".heif",
+    ".avif",
 )
 
 _MAX_FILES = 10_000
@@ -113,7 +124,7 @@ class DropZone(QWidget):
         self.title = "Drop images or folders here"
         self.subtitle = "or click to browse  ·  Ctrl+V pastes"
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt API)
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         """Accept drags that carry local files or folders."""
         if mime_has_paths(event.mimeData()):
             event.acceptProposedAction()
@@ -122,17 +133,17 @@ class DropZone(QWidget):
         else:
             event.ignore()
 
-    def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802 (Qt API)
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
         """Keep accepting while over the zone."""
         if mime_has_paths(event.mimeData()):
             event.acceptProposedAction()
 
-    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:  # noqa: N802 (Qt API)
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
         """Drop the highlight."""
         self._hover = False
         self.update()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt API)
+    def dropEvent(self, event: QDropEvent) -> None:
         """Emit ``dropped`` with the local paths."""
         self._hover = False
         self.update()
@@ -143,14 +154,14 @@ class DropZone(QWidget):
         else:
             event.ignore()
 
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt API)
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         """A click opens the file dialog (through the controller)."""
         if event.button() == Qt.MouseButton.LeftButton and self.rect().contains(
             event.position().toPoint()
         ):
             self.clicked.emit()
 
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt API)
+    def paintEvent(self, event: QPaintEvent) -> None:
         """Rounded dashed border, an upload arrow and two lines of text."""
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -170,10 +181,14 @@ class DropZone(QWidget):
         if self._compact:
             p.setPen(QColor("#c9cedb"))
             p.setFont(title_font)
-            p.drawText(rect.adjusted(0, 0, 0, -16), Qt.AlignmentFlag.AlignCenter, "+  Add more images")
+            p.drawText(
+                rect.adjusted(0, 0, 0, -16), Qt.AlignmentFlag.AlignCenter, "+  Add more images"
+            )
             p.setPen(QColor("#7d8596"))
             p.setFont(sub_font)
-            p.drawText(rect.adjusted(0, 22, 0, 0), Qt.AlignmentFlag.AlignCenter, "drop, click or paste")
+            p.drawText(
+                rect.adjusted(0, 22, 0, 0), Qt.AlignmentFlag.AlignCenter, "drop, click or paste"
+            )
             p.end()
             return
         cx, cy = rect.center().x(), rect.center().y() - 34
@@ -193,7 +208,9 @@ class DropZone(QWidget):
         p.setPen(QColor("#8a92a3"))
         p.setFont(sub_font)
         p.drawText(
-            QRectF(rect.x(), cy + 78, rect.width(), 24), Qt.AlignmentFlag.AlignHCenter, self.subtitle
+            QRectF(rect.x(), cy + 78, rect.width(), 24),
+            Qt.AlignmentFlag.AlignHCenter,
+            self.subtitle,
         )
         p.drawText(
             QRectF(rect.x(), cy + 100, rect.width(), 24),

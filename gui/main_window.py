@@ -105,7 +105,12 @@ class MainWindow(QMainWindow):
         self.actual_button = QPushButton("100%")
         self.open_result_button = QPushButton("Open")
         self.show_folder_button = QPushButton("Show in folder")
-        for b in (self.fit_button, self.actual_button, self.open_result_button, self.show_folder_button):
+        for b in (
+            self.fit_button,
+            self.actual_button,
+            self.open_result_button,
+            self.show_folder_button,
+        ):
             b.setObjectName("ToolbarButton")
         bar.addWidget(self.compare_title)
         bar.addWidget(self.compare_info, 1)
@@ -152,6 +157,7 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         """Menus and shortcuts (triggered signals are wired by the controller)."""
+
         def action(text: str, shortcut: QKeySequence | str | None = None) -> QAction:
             a = QAction(text, self)
             if shortcut is not None:
@@ -197,19 +203,19 @@ class MainWindow(QMainWindow):
 
     # --- drops anywhere on the window ----------------------------------------------------
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt API)
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         """Accept local files and folders."""
         if mime_has_paths(event.mimeData()):
             event.acceptProposedAction()
         else:
             event.ignore()
 
-    def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802 (Qt API)
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
         """Keep accepting."""
         if mime_has_paths(event.mimeData()):
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt API)
+    def dropEvent(self, event: QDropEvent) -> None:
         """Re-emit the dropped paths as ``files_dropped``."""
         paths = paths_from_mime(event.mimeData())
         if paths:
@@ -218,7 +224,7 @@ class MainWindow(QMainWindow):
         else:
             event.ignore()
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
+    def closeEvent(self, event: QCloseEvent) -> None:
         """Let the controller save settings and stop workers first."""
         self.closing.emit()
         super().closeEvent(event)

@@ -105,7 +105,9 @@ class SettingsPanel(QFrame):
             b = QPushButton(f"{scale}×")
             b.setCheckable(True)
             b.setObjectName("Segment")
-            b.setProperty("position", "first" if i == 0 else "last" if i == len(SCALES) - 1 else "middle")
+            b.setProperty(
+                "position", "first" if i == 0 else "last" if i == len(SCALES) - 1 else "middle"
+            )
             b.setMinimumHeight(32)
             self.scale_group.addButton(b, scale)
             self.scale_buttons[scale] = b
@@ -204,7 +206,12 @@ class SettingsPanel(QFrame):
         self.overall_progress.setObjectName("OverallProgress")
         self.overall_progress.setRange(0, 100)
         self.overall_progress.setTextVisible(False)
-        for w in (self.current_label, self.item_progress, self.overall_label, self.overall_progress):
+        for w in (
+            self.current_label,
+            self.item_progress,
+            self.overall_label,
+            self.overall_progress,
+        ):
             lay.addWidget(w)
         lay.addSpacing(10)
 
@@ -215,7 +222,9 @@ class SettingsPanel(QFrame):
         lay.addWidget(self.start_button)
         run_row = QHBoxLayout()
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop the current image (between tiles); keep the rest queued")
+        self.cancel_button.setToolTip(
+            "Stop the current image (between tiles); keep the rest queued"
+        )
         self.clear_rest_button = QPushButton("Cancel all")
         self.clear_rest_button.setToolTip("Stop the current image and clear the rest of the queue")
         run_row.addWidget(self.cancel_button)

@@ -17,7 +17,7 @@ from pathlib import Path
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QImage
 
-__all__ = ["ItemState", "QueueItem", "QueueModel", "ITEM_ROLE", "format_size"]
+__all__ = ["ITEM_ROLE", "ItemState", "QueueItem", "QueueModel", "format_size"]
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class QueueModel(QAbstractListModel):
 
     # --- Qt model API --------------------------------------------------------------------
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802 (Qt API)
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 (Qt idiom)
         """Number of rows (a flat list: children of a valid parent are none)."""
         return 0 if parent.isValid() else len(self._items)
 

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
 
 from .queue_model import ITEM_ROLE, ItemState, QueueItem
 
-__all__ = ["QueueDelegate", "QueueView", "STATE_COLORS"]
+__all__ = ["STATE_COLORS", "QueueDelegate", "QueueView"]
 
 #: Chip colour per state.
 STATE_COLORS = {
@@ -34,7 +34,7 @@ _PAD = 10
 class QueueDelegate(QStyledItemDelegate):
     """Paints one :class:`QueueItem` (read through ``ITEM_ROLE``)."""
 
-    def sizeHint(  # noqa: N802 (Qt API)
+    def sizeHint(
         self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
     ) -> QSize:
         """Fixed-height rows."""
@@ -112,7 +112,9 @@ class QueueDelegate(QStyledItemDelegate):
         p.drawText(
             name_rect,
             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-            QFontMetrics(name_font).elidedText(item.name, Qt.TextElideMode.ElideMiddle, name_rect.width()),
+            QFontMetrics(name_font).elidedText(
+                item.name, Qt.TextElideMode.ElideMiddle, name_rect.width()
+            ),
         )
 
         # sizes

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from PySide6.QtCore import QByteArray, QSettings
 
-__all__ = ["GuiSettings", "load_settings", "save_settings", "ORGANIZATION", "APPLICATION"]
+__all__ = ["APPLICATION", "ORGANIZATION", "GuiSettings", "load_settings", "save_settings"]
 
 log = logging.getLogger(__name__)
 

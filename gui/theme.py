@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import QApplication
 
-__all__ = ["apply_theme", "ACCENT"]
+__all__ = ["ACCENT", "apply_theme"]
 
 ACCENT = "#7c6cff"
 
@@ -105,7 +105,11 @@ def apply_theme(app: QApplication) -> None:
     pal.setColor(QPalette.ColorRole.ToolTipBase, QColor("#0f1115"))
     pal.setColor(QPalette.ColorRole.ToolTipText, c["text"])
     pal.setColor(QPalette.ColorRole.PlaceholderText, c["muted"])
-    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText, QPalette.ColorRole.WindowText):
+    for role in (
+        QPalette.ColorRole.Text,
+        QPalette.ColorRole.ButtonText,
+        QPalette.ColorRole.WindowText,
+    ):
         pal.setColor(QPalette.ColorGroup.Disabled, role, QColor("#5b6273"))
     app.setPalette(pal)
     font = QFont(app.font())

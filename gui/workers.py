@@ -37,16 +37,16 @@ if TYPE_CHECKING:
     from upscaler_edge.options import Options
 
 __all__ = [
+    "DeviceChoice",
+    "DeviceProbe",
     "Job",
     "JobRunner",
-    "RunnerHost",
-    "WorkerLike",
-    "ThumbnailLoader",
     "PairLoader",
-    "DeviceProbe",
-    "DeviceChoice",
-    "parse_devices",
+    "RunnerHost",
+    "ThumbnailLoader",
+    "WorkerLike",
     "auto_choice",
+    "parse_devices",
 ]
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class JobRunner(QObject):
         except UpscalerError as exc:
             log.warning("failed: %s: %s", job.src, exc)
             self.errored.emit(job.item_id, str(exc) or type(exc).__name__)
-        except Exception as exc:  # noqa: BLE001 - a bug must fail the item, not the window
+        except Exception as exc:
             log.exception("unexpected error upscaling %s", job.src)
             self.errored.emit(job.item_id, f"unexpected error: {exc}")
         else:
@@ -150,7 +150,7 @@ class JobRunner(QObject):
         if worker is not None:
             try:
                 worker.close()
-            except Exception:  # noqa: BLE001 - closing must not raise at exit
+            except Exception:
                 log.exception("closing the worker failed")
 
 
@@ -200,7 +200,9 @@ def _read_image(path: Path, max_side: int | None = None) -> QImage:
     if max_side is not None:
         size = reader.size()
         if size.isValid() and max(size.width(), size.height()) > max_side:
-            reader.setScaledSize(size.scaled(max_side, max_side, Qt.AspectRatioMode.KeepAspectRatio))
+            reader.setScaledSize(
+                size.scaled(max_side, max_side, Qt.AspectRatioMode.KeepAspectRatio)
+            )
     image = reader.read()
     if image.isNull():
         log.debug("Qt cannot read %s: %s", path, reader.errorString())
@@ -232,7 +234,7 @@ class _ThumbnailTask(QRunnable):
                     # EXIF rotation swaps the header's width and height
                     if (image.width() > image.height()) != (size.width() > size.height()):
                         size = size.transposed()
-        except Exception:  # noqa: BLE001 - a thumbnail is decoration only
+        except Exception:
             log.exception("thumbnail failed for %s", self._path)
         self._signals.thumbnail.emit(self._id, size, image)
 
@@ -294,7 +296,7 @@ class _PairTask(QRunnable):
                     if preview_size == after.size()
                     else after.scaled(preview_size, ignore, smooth),
                 )
-        except Exception:  # noqa: BLE001 - the compare view shows "cannot open" instead
+        except Exception:
             log.exception("loading %s / %s failed", self._before, self._after)
         self._signals.pair.emit(self._id, pair)
 
@@ -400,7 +402,10 @@ class DeviceProbe(QObject):
             self._process.kill()  # finished() follows and reports the fallback list
 
     def _fallback(self) -> list[DeviceChoice]:
-        return [DeviceChoice("auto", "Auto (best available)", "auto"), DeviceChoice("cpu", "CPU", "cpu")]
+        return [
+            DeviceChoice("auto", "Auto (best available)", "auto"),
+            DeviceChoice("cpu", "CPU", "cpu"),
+        ]
 
     @Slot(int, QProcess.ExitStatus)
     def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:

@@ -10,21 +10,20 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from collections.abc import Callable, Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import pytest
+from PIL import Image
 
 pytest.importorskip("PySide6", reason="the gui extra (PySide6) is not installed")
 pytest.importorskip("pytestqt", reason="pytest-qt is not installed")
 
-from PySide6.QtCore import QSettings  # noqa: E402
-
-from upscaler_edge_gui.controller import MainController  # noqa: E402
-from upscaler_edge_gui.main_window import MainWindow  # noqa: E402
-from upscaler_edge_gui.settings import GuiSettings, save_settings  # noqa: E402
+from PySide6.QtCore import QSettings
+from upscaler_edge_gui.controller import MainController
+from upscaler_edge_gui.main_window import MainWindow
+from upscaler_edge_gui.settings import GuiSettings, save_settings
 
 FAST_MODEL = "realesr-animevideov3"
 

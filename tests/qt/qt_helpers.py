@@ -9,7 +9,6 @@ from pathlib import Path
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
-
 from upscaler_edge_gui.controller import MainController
 from upscaler_edge_gui.queue_model import ItemState
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QColor, QImage
-
 from upscaler_edge_gui.compare import CompareView
 from upscaler_edge_gui.queue_model import ItemState, QueueModel
 

@@ -14,7 +14,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _screenshot(out: Path, env: dict[str, str], prefix: list[str] = ()) -> subprocess.CompletedProcess:
+def _screenshot(
+    out: Path, env: dict[str, str], prefix: list[str] = ()
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*prefix, sys.executable, "-m", "upscaler_edge", "--gui", "--screenshot", str(out)],
         env=env,
@@ -22,6 +24,7 @@ def _screenshot(out: Path, env: dict[str, str], prefix: list[str] = ()) -> subpr
         text=True,
         timeout=180,
         cwd=ROOT,
+        check=False,
     )
 
 

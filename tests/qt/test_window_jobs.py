@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import QTimer
-
-from upscaler_edge.worker import Worker
+from qt_helpers import drop_paths, run_queue, states
 from upscaler_edge_gui.queue_model import ItemState
 
-from qt_helpers import JOB_TIMEOUT_MS, drop_paths, run_queue, states
+from upscaler_edge.worker import Worker
 
 
 def _size(path: Path) -> tuple[int, int]:

@@ -7,15 +7,14 @@ from pathlib import Path
 from PySide6.QtCore import QMimeData, QSettings, QSize, QUrl
 from PySide6.QtGui import QColor, QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog
-
 from upscaler_edge_gui.controller import model_entries, output_path_for
+from upscaler_edge_gui.queue_model import ItemState
 from upscaler_edge_gui.settings import GuiSettings, load_settings, save_settings
 from upscaler_edge_gui.workers import DeviceProbe, auto_choice, parse_devices
-from upscaler_edge_gui.queue_model import ItemState
 
 
 def test_settings_round_trip(qtbot, make_window, settings_file, tmp_path):
-    window, controller = make_window()
+    window, _controller = make_window()
     p = window.panel
     p.set_model_name("realesrgan-x4plus-anime")
     p.scale_buttons[3].click()
@@ -30,7 +29,10 @@ def test_settings_round_trip(qtbot, make_window, settings_file, tmp_path):
 
     stored = load_settings(QSettings(str(settings_file), QSettings.Format.IniFormat))
     assert (stored.model, stored.scale, stored.format, stored.quality) == (
-        "realesrgan-x4plus-anime", 3, "webp", 80
+        "realesrgan-x4plus-anime",
+        3,
+        "webp",
+        80,
     )
     assert stored.output_dir == str(tmp_path / "out")
     assert (stored.device, stored.tile, stored.tta) == ("cpu", 128, True)
@@ -38,7 +40,14 @@ def test_settings_round_trip(qtbot, make_window, settings_file, tmp_path):
     again, _ = make_window(QSettings(str(settings_file), QSettings.Format.IniFormat))
     v = again.panel.values()
     assert (v.model, v.scale, v.format, v.quality, v.output_dir, v.device, v.tile, v.tta) == (
-        "realesrgan-x4plus-anime", 3, "webp", 80, str(tmp_path / "out"), "cpu", 128, True
+        "realesrgan-x4plus-anime",
+        3,
+        "webp",
+        80,
+        str(tmp_path / "out"),
+        "cpu",
+        128,
+        True,
     )
     assert again.panel.scale_buttons[3].isChecked()
     assert again.panel.quality_spin.isEnabled()  # webp is lossy: quality applies
@@ -194,15 +203,20 @@ def test_device_probe_lists_auto_first_and_cpu_last(qtbot):
 
 
 def test_device_list_parsing_and_auto_rule():
-    choices = parse_devices('[[0, "llvmpipe", "software"], [1, "Arc A770", "discrete"], [-1, "CPU: x", "cpu"]]')
+    choices = parse_devices(
+        '[[0, "llvmpipe", "software"], [1, "Arc A770", "discrete"], [-1, "CPU: x", "cpu"]]'
+    )
     assert [c.value for c in choices] == ["auto", "0", "1", "cpu"]
     assert "slow" in choices[1].label
     assert auto_choice(choices).value == "1"
-    assert auto_choice(parse_devices('[[0, "llvmpipe", "software"], [-1, "CPU", "cpu"]]')).value == "cpu"
+    assert (
+        auto_choice(parse_devices('[[0, "llvmpipe", "software"], [-1, "CPU", "cpu"]]')).value
+        == "cpu"
+    )
 
 
 def test_devices_ready_fills_the_picker_and_status(qtbot, make_window):
-    window, controller = make_window(probe_devices=True)
+    window, _controller = make_window(probe_devices=True)
     qtbot.waitUntil(lambda: window.device_status.text() != "", timeout=30_000)
     combo = window.panel.device_combo
     assert combo.itemData(0) == "auto" and combo.itemData(combo.count() - 1) == "cpu"
