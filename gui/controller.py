@@ -615,17 +615,13 @@ class MainController(QObject):
         w.start_action.setEnabled(not self._running and queued > 0)
         w.cancel_action.setEnabled(self._current is not None)
         w.cancel_all_action.setEnabled(self._running or queued > 0)
-        parts = []
-        for state, word in (
-            (ItemState.QUEUED, "queued"),
-            (ItemState.RUNNING, "running"),
-            (ItemState.DONE, "done"),
-            (ItemState.FAILED, "failed"),
-        ):
-            n = self.model.count(state)
-            if n:
-                parts.append(f"{n} {word}")
-        w.queue_count.setText("  ·  ".join(parts))
+        total = len(self.model)
+        done = self.model.count(ItemState.DONE)
+        failed = self.model.count(ItemState.FAILED)
+        summary = f"{done} of {total} done" if total else ""
+        if failed:
+            summary += f"  ·  {failed} failed"
+        w.queue_count.setText(summary)
         w.clear_finished_button.setVisible(
             self.model.count(ItemState.DONE, ItemState.FAILED, ItemState.CANCELLED) > 0
         )

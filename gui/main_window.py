@@ -175,7 +175,7 @@ class MainWindow(QMainWindow):
         self.retry_action = action("&Retry", "Ctrl+R")
         self.remove_action = action("&Remove from queue", QKeySequence.StandardKey.Delete)
         self.clear_finished_action = action("Clear &finished")
-        self.fit_action = action("Zoom to &fit", "F")
+        self.fit_action = action("Zoom to &fit", "Ctrl+0")
         self.actual_action = action("Zoom &100%", "Ctrl+1")
         self.about_action = action("&About Upscaler Edge")
 

@@ -106,3 +106,27 @@ def test_queue_model_rows_and_states(qtbot):
     assert "bad header" in model.data(model.index(0), Qt.ItemDataRole.ToolTipRole)
     model.remove_finished()
     assert len(model) == 0
+
+
+def test_pyside_refcount_guard_survives_many_calls(tmp_path):
+    """Thousands of void calls and emits must not abort the interpreter (PySide6 6.12.0 on
+    Python < 3.12 drops a reference to None/True on each; the package guards against it)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import upscaler_edge_gui\n"
+        "from PySide6.QtCore import QObject, Signal\n"
+        "class P(QObject):\n"
+        "    s = Signal()\n"
+        "p = P()\n"
+        "for _ in range(50_000):\n"
+        "    p.setObjectName('x')\n"
+        "    p.s.emit()\n"
+        "print('alive')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert proc.stdout.strip() == "alive"

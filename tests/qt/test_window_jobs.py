@@ -41,7 +41,7 @@ def test_drop_two_images_upscales_them_4x(qtbot, make_window, images):
         assert _size(item.dst) == (4 * w, 4 * h)
         assert item.in_size == (w, h) and item.out_size == (4 * w, 4 * h)
         assert item.state_text().startswith("Done")
-    assert window.queue_count.text() == "2 done"
+    assert window.queue_count.text() == "2 of 2 done"
     # the last finished image is shown in the compare view
     last = controller.model.item_at(1)
     qtbot.waitUntil(lambda: controller.compare_shown == last.id, timeout=10_000)
