@@ -7,7 +7,9 @@ CPU is used and one log line says so; nothing here crashes for want of a GPU.
 
 Auto tile size on a GPU follows the reference CLI (Real-ESRGAN-ncnn-vulkan), from the
 device's heap budget: > 1900 MB -> 200, > 550 MB -> 100, > 190 MB -> 64, else 32. On the
-CPU the largest tile whose working memory stays under a budget (``cpu_tile_budget``).
+CPU it is the largest tile whose working memory (the model's ``work_bytes_per_pixel`` times
+the padded tile's pixels) fits the model's ``cpu_budget_mb`` plus the output's own size,
+capped at a quarter of the memory available; a whole image that fits is one tile.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "pick_device",
     "describe_device",
     "auto_tile",
+    "cpu_tile_budget",
     "cpu_threads",
 ]
 
@@ -44,7 +47,6 @@ log = logging.getLogger(__name__)
 _KINDS = {0: "discrete", 1: "integrated", 2: "virtual", 3: "software"}
 _RANK = {"discrete": 0, "integrated": 1, "virtual": 2}
 
-CPU_TILE_BUDGET = 768 * 1024 * 1024  # bytes of working memory for one CPU tile
 
 
 @dataclass(frozen=True)
@@ -145,10 +147,10 @@ def _cpu_name() -> str:
 
 def pick_device(device: str = "auto") -> DeviceInfo:
     """The device ``device`` ("auto", "cpu" or a Vulkan index) names."""
+    if device == "cpu":  # no Vulkan probe: it costs start-up time and ~60 MB (lavapipe's LLVM)
+        return DeviceInfo(-1, _cpu_name(), "cpu")
     devices = list_devices()
     cpu = devices[-1]
-    if device == "cpu":
-        return cpu
     if device == "auto":
         gpus = [d for d in devices if d.kind in _RANK]
         if not gpus:
@@ -170,12 +172,39 @@ def describe_device(device: str = "auto") -> str:
     return d.name if not d.is_gpu else f"GPU {d.index}: {d.name} ({d.kind})"
 
 
-def auto_tile(spec: ModelSpec, dev: DeviceInfo, budget: int = CPU_TILE_BUDGET) -> int:
-    """Tile side in input pixels when the user asked for auto (see the module docstring)."""
+def _available_memory() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not on this platform
+        return None
+
+
+def cpu_tile_budget(spec: ModelSpec, out_bytes: int = 0) -> int:
+    """Bytes of working memory one CPU tile may use for this model and output size."""
+    budget = spec.cpu_budget_mb * 2**20 + out_bytes
+    avail = _available_memory()
+    if avail is not None:
+        budget = min(budget, max(avail // 4, 64 * 2**20))
+    return budget
+
+
+def auto_tile(
+    spec: ModelSpec, dev: DeviceInfo, budget: int | None = None, *, width: int = 0, height: int = 0
+) -> int:
+    """Tile side in input pixels when the user asked for auto (see the module docstring).
+
+    On the CPU, ``budget`` defaults to ``cpu_tile_budget`` for a ``width`` x ``height``
+    input; an image whose whole-image inference fits the budget is returned as one tile.
+    """
     if dev.is_gpu:
         mb = dev.heap_budget_mb
         return 200 if mb > 1900 else 100 if mb > 550 else 64 if mb > 190 else 32
-    side = int(math.sqrt(budget / max(1, spec.work_bytes_per_pixel))) - 2 * spec.context
+    if budget is None:
+        budget = cpu_tile_budget(spec, width * height * spec.scale**2 * 3)
+    fits = budget // max(1, spec.work_bytes_per_pixel)
+    if width and height and width * height <= fits:
+        return max(width, height)
+    side = int(math.sqrt(fits)) - 2 * spec.context
     return max(32, side)
 
 

@@ -636,16 +636,31 @@ def _unfilter(buf: np.ndarray, width: int, height: int, bpp: int) -> np.ndarray:
     return rec[1:, 1:]
 
 
-def _encode_png16(
-    arr: np.ndarray, icc: bytes | None, exif: bytes | None, dpi: tuple[float, float] | None
+PNG_COMPRESS_LEVEL = 1  # zlib level: 4x faster than Pillow's 6 for ~12% larger files
+
+
+def _encode_png(
+    frame: Frame,
+    grayscale: bool,
+    icc: bytes | None,
+    exif: bytes | None,
+    dpi: tuple[float, float] | None,
+    level: int = PNG_COMPRESS_LEVEL,
 ) -> bytes:
-    """(H, W, C) uint16 -> 16-bit PNG bytes (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA)."""
-    height, width, channels = arr.shape
+    """One frame -> PNG bytes (8 or 16 bits, as the frame's dtype), streamed in row bands.
+
+    Every row uses the Paeth filter, computed with numpy from the raw rows, and each band is
+    stacked, filtered and compressed on its own: no full-size copy of the picture is made, so
+    a large output costs its compressed size on top of the frame, not several frames.
+    """
+    height, width = frame.rgb.shape[:2]
+    channels = (1 if grayscale else 3) + (frame.alpha is not None)
     colour = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    bpp = 2 * channels
+    depth = 16 if frame.rgb.dtype == np.uint16 else 8
+    bpp = channels * depth // 8
     out = [
         _PNG_SIGNATURE,
-        _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour, 0, 0, 0)),
+        _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)),
     ]
     if icc:
         out.append(_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
@@ -653,16 +668,19 @@ def _encode_png16(
         out.append(_chunk(b"pHYs", struct.pack(">IIB", *(int(v / 0.0254 + 0.5) for v in dpi), 1)))
     if exif:
         out.append(_chunk(b"eXIf", exif[6:] if exif.startswith(_EXIF_PREFIX) else exif))
-    packer = zlib.compressobj(6)
+    packer = zlib.compressobj(level)
     prev = np.zeros((1, width * bpp), np.int16)
-    for y0 in range(0, height, 256):  # in bands, to bound memory on big outputs
-        raw = (
-            arr[y0 : y0 + 256]
-            .astype(">u2")
-            .view(np.uint8)
-            .reshape(-1, width * bpp)
-            .astype(np.int16)
+    band = max(1, (1 << 20) // max(1, width * bpp))  # about 1 MB of raw rows per band
+    for y0 in range(0, height, band):
+        part = Frame(
+            frame.rgb[y0 : y0 + band],
+            None if frame.alpha is None else frame.alpha[y0 : y0 + band],
+            None,
         )
+        stacked = _stack(part, grayscale)
+        if depth == 16:
+            stacked = stacked.astype(">u2")
+        raw = stacked.view(np.uint8).reshape(-1, width * bpp).astype(np.int16)
         a = np.zeros_like(raw)
         a[:, bpp:] = raw[:, :-bpp]
         b = np.concatenate([prev, raw[:-1]])
@@ -717,13 +735,9 @@ def encode_picture(pic: Picture, fmt: str = "png", quality: int = 95) -> tuple[b
     try:
         if animated:
             _save_animation(pic, target, quality, buf)
-        elif (
-            target == "png"
-            and pic.frames[0].rgb.dtype == np.uint16
-            and not (pic.grayscale and pic.frames[0].alpha is None)
-        ):
+        elif target == "png":
             icc = _icc_for(pic.icc_profile, "GRAY" if pic.grayscale else "RGB")
-            buf.write(_encode_png16(_stack(pic.frames[0], pic.grayscale), icc, pic.exif, pic.dpi))
+            buf.write(_encode_png(pic.frames[0], pic.grayscale, icc, pic.exif, pic.dpi))
         else:
             _save_still(pic, target, quality, buf)
     except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -804,15 +818,12 @@ def _to_pil(arr: np.ndarray) -> Image.Image:
 
 
 def _save_still(pic: Picture, target: str, quality: int, buf: io.BytesIO) -> None:
-    frame = pic.frames[0]
-    if target == "png" and frame.rgb.dtype == np.uint16:  # 16-bit gray: Pillow writes I;16
-        im = Image.fromarray(_stack(frame, True)[..., 0])
-    else:
-        im = _to_pil(_stack(frame, pic.grayscale, eight_bit=True))
-        if target == "jpg" and im.mode in ("LA", "RGBA"):  # opaque alpha: nothing to lose
-            im = im.convert(im.mode[:-1])
-        elif target == "webp" and im.mode in ("L", "LA"):
-            im = im.convert("RGBA" if im.mode == "LA" else "RGB")
+    """JPEG and WebP through Pillow (PNG has its own streaming encoder)."""
+    im = _to_pil(_stack(pic.frames[0], pic.grayscale, eight_bit=True))
+    if target == "jpg" and im.mode in ("LA", "RGBA"):  # opaque alpha: nothing to lose
+        im = im.convert(im.mode[:-1])
+    elif target == "webp" and im.mode in ("L", "LA"):
+        im = im.convert("RGBA" if im.mode == "LA" else "RGB")
     im.save(buf, _PIL_FORMAT[target], **_save_options(pic, target, quality, im.mode))
 
 

@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 APP_NAME = "upscaler-edge"
 _SCALE_SUFFIX = re.compile(r"[-_]x(\d{1,2})$", re.IGNORECASE)
 _DEFAULT_CONTEXT = 16
-_DEFAULT_WORK_BYTES = 2600
+_DEFAULT_WORK_BYTES = 55000  # unknown user models: assume an RRDB-sized appetite
+_DEFAULT_CPU_BUDGET_MB = 1024
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class ModelSpec:
     ``context`` is the number of real input pixels kept around each tile so that tiles join
     without seams. ``work_bytes_per_pixel`` estimates peak working memory of one CPU
     inference per input pixel. ``param_sha256``/``bin_sha256`` are None for user models
-    without a sidecar that states them.
+    without a sidecar that states them. ``cpu_budget_mb`` bounds one CPU tile's working
+    memory (on top of the output's own size).
     """
 
     name: str
@@ -74,6 +76,7 @@ class ModelSpec:
     param_sha256: str | None = None
     bin_sha256: str | None = None
     work_bytes_per_pixel: int = _DEFAULT_WORK_BYTES
+    cpu_budget_mb: int = _DEFAULT_CPU_BUDGET_MB
 
 
 def manifest_path() -> Path:
@@ -128,6 +131,7 @@ def _load_manifest() -> tuple[list[ModelSpec], dict[str, dict[int, str]], dict[s
                 param_sha256=e["param_sha256"],
                 bin_sha256=e["bin_sha256"],
                 work_bytes_per_pixel=int(e.get("work_bytes_per_pixel", _DEFAULT_WORK_BYTES)),
+                cpu_budget_mb=int(e.get("cpu_budget_mb", _DEFAULT_CPU_BUDGET_MB)),
             )
         )
     aliases = {a["name"]: {int(k): v for k, v in a["variants"].items()} for a in data.get("alias", [])}

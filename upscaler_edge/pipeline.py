@@ -219,7 +219,7 @@ class Upscaler:
                 f"{spec.name} upscales x{spec.scale}; scale {options.scale} is larger"
             )
         dev = pick_device(options.device)
-        tile = options.tile or auto_tile(spec, dev)
+        tile = options.tile or auto_tile(spec, dev, width=width, height=height)
         return spec, dev, plan_tiles(width, height, tile, spec.context)
 
     def upscale_picture(

@@ -35,11 +35,21 @@ def test_gpu_auto_tile_follows_the_reference_heap_rule(mb, tile):
 
 
 def test_cpu_auto_tile_fits_the_memory_budget():
+    spec = resolve_model("realesr-animevideov3-x4")
+    cpu = DeviceInfo(-1, "cpu", "cpu")
+    side = auto_tile(spec, cpu, budget=256 * 2**20)
+    assert (side + 2 * spec.context) ** 2 * spec.work_bytes_per_pixel <= 256 * 2**20
+    assert (side + 2 + 2 * spec.context) ** 2 * spec.work_bytes_per_pixel > 256 * 2**20
+    assert auto_tile(spec, cpu, budget=1) == 32
+
+
+def test_cpu_auto_tile_is_the_whole_image_when_it_fits():
     spec = resolve_model("realesrgan-x4plus")
     cpu = DeviceInfo(-1, "cpu", "cpu")
-    side = auto_tile(spec, cpu, budget=512 * 2**20)
-    assert (side + 2 * spec.context) ** 2 * spec.work_bytes_per_pixel <= 512 * 2**20
-    assert auto_tile(spec, cpu, budget=1) == 32
+    assert auto_tile(spec, cpu, width=192, height=160) == 192  # one inference, no context
+    side = auto_tile(spec, cpu, width=4000, height=3000)
+    assert 32 <= side < 4000
+    assert auto_tile(spec, cpu, budget=2**40, width=4000, height=3000) == 4000
 
 
 def test_cpu_engine_upscales_a_tile(photo):
