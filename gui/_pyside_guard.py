@@ -59,7 +59,7 @@ def install() -> bool:
     _installed = True
     import PySide6
 
-    log.warning(
+    log.info(
         "PySide6 %s leaks references on Python %d.%d; guarded. Install PySide6-Essentials<6.12 "
         "or use Python 3.12+.",
         PySide6.__version__,
