@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import QTimer
-from qt_helpers import drop_paths, run_queue, states
+from qt_helpers import JOB_TIMEOUT_MS, drop_paths, run_queue, states
 from upscaler_edge_gui.queue_model import ItemState
 
 from upscaler_edge.worker import Worker
@@ -215,3 +215,18 @@ def test_output_folder_and_format_are_used(qtbot, make_window, images, tmp_path)
     run_queue(qtbot, controller)
     assert controller.model.item_at(0).dst == out / "alpha_x2-2.jpg"
     assert (out / "alpha_x2.jpg").is_file() and (out / "alpha_x2-2.jpg").is_file()
+
+
+def test_closing_the_window_mid_job_cancels_and_cleans_up(qtbot, make_window, slow_image):
+    window, controller = make_window()
+    _small_tiles(window)
+    drop_paths(window.drop_zone, [slow_image])
+    item_id = controller.model.item_at(0).id
+    controller.start()
+    qtbot.waitUntil(lambda: controller.model.item(item_id).progress > 0, timeout=JOB_TIMEOUT_MS)
+
+    started = time.monotonic()
+    window.close()  # saves settings, cancels, stops the worker thread and process
+    assert time.monotonic() - started < 15
+    assert not any(host.thread.isRunning() for host in controller._runners.values())
+    assert sorted(p.name for p in slow_image.parent.iterdir()) == ["slow.png"]

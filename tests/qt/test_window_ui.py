@@ -243,3 +243,25 @@ def test_remove_and_clear_finished(qtbot, make_window, images):
     window.remove_action.trigger()
     assert len(controller.model) == 0
     assert window.queue_stack.currentWidget() is window.drop_zone
+
+
+def test_main_opens_the_window_with_files_and_exits_cleanly(qtbot, tmp_path, images):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+    from upscaler_edge_gui.app import main
+    from upscaler_edge_gui.main_window import MainWindow
+
+    seen: list[int] = []
+
+    def close_it() -> None:
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+        shown = [w for w in windows if w.isVisible()]
+        for w in shown:
+            seen.append(w.queue_view.model().rowCount())
+            w.close()
+
+    QTimer.singleShot(500, close_it)
+    QTimer.singleShot(20_000, QApplication.quit)  # never hang the suite
+    assert main(["--settings", str(tmp_path / "s.ini"), str(images[0].parent)]) == 0
+    assert seen == [2]
+    assert (tmp_path / "s.ini").is_file()
