@@ -82,8 +82,9 @@ def options_for(params: dict[str, Any], config: BotConfig, fmt: str) -> Any:
     """The core Options for a job's params (imported lazily: the core may load ncnn)."""
     from ..options import Options
 
+    # overwrite: the spool folder is the job's own, and a crashed attempt may have left a file
     return Options(model=params["model"], scale=params.get("scale"), device=config.device,
-                   format=fmt, max_pixels=config.max_pixels)
+                   format=fmt, max_pixels=config.max_pixels, overwrite=True)
 
 
 class BotService:
