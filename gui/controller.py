@@ -164,6 +164,7 @@ class MainController(QObject):
             window.splitter.restoreState(self.settings.splitter)
         self._wire()
         self._refresh()
+        self._update_compare_buttons()
         window.status.showMessage("Drop images or folders to start", 0)
         if probe_devices:
             self.devices.start()
@@ -213,7 +214,7 @@ class MainController(QObject):
         w.open_result_button.clicked.connect(self.open_result)
         w.show_folder_button.clicked.connect(self.show_in_folder)
         w.about_action.triggered.connect(self._about)
-        w.compare.zoom_changed.connect(lambda z: w.zoom_label.setText(f"{round(z * 100)}%"))
+        w.compare.zoom_changed.connect(self._on_zoom)
         w.closing.connect(self.shutdown)
         w.queue_view.customContextMenuRequested.connect(self._context_menu)
         w.queue_view.selectionModel().currentChanged.connect(self._on_current_changed)
@@ -638,10 +639,26 @@ class MainController(QObject):
             self._compare_item = None
             self.compare_shown = None
             self.window.compare.clear("Select a finished image to compare it with the original")
+            self._update_compare_buttons()
             return
         item = self.model.item_at(current.row())
         self._compare_item = item.id
         self._show_compare(item)
+
+    def _on_zoom(self, zoom: float) -> None:
+        shown = self.window.compare.has_images()
+        self.window.zoom_label.setText(f"{round(zoom * 100)}%" if shown else "")
+
+    def _update_compare_buttons(self) -> None:
+        w = self.window
+        shown = w.compare.has_images()
+        for b in (w.fit_button, w.actual_button):
+            b.setEnabled(shown)
+        item = self._current_item()
+        w.open_result_button.setEnabled(item is not None and item.dst is not None and shown)
+        w.show_folder_button.setEnabled(item is not None)
+        if not shown:
+            w.zoom_label.setText("")
 
     def _show_compare(self, item: QueueItem) -> None:
         w = self.window
@@ -662,6 +679,7 @@ class MainController(QObject):
         }
         w.compare.clear(messages.get(item.state, ""))
         self.compare_shown = None
+        self._update_compare_buttons()
 
     @Slot(int, object)
     def _on_pair(self, request_id: int, pair: LoadedPair | None) -> None:
@@ -672,9 +690,11 @@ class MainController(QObject):
         if pair is None:
             w.compare.clear(f"Cannot open {item.dst} for comparison")
             self.compare_shown = None
+            self._update_compare_buttons()
             return
         w.compare.set_images(pair.before, pair.after, pair.before_preview, pair.after_preview)
         self.compare_shown = item.id
+        self._update_compare_buttons()
         w.compare.set_labels(
             f"Before  {pair.before.width()}×{pair.before.height()}",
             f"After  {pair.after.width()}×{pair.after.height()}",

@@ -14,6 +14,7 @@ from PySide6.QtGui import (
     QDragMoveEvent,
     QDropEvent,
     QKeySequence,
+    QShowEvent,
 )
 from PySide6.QtWidgets import (
     QFrame,
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QStackedWidget,
     QStatusBar,
@@ -48,14 +50,14 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Upscaler Edge")
         self.setAcceptDrops(True)
         self.resize(1440, 900)
-        self.setMinimumSize(980, 620)
+        self.setMinimumSize(1090, 620)
 
         self.panel = SettingsPanel()
 
         # queue column
         queue_col = QFrame()
         queue_col.setObjectName("QueueColumn")
-        queue_col.setMinimumWidth(340)
+        queue_col.setMinimumWidth(300)
         ql = QVBoxLayout(queue_col)
         ql.setContentsMargins(16, 16, 12, 12)
         ql.setSpacing(10)
@@ -88,7 +90,7 @@ class MainWindow(QMainWindow):
         # compare column
         compare_col = QFrame()
         compare_col.setObjectName("CompareColumn")
-        compare_col.setMinimumWidth(420)
+        compare_col.setMinimumWidth(470)
         cl = QVBoxLayout(compare_col)
         cl.setContentsMargins(12, 16, 16, 12)
         cl.setSpacing(10)
@@ -104,7 +106,8 @@ class MainWindow(QMainWindow):
         self.fit_button = QPushButton("Fit")
         self.actual_button = QPushButton("100%")
         self.open_result_button = QPushButton("Open")
-        self.show_folder_button = QPushButton("Show in folder")
+        self.open_result_button.setToolTip("Open the result in your image viewer")
+        self.show_folder_button = QPushButton("Folder")
         for b in (
             self.fit_button,
             self.actual_button,
@@ -112,6 +115,11 @@ class MainWindow(QMainWindow):
             self.show_folder_button,
         ):
             b.setObjectName("ToolbarButton")
+            b.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+        self.show_folder_button.setToolTip("Show the folder holding the result")
+        self.fit_button.setToolTip("Show the whole image (Ctrl+0)")
+        self.actual_button.setToolTip("One result pixel per screen pixel (Ctrl+1)")
+        self.compare_info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         bar.addWidget(self.compare_title)
         bar.addWidget(self.compare_info, 1)
         bar.addWidget(self.zoom_label)
@@ -154,6 +162,7 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status)
 
         self._build_actions()
+        self._shown_once = False
 
     def _build_actions(self) -> None:
         """Menus and shortcuts (triggered signals are wired by the controller)."""
@@ -223,6 +232,13 @@ class MainWindow(QMainWindow):
             self.files_dropped.emit(paths)
         else:
             event.ignore()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Start with the focus on the picture, not on the first combo box."""
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            self.compare.setFocus()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Let the controller save settings and stop workers first."""

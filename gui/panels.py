@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSlider,
     QSpinBox,
@@ -63,8 +64,21 @@ class SettingsPanel(QFrame):
         super().__init__(parent)
         self.setObjectName("Sidebar")
         self.setFixedWidth(316)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(20, 18, 20, 18)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(0)
+        # the choices scroll when the window is short; progress and buttons stay in view
+        self.scroll = QScrollArea()
+        self.scroll.setObjectName("SidebarScroll")
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        content = QWidget()
+        content.setObjectName("SidebarContent")
+        self.scroll.setWidget(content)
+        outer.addWidget(self.scroll, 1)
+        lay = QVBoxLayout(content)
+        lay.setContentsMargins(20, 18, 20, 8)
         lay.setSpacing(6)
 
         brand = QHBoxLayout()
@@ -192,6 +206,13 @@ class SettingsPanel(QFrame):
         lay.addWidget(self.advanced_box)
 
         lay.addStretch(1)
+
+        bottom = QWidget()
+        bottom.setObjectName("SidebarBottom")
+        outer.addWidget(bottom)
+        lay = QVBoxLayout(bottom)
+        lay.setContentsMargins(20, 8, 20, 18)
+        lay.setSpacing(6)
 
         # progress
         self.current_label = QLabel("Current image")

@@ -21,6 +21,7 @@ _COLORS = {
 _STYLE = """
 QMainWindow, QWidget#QueueColumn, QWidget#CompareColumn { background: %(window)s; }
 QFrame#Sidebar { background: %(panel)s; border-right: 1px solid %(border)s; }
+QScrollArea#SidebarScroll, QWidget#SidebarContent, QWidget#SidebarBottom { background: transparent; }
 QLabel { color: %(text)s; }
 QLabel#Muted { color: %(muted)s; }
 QLabel:disabled { color: #5b6273; }
