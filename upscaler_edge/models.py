@@ -49,6 +49,7 @@ _SCALE_SUFFIX = re.compile(r"[-_]x(\d{1,2})$", re.IGNORECASE)
 _DEFAULT_CONTEXT = 16
 _DEFAULT_WORK_BYTES = 55000  # unknown user models: assume an RRDB-sized appetite
 _DEFAULT_CPU_BUDGET_MB = 1024
+_DEFAULT_EDGE_PAD = 10  # the reference's prepadding: mirrored pixels beyond the image's edges
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class ModelSpec:
     without seams. ``work_bytes_per_pixel`` estimates peak working memory of one CPU
     inference per input pixel. ``param_sha256``/``bin_sha256`` are None for user models
     without a sidecar that states them. ``cpu_budget_mb`` bounds one CPU tile's working
-    memory (on top of the output's own size).
+    memory (on top of the output's own size). ``edge_pad`` mirrored pixels are added beyond
+    the image's edges before inference, as the reference does.
     """
 
     name: str
@@ -76,6 +78,7 @@ class ModelSpec:
     param_sha256: str | None = None
     bin_sha256: str | None = None
     work_bytes_per_pixel: int = _DEFAULT_WORK_BYTES
+    edge_pad: int = _DEFAULT_EDGE_PAD
     cpu_budget_mb: int = _DEFAULT_CPU_BUDGET_MB
 
 
@@ -132,6 +135,7 @@ def _load_manifest() -> tuple[list[ModelSpec], dict[str, dict[int, str]], dict[s
                 bin_sha256=e["bin_sha256"],
                 work_bytes_per_pixel=int(e.get("work_bytes_per_pixel", _DEFAULT_WORK_BYTES)),
                 cpu_budget_mb=int(e.get("cpu_budget_mb", _DEFAULT_CPU_BUDGET_MB)),
+                edge_pad=int(e.get("edge_pad", _DEFAULT_EDGE_PAD)),
             )
         )
     aliases = {a["name"]: {int(k): v for k, v in a["variants"].items()} for a in data.get("alias", [])}

@@ -166,16 +166,20 @@ class Upscaler:
         """Infer one tile and paste its core into ``out``; on a device fault retry the tile
         in quarters down to 32 px, then on the CPU, then give up with DeviceError."""
         s = spec.scale
+        h, w = src.shape[:2]
         wx0, wy0, wx1, wy1 = t.window
-        x = np.ascontiguousarray(src[wy0:wy1, wx0:wx1].transpose(2, 0, 1), dtype=np.float32)
+        win = src[max(wy0, 0) : min(wy1, h), max(wx0, 0) : min(wx1, w)]
+        if wx0 < 0 or wy0 < 0 or wx1 > w or wy1 > h:  # mirror beyond the image's edges
+            pads = ((max(-wy0, 0), max(wy1 - h, 0)), (max(-wx0, 0), max(wx1 - w, 0)), (0, 0))
+            win = np.pad(win, pads, mode="reflect")
+        x = np.ascontiguousarray(win.transpose(2, 0, 1), dtype=np.float32)
         x *= 1.0 / maxval
         try:
             y = self._infer(eng, x, tta)
         except TileFault as fault:
-            h, w = src.shape[:2]
             if max(t.x1 - t.x0, t.y1 - t.y0) > MIN_RETRY_TILE:
                 log.warning("%s; retrying that tile at half size", fault)
-                for sub in split_tile(t, w, h, spec.context):
+                for sub in split_tile(t, w, h, spec.context, spec.edge_pad):
                     self._run_tile(src, out, sub, spec, eng, tta, maxval)
                 return
             if eng.device.is_gpu:
@@ -220,7 +224,7 @@ class Upscaler:
             )
         dev = pick_device(options.device)
         tile = options.tile or auto_tile(spec, dev, width=width, height=height)
-        return spec, dev, plan_tiles(width, height, tile, spec.context)
+        return spec, dev, plan_tiles(width, height, tile, spec.context, spec.edge_pad)
 
     def upscale_picture(
         self,

@@ -1,11 +1,12 @@
 """Pure integer tile math: no numpy, no ncnn.
 
 An image of ``width`` x ``height`` input pixels is cut into cores of at most ``tile`` x
-``tile``. Each core is read with up to ``context`` pixels of the real image around it (never
-invented padding: at the image's edges the window is simply clipped, which is exactly what a
-whole-image inference sees there). After inference only the core's part of the output is
-pasted, so neighbouring tiles never overwrite each other and, with enough context, the result
-equals one whole-image inference.
+``tile``. Each core is read with up to ``context`` pixels of the real image around it. At the
+image's edges the window reaches ``edge`` pixels beyond the image, which the caller fills by
+mirroring (as the reference, and a whole-image inference of the mirrored image, do), and
+stops there. After inference only the core's part of the output is pasted, so neighbouring
+tiles never overwrite each other and, with enough context, the result equals one whole-image
+inference.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ __all__ = ["Tile", "plan_tiles", "split_tile"]
 class Tile:
     """One unit of work, in input pixel coordinates (x0 inclusive, x1 exclusive).
 
-    ``window`` is what the model reads (core + context, clipped to the image); ``core`` is
-    the part whose output is kept. ``crop`` is the core relative to the window, in input
+    ``window`` is what the model reads (core + context, clipped to the image grown by
+    ``edge`` on each side, so it may start below 0); ``core`` is the part whose output is kept. ``crop`` is the core relative to the window, in input
     pixels: multiply by the scale to cut the model's output.
     """
 
@@ -62,15 +63,17 @@ def _spans(length: int, tile: int) -> list[tuple[int, int]]:
     return spans
 
 
-def _make(x0: int, y0: int, x1: int, y1: int, width: int, height: int, context: int) -> Tile:
+def _make(
+    x0: int, y0: int, x1: int, y1: int, width: int, height: int, context: int, edge: int
+) -> Tile:
     return Tile(
         x0, y0, x1, y1,
-        max(0, x0 - context), max(0, y0 - context),
-        min(width, x1 + context), min(height, y1 + context),
+        max(-edge, x0 - context), max(-edge, y0 - context),
+        min(width + edge, x1 + context), min(height + edge, y1 + context),
     )
 
 
-def plan_tiles(width: int, height: int, tile: int, context: int) -> list[Tile]:
+def plan_tiles(width: int, height: int, tile: int, context: int, edge: int = 0) -> list[Tile]:
     """Tiles covering the image row by row. ``tile`` >= the image (or 0) means one tile.
 
     Cores are balanced (a 130 px side with tile 64 gives 44+43+43, not 64+64+2), so no tile
@@ -78,20 +81,20 @@ def plan_tiles(width: int, height: int, tile: int, context: int) -> list[Tile]:
     """
     if width < 1 or height < 1:
         raise ValueError(f"empty image {width}x{height}")
-    if context < 0:
-        raise ValueError("context must be >= 0")
+    if context < 0 or edge < 0:
+        raise ValueError("context and edge must be >= 0")
     if tile <= 0 or (tile >= width and tile >= height):
-        return [Tile(0, 0, width, height, 0, 0, width, height)]
+        return [Tile(0, 0, width, height, -edge, -edge, width + edge, height + edge)]
     return [
-        _make(x0, y0, x1, y1, width, height, context)
+        _make(x0, y0, x1, y1, width, height, context, edge)
         for y0, y1 in _spans(height, tile)
         for x0, x1 in _spans(width, tile)
     ]
 
 
-def split_tile(t: Tile, width: int, height: int, context: int) -> list[Tile]:
+def split_tile(t: Tile, width: int, height: int, context: int, edge: int = 0) -> list[Tile]:
     """The four quarters of a tile's core, each with its own context: a retry at half size."""
     mx, my = (t.x0 + t.x1) // 2, (t.y0 + t.y1) // 2
     xs = [(t.x0, mx), (mx, t.x1)] if t.x1 - t.x0 > 1 else [(t.x0, t.x1)]
     ys = [(t.y0, my), (my, t.y1)] if t.y1 - t.y0 > 1 else [(t.y0, t.y1)]
-    return [_make(x0, y0, x1, y1, width, height, context) for y0, y1 in ys for x0, x1 in xs]
+    return [_make(x0, y0, x1, y1, width, height, context, edge) for y0, y1 in ys for x0, x1 in xs]

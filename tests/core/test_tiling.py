@@ -69,3 +69,13 @@ def test_bad_arguments():
         plan_tiles(0, 5, 32, 0)
     with pytest.raises(ValueError):
         plan_tiles(5, 5, 32, -1)
+
+
+def test_windows_reach_the_mirrored_edge_and_stop_there():
+    tiles = plan_tiles(100, 60, 40, 16, edge=10)
+    first, last = tiles[0], tiles[-1]
+    assert first.window[:2] == (-10, -10)  # 10 mirrored pixels beyond the top-left corner
+    assert last.window[2:] == (110, 70)
+    assert first.crop[:2] == (10, 10)
+    (whole,) = plan_tiles(20, 20, 0, 16, edge=10)
+    assert whole.window == (-10, -10, 30, 30) and whole.crop == (10, 10, 30, 30)
