@@ -512,3 +512,21 @@ def test_bad_token_is_fatal_not_retried(tmp_path: Path, real_core: Core) -> None
                                            client_factory=h._factory), 30)
 
     run(main())
+
+
+def test_expired_file_reference_is_refetched(tmp_path: Path, fake: FakeTelegram,
+                                             real_core: Core) -> None:
+    user = fake.user(OWNER)
+    fake.fail(functions.upload.GetFileRequest, lambda r: errors.FileReferenceExpiredError(r))
+
+    async def main() -> None:
+        h = await start(tmp_path, fake, real_core)
+        update = fake.document(user, png_bytes(), "old.png")
+        await h.send(update, user)
+        assert (await h.finished(update)).state == DONE
+        await h.close()
+
+    run(main())
+    assert fake.count(functions.messages.GetMessagesRequest) == 1
+    (doc,) = fake.documents_to(OWNER)
+    assert "on CPU" in doc.text

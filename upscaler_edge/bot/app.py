@@ -52,7 +52,6 @@ class Core:
     @classmethod
     def load(cls, config: BotConfig) -> Core:
         """The real core: a supervised worker process, header probe, model registry."""
-        from ..engine import describe_device
         from ..imageio import probe
         from ..models import list_models, model_names, resolve_model
         from ..worker import Worker
@@ -63,7 +62,9 @@ class Core:
             probe=probe,
             resolve=lambda name, scale: resolve_model(name, scale),
             catalog=Catalog.from_specs(list_models(), model_names()),
-            device_name=describe_device(config.device),
+            # Naming the GPU here would load ncnn/Vulkan into the bot process, which only the
+            # worker child may do; the runner learns the real name from the first result.
+            device_name="CPU" if config.device == "cpu" else f"device '{config.device}'",
             close=worker.close,
         )
 

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from telethon import Button, TelegramClient, events
+from telethon import Button, TelegramClient, errors, events
 
 from ..errors import UpscalerError
 from ..jobs import FAILED, QUEUED, RUNNING
@@ -171,9 +171,14 @@ async def accept_image(service: BotService, event: Any) -> None:
     text = service.queued_text(job)
     if info.compressed and service.prefs.take_photo_hint(event.sender_id):
         text += "\n" + PHOTO_HINT
-    status = await event.reply(text)
-    queue.set_status_message(job.id, status.id)
-    service.editor.note_sent(event.chat_id)
+    try:
+        status = await event.reply(text)
+    except errors.FloodWaitError as exc:
+        # the job is safely queued; the runner sends a status message when it starts
+        log.warning("job %s: no 'queued' reply (flood wait %s s)", job.id, exc.seconds)
+    else:
+        queue.set_status_message(job.id, status.id)
+        service.editor.note_sent(event.chat_id)
     service.messages[job.id] = msg
     log.info("job %s queued: user %s, %s x%s", job.id, event.sender_id, spec.name, scale or "")
     service.wake()

@@ -175,7 +175,7 @@ class BotService:
     # -- queue facts ----------------------------------------------------------------------
     def estimate_seconds(self, params: dict[str, Any]) -> float | None:
         """Expected upscale time of a job from measured speed, or None if not measured."""
-        speed = self.prefs.speed(params.get("model", ""), self.device_name)
+        speed = self.prefs.speed(params.get("model", ""), self.config.device)
         if not speed:
             return None
         w, h = params.get("width"), params.get("height")
@@ -355,8 +355,17 @@ class BotService:
         def on_download(done: int, total: int) -> None:
             self._show(job, progress_text("downloading", done, total))
 
-        await self.tg("download", lambda c: c.download_media(
-            message, file=str(src), progress_callback=on_download))
+        try:
+            await self.tg("download", lambda c: c.download_media(
+                message, file=str(src), progress_callback=on_download))
+        except (errors.FileReferenceExpiredError, errors.FileReferenceInvalidError):
+            # the job waited long enough for Telegram's file reference to expire: refetch
+            message = await self.tg("refetch message", lambda c: c.get_messages(
+                peer_from_string(job.peer), ids=job.message_id))
+            if message is None:
+                raise _Refused("I can no longer see that message; please send the image again")
+            await self.tg("download", lambda c: c.download_media(
+                message, file=str(src), progress_callback=on_download))
         if not src.exists() or src.stat().st_size == 0:
             raise _Refused("the file is empty")
         if src.stat().st_size > cfg.max_file_bytes:
@@ -397,7 +406,8 @@ class BotService:
                            "2000 MiB file limit; try a smaller scale or format jpg")
         in_w, in_h = getattr(result, "in_size", (width, height))
         res_w, res_h = getattr(result, "out_size", (out_w, out_h))
-        self.prefs.record_speed(params["model"], self.device_name, in_w * in_h / 1e6, seconds)
+        self.device_name = str(getattr(result, "device", "") or self.device_name)
+        self.prefs.record_speed(params["model"], self.config.device, in_w * in_h / 1e6, seconds)
         caption = (f"{params['model']} x{scale}: {in_w}x{in_h} -> {res_w}x{res_h}, "
                    f"{seconds:.1f} s on {self.device_name}{note}")
         done_marker.write_text(json.dumps({"file_name": file_name, "caption": caption}))
