@@ -201,6 +201,26 @@ def take_screenshot(
             window.deleteLater()
 
 
+def _report_uncaught_in(window: MainWindow) -> Callable[..., object]:
+    """A bug in a slot is logged with its traceback and shown in the status bar; the window
+    stays up (Qt would otherwise only print it to a console the user may not have).
+    Returns the hook it replaced."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: object) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            previous(kind, exc, tb)  # type: ignore[arg-type]
+            return
+        log.error("unexpected error", exc_info=(kind, exc, tb))  # type: ignore[arg-type]
+        try:
+            window.status.showMessage(f"Unexpected error: {exc} (details in the log)", 0)
+        except RuntimeError:  # the window is already gone
+            pass
+
+    sys.excepthook = hook
+    return previous
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the window (or ``--screenshot``); returns the exit status."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
@@ -219,11 +239,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     window = MainWindow()
     controller = MainController(window, qs)
+    previous_hook = _report_uncaught_in(window)
     if args.files:
         controller.add_paths(args.files)
     window.show()
-    status = app.exec()
-    controller.shutdown()
+    try:
+        status = app.exec()
+    finally:
+        controller.shutdown()
+        sys.excepthook = previous_hook
     return int(status)
 
 
