@@ -272,7 +272,8 @@ class JobQueue:
             row = db.execute(
                 "SELECT j.id FROM jobs j WHERE j.state = 'queued' ORDER BY"
                 " (SELECT COALESCE(MAX(k.served_seq), 0) FROM jobs k WHERE k.user_id = j.user_id),"
-                " (SELECT MIN(m.id) FROM jobs m WHERE m.user_id = j.user_id AND m.state = 'queued'),"
+                " (SELECT MIN(m.id) FROM jobs m"
+                "  WHERE m.user_id = j.user_id AND m.state = 'queued'),"
                 " j.id LIMIT 1"
             ).fetchone()
             if row is None:

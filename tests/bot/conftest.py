@@ -33,7 +33,8 @@ STRANGER = 999
 MODEL = "realesr-animevideov3-x4"
 
 
-def png_bytes(width: int = 32, height: int = 24, color: tuple[int, int, int] = (200, 40, 30)) -> bytes:
+def png_bytes(width: int = 32, height: int = 24,
+              color: tuple[int, int, int] = (200, 40, 30)) -> bytes:
     """A small real PNG with some structure (a gradient) so the model has work to do."""
     from PIL import Image
 

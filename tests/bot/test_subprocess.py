@@ -55,7 +55,9 @@ def test_kill_9_mid_job_then_restart_replies_exactly_once(tmp_path: Path) -> Non
             "--device", "cpu"]
     with TcpFakeServer(fake) as server:
         env = {**os.environ, "FAKETG_PORT": str(server.address[1]), "FAKEBOT_HOLD": str(marker)}
-        online = lambda: server.run(lambda: any(c.logged_in for c in fake.connections))  # noqa: E731
+        def online() -> bool:
+            return server.run(lambda: any(c.logged_in for c in fake.connections))
+
         log1 = tmp_path / "bot1.log"
         with log1.open("w") as out:
             first = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -1,4 +1,4 @@
-"""``python -m upscaler_edge --bot [args]``: argv -> config -> :func:`run_bot`; errors -> exit codes.
+"""``python -m upscaler_edge --bot [args]``: argv -> config -> :func:`run_bot` -> exit status.
 
 Exit status: 0 after a clean stop (Ctrl-C, SIGTERM), 2 when the setup is incomplete or wrong
 (missing credentials: the setup message, no traceback), 3 when another bot process already

@@ -201,7 +201,8 @@ async def cmd_status(service: BotService, event: Any) -> None:
         name = job.params.get("file_name", "image")
         if job.state == RUNNING:
             cur = service.current
-            pct = f" {100 * cur.done // cur.total}%" if cur and cur.job.id == job.id and cur.total else ""
+            ours = cur is not None and cur.job.id == job.id and cur.total
+            pct = f" {100 * cur.done // cur.total}%" if ours and cur else ""
             lines.append(f"- {name}: running{pct}")
         else:
             lines.append(f"- {name}: #{service.queue.position(job.id)} in line")
@@ -226,7 +227,8 @@ async def cmd_models(service: BotService, event: Any) -> None:
     lines = ["Models (write one in a caption or pick a default with /model):"]
     for spec in service.catalog.specs:
         mark = " (your default)" if spec.name == mine else ""
-        lines.append(f"- {spec.name}: x{spec.scale}, {spec.kind}{mark}. {spec.description}".rstrip())
+        line = f"- {spec.name}: x{spec.scale}, {spec.kind}{mark}. {spec.description}"
+        lines.append(line.rstrip())
     await event.reply("\n".join(lines))
 
 
@@ -258,7 +260,8 @@ async def cmd_scale(service: BotService, event: Any) -> None:
 async def cmd_format(service: BotService, event: Any) -> None:
     current = service.prefs.get(event.sender_id).format or "png"
     options = [("PNG (lossless)", "png"), ("JPEG", "jpg"), ("WebP", "webp")]
-    await event.reply(f"Your default format: {current}. Choose:", buttons=_buttons("format", options))
+    await event.reply(f"Your default format: {current}. Choose:",
+                      buttons=_buttons("format", options))
 
 
 COMMANDS: dict[str, Callable[[BotService, Any], Awaitable[None]]] = {

@@ -100,5 +100,6 @@ class Prefs:
                 self._db.execute("INSERT INTO speed VALUES (?, ?, ?, 1)", (model, device, sample))
             else:
                 mpps = 0.7 * row[0] + 0.3 * sample
-                self._db.execute("UPDATE speed SET mpps = ?, samples = ? WHERE model = ? AND device = ?",
-                                 (mpps, row[1] + 1, model, device))
+                self._db.execute(
+                    "UPDATE speed SET mpps = ?, samples = ? WHERE model = ? AND device = ?",
+                    (mpps, row[1] + 1, model, device))

@@ -190,7 +190,9 @@ class BotService:
         total = 0.0
         cur = self.current
         if cur is not None:
-            est = cur.estimate if cur.estimate is not None else self.estimate_seconds(cur.job.params)
+            est = cur.estimate
+            if est is None:
+                est = self.estimate_seconds(cur.job.params)
             if est is None:
                 return None
             left = 1 - (cur.done / cur.total) if cur.total else 1
@@ -343,7 +345,8 @@ class BotService:
         self._show(job, progress_text("downloading"))
         size = params.get("size")
         if size is not None and size > cfg.max_file_bytes:
-            raise _Refused(f"the file is {size / 2**20:.0f} MiB; the limit is {cfg.max_file_mb} MiB")
+            raise _Refused(f"the file is {size / 2**20:.0f} MiB; "
+                           f"the limit is {cfg.max_file_mb} MiB")
         message = self.messages.get(job.id)
         if message is None:
             message = await self.tg("fetch message", lambda c: c.get_messages(
