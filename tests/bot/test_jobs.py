@@ -168,3 +168,12 @@ def test_update_params_and_counts(queue: JobQueue) -> None:
     assert queue.counts()[QUEUED] == 1 and queue.counts()[DONE] == 0
     queue.set_status_message(job.id, 55)
     assert queue.get(job.id).status_message_id == 55     # type: ignore[union-attr]
+
+
+def test_queue_module_does_not_import_telethon() -> None:
+    """The core must work without the bot extra."""
+    import subprocess
+    import sys
+
+    code = "import sys, upscaler_edge.jobs; sys.exit('telethon' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
