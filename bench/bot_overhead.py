@@ -34,7 +34,7 @@ log = logging.getLogger("bench.bot_overhead")
 
 
 async def _overhead(tmp: Path, jobs: int) -> dict[str, float]:
-    from conftest import MODEL, OWNER, BotHarness, make_config, png_bytes, wait_for
+    from botkit import MODEL, OWNER, BotHarness, make_config, png_bytes, wait_for
     from faketg import FakeTelegram
 
     from upscaler_edge.bot.app import Core
@@ -93,7 +93,7 @@ def _queue_only(tmp: Path, n: int) -> float:
 
 
 async def _through_bot(tmp: Path, n: int) -> float:
-    from conftest import BotHarness, make_config, png_bytes, wait_for
+    from botkit import BotHarness, make_config, png_bytes, wait_for
     from faketg import FakeTelegram
 
     from upscaler_edge.bot.app import Core

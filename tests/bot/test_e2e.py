@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from telethon import errors, functions
 
-from conftest import (FRIEND, MODEL, OWNER, STRANGER, BotHarness, jpeg_bytes, make_config,
+from botkit import (FRIEND, MODEL, OWNER, STRANGER, BotHarness, jpeg_bytes, make_config,
                       png_bytes, slowed, wait_for)
 from faketg import FakeTelegram
 

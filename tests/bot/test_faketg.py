@@ -12,7 +12,7 @@ from telethon import TelegramClient, events
 from telethon.client.updates import UpdateMethods
 from telethon.client.users import UserMethods
 
-from conftest import OWNER, png_bytes
+from botkit import OWNER, png_bytes
 from faketg import BOT_TOKEN, HOOKS, FakeTelegram, attach
 
 # The fake was checked against Telethon 1.45 (TL layer with messages.Messages.topics, the

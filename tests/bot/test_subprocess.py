@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from conftest import MODEL, OWNER, png_bytes
+from botkit import MODEL, OWNER, png_bytes
 from faketg import BOT_TOKEN, FakeTelegram, TcpFakeServer
 
 pytestmark = [pytest.mark.timeout(180),
