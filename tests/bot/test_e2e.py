@@ -530,3 +530,34 @@ def test_expired_file_reference_is_refetched(tmp_path: Path, fake: FakeTelegram,
     assert fake.count(functions.messages.GetMessagesRequest) == 1
     (doc,) = fake.documents_to(OWNER)
     assert "on CPU" in doc.text
+
+
+def test_cancel_running_job(tmp_path: Path, fake: FakeTelegram, real_core: Core) -> None:
+    from upscaler_edge.errors import Cancelled
+
+    user = fake.user(OWNER)
+    started = []
+
+    def long_job(src: Path, dst: Path, options: Any, *, cancel: Any, **kw: Any) -> Any:
+        started.append(src)
+        if cancel.wait(20):
+            raise Cancelled("cancelled")
+        raise AssertionError("/cancel never reached the worker")
+
+    core = Core(upscale=long_job, probe=real_core.probe, resolve=real_core.resolve,
+                catalog=real_core.catalog, device_name=real_core.device_name)
+
+    async def main() -> None:
+        h = await start(tmp_path, fake, core)
+        update = fake.document(user, png_bytes(), "r.png")
+        await h.send(update, user)
+        await wait_for(lambda: started, what="the job to start")
+        await h.send(fake.text(user, "/cancel"), user)
+        job = await h.finished(update)
+        assert job.state == CANCELLED and job.reply_message_id is None
+        assert spool_empty(h)
+        await h.close()
+
+    run(main())
+    assert fake.documents_to(OWNER) == []
+    assert [m.current_text for m in fake.messages_to(OWNER)] == ["Cancelled 1 job."]
