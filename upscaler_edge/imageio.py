@@ -646,8 +646,8 @@ def _encode_png(
     exif: bytes | None,
     dpi: tuple[float, float] | None,
     level: int = PNG_COMPRESS_LEVEL,
-) -> bytes:
-    """One frame -> PNG bytes (8 or 16 bits, as the frame's dtype), streamed in row bands.
+) -> list[bytes]:
+    """One frame -> PNG chunks (8 or 16 bits, as the frame's dtype), streamed in row bands.
 
     Every row uses the Paeth filter, computed with numpy from the raw rows, and each band is
     stacked, filtered and compressed on its own: no full-size copy of the picture is made, so
@@ -696,7 +696,7 @@ def _encode_png(
             out.append(_chunk(b"IDAT", packed))
         prev = raw[-1:]
     out += [_chunk(b"IDAT", packer.flush()), _chunk(b"IEND", b"")]
-    return b"".join(out)
+    return out
 
 
 def _chunk(name: bytes, body: bytes) -> bytes:
@@ -715,6 +715,12 @@ def encode_picture(pic: Picture, fmt: str = "png", quality: int = 95) -> tuple[b
     can hold them. Raises UsageError for an unknown format, a bad quality or a malformed
     picture, OutputError when the encoder fails.
     """
+    parts, used = _encode(pic, *_target_format(pic, fmt, quality))
+    return b"".join(parts), used
+
+
+def _target_format(pic: Picture, fmt: str, quality: int) -> tuple[str, int]:
+    """Validate the request; the format to write (png when jpg cannot hold the picture)."""
     target = _FORMAT_ALIASES.get(str(fmt).lower().lstrip("."))
     if target is None:
         raise UsageError(f"unknown output format {fmt!r}; use png, jpg or webp")
@@ -731,18 +737,23 @@ def encode_picture(pic: Picture, fmt: str = "png", quality: int = 95) -> tuple[b
     elif target == "jpg" and animated:
         logger.warning("image is animated; saving PNG (APNG) instead of JPEG")
         target = "png"
+    return target, quality
+
+
+def _encode(pic: Picture, target: str, quality: int) -> tuple[list[Any], str]:
+    """The encoded file as a list of byte strings (no joined copy of a big output)."""
     buf = io.BytesIO()
     try:
-        if animated:
+        if len(pic.frames) > 1:
             _save_animation(pic, target, quality, buf)
         elif target == "png":
             icc = _icc_for(pic.icc_profile, "GRAY" if pic.grayscale else "RGB")
-            buf.write(_encode_png(pic.frames[0], pic.grayscale, icc, pic.exif, pic.dpi))
+            return _encode_png(pic.frames[0], pic.grayscale, icc, pic.exif, pic.dpi), target
         else:
             _save_still(pic, target, quality, buf)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise OutputError(f"cannot encode the image as {target.upper()} ({_detail(exc)})") from exc
-    return buf.getvalue(), target
+    return [buf.getbuffer()], target
 
 
 def write_picture(
@@ -762,12 +773,12 @@ def write_picture(
     """
     dst = Path(os.fspath(dst))
     wanted = fmt if fmt is not None else _SUFFIX_FORMATS.get(dst.suffix.lower(), "png")
-    data, used = encode_picture(pic, wanted, quality)
+    parts, used = _encode(pic, *_target_format(pic, wanted, quality))
     asked = _FORMAT_ALIASES.get(str(wanted).lower().lstrip("."))
     if used != asked and _SUFFIX_FORMATS.get(dst.suffix.lower()) == asked:
         dst = dst.with_suffix(_FORMAT_SUFFIX[used])
-    _write_atomic(data, dst, overwrite)
-    logger.debug("wrote %s (%s, %d bytes)", dst, used, len(data))
+    _write_atomic(parts, dst, overwrite)
+    logger.debug("wrote %s (%s, %d bytes)", dst, used, sum(len(p) for p in parts))
     return dst
 
 
@@ -869,8 +880,9 @@ def _save_animation(pic: Picture, target: str, quality: int, buf: io.BytesIO) ->
     images[0].save(buf, _PIL_FORMAT[target], **options)
 
 
-def _write_atomic(data: bytes, dst: Path, overwrite: bool) -> None:
-    """Write ``data`` to a temp file beside ``dst``, fsync it, then move it into place."""
+def _write_atomic(parts: list[Any], dst: Path, overwrite: bool) -> None:
+    """Write ``parts`` (byte strings) to a temp file beside ``dst``, fsync it, then move it
+    into place."""
     if not overwrite and os.path.lexists(dst):
         raise OutputExistsError(f"{dst} exists (use --overwrite)")
     parent = dst.parent
@@ -886,7 +898,8 @@ def _write_atomic(data: bytes, dst: Path, overwrite: bool) -> None:
             dir=parent, delete=False, prefix="." + dst.name + ".", suffix=".tmp"
         ) as handle:
             tmp = Path(handle.name)
-            handle.write(data)
+            for part in parts:
+                handle.write(part)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_current_umask())

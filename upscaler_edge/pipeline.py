@@ -21,12 +21,12 @@ import numpy as np
 from PIL import Image
 
 from . import imageio  # noqa
-from .engine import DeviceInfo, Engine, TileFault, auto_tile, pick_device
+from .engine import DeviceInfo, Engine, TileFault, cpu_window_pixels, gpu_auto_tile, pick_device
 from .errors import Cancelled, DeviceError, OutputError, UpscalerError, UsageError
 from .imageio import Frame, Picture
 from .models import ModelSpec, resolve_model, verify_model
 from .options import Options
-from .tiling import Tile, plan_tiles, split_tile
+from .tiling import Tile, best_grid, plan_tiles, split_tile
 
 __all__ = [
     "Progress",
@@ -223,8 +223,15 @@ class Upscaler:
                 f"{spec.name} upscales x{spec.scale}; scale {options.scale} is larger"
             )
         dev = pick_device(options.device)
-        tile = options.tile or auto_tile(spec, dev, width=width, height=height)
-        return spec, dev, plan_tiles(width, height, tile, spec.context, spec.edge_pad)
+        if options.tile:  # the user's tile size, honoured exactly
+            tiles = plan_tiles(width, height, options.tile, spec.context, spec.edge_pad)
+        elif dev.is_gpu:
+            tiles = plan_tiles(width, height, gpu_auto_tile(dev), spec.context, spec.edge_pad)
+        else:  # the grid with the least inference whose tiles fit the memory budget
+            out_bytes = width * height * spec.scale**2 * 3
+            tw, th = best_grid(width, height, cpu_window_pixels(spec, out_bytes), spec.context, spec.edge_pad)
+            tiles = plan_tiles(width, height, tw, spec.context, spec.edge_pad, tile_h=th)
+        return spec, dev, tiles
 
     def upscale_picture(
         self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Tile", "plan_tiles", "split_tile"]
+__all__ = ["Tile", "plan_tiles", "split_tile", "best_grid"]
 
 
 @dataclass(frozen=True)
@@ -73,23 +73,57 @@ def _make(
     )
 
 
-def plan_tiles(width: int, height: int, tile: int, context: int, edge: int = 0) -> list[Tile]:
+def plan_tiles(
+    width: int, height: int, tile: int, context: int, edge: int = 0, tile_h: int | None = None
+) -> list[Tile]:
     """Tiles covering the image row by row. ``tile`` >= the image (or 0) means one tile.
 
-    Cores are balanced (a 130 px side with tile 64 gives 44+43+43, not 64+64+2), so no tile
-    carries a sliver whose cost is all context.
+    Cores are at most ``tile`` wide and ``tile_h`` (default ``tile``) high, balanced (a 130 px
+    side with tile 64 gives 44+43+43, not 64+64+2), so no tile carries a sliver whose cost is
+    all context.
     """
     if width < 1 or height < 1:
         raise ValueError(f"empty image {width}x{height}")
     if context < 0 or edge < 0:
         raise ValueError("context and edge must be >= 0")
-    if tile <= 0 or (tile >= width and tile >= height):
+    th = tile if tile_h is None else tile_h
+    if tile <= 0 or (tile >= width and th >= height):
         return [Tile(0, 0, width, height, -edge, -edge, width + edge, height + edge)]
     return [
         _make(x0, y0, x1, y1, width, height, context, edge)
-        for y0, y1 in _spans(height, tile)
+        for y0, y1 in _spans(height, th)
         for x0, x1 in _spans(width, tile)
     ]
+
+
+def _window_side(length: int, parts: int, context: int, edge: int) -> int:
+    """The widest window along one side when it is cut into ``parts`` balanced spans."""
+    core = -(-length // parts)
+    if parts == 1:
+        return length + 2 * edge
+    return core + min(context, core) + max(min(context, core), edge)
+
+
+def best_grid(
+    width: int, height: int, max_window_pixels: int, context: int, edge: int = 0
+) -> tuple[int, int]:
+    """Core width and height of the grid whose windows each fit ``max_window_pixels`` and
+    whose windows add up to the fewest pixels (the least inference). The whole image when it
+    fits; never a core below 32 px (then the windows may exceed the budget)."""
+    best: tuple[int, int, int] | None = None
+    for nx in range(1, max(1, width // 32) + 1):
+        wx = _window_side(width, nx, context, edge)
+        for ny in range(1, max(1, height // 32) + 1):
+            wy = _window_side(height, ny, context, edge)
+            if wx * wy > max_window_pixels:
+                continue
+            total = nx * ny * wx * wy
+            if best is None or total < best[0]:
+                best = (total, -(-width // nx), -(-height // ny))
+            break  # more rows only add context
+    if best is None:
+        return min(width, 32), min(height, 32)
+    return best[1], best[2]
 
 
 def split_tile(t: Tile, width: int, height: int, context: int, edge: int = 0) -> list[Tile]:

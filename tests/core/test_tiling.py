@@ -79,3 +79,19 @@ def test_windows_reach_the_mirrored_edge_and_stop_there():
     assert first.crop[:2] == (10, 10)
     (whole,) = plan_tiles(20, 20, 0, 16, edge=10)
     assert whole.window == (-10, -10, 30, 30) and whole.crop == (10, 10, 30, 30)
+
+
+def test_best_grid_is_whole_when_it_fits_and_fits_the_budget_otherwise():
+    from upscaler_edge.tiling import best_grid
+
+    assert best_grid(512, 512, 10**9, 16, 10) == (512, 512)
+    tw, th = best_grid(800, 600, 60_000, 16, 10)
+    tiles = plan_tiles(800, 600, tw, 16, 10, tile_h=th)
+    assert max(t.window_pixels for t in tiles) <= 60_000
+    # no other grid whose windows fit needs fewer pixels of inference
+    total = sum(t.window_pixels for t in tiles)
+    for nx in range(1, 26):
+        for ny in range(1, 19):
+            other = plan_tiles(800, 600, -(-800 // nx), 16, 10, tile_h=-(-600 // ny))
+            if max(t.window_pixels for t in other) <= 60_000:
+                assert sum(t.window_pixels for t in other) >= total
