@@ -155,3 +155,16 @@ def test_module_entry_point_runs_end_to_end(photo_png, tmp_path):
         assert im.format == "WEBP" and im.size == (128, 96)
     res = subprocess.run([sys.executable, "-m", "upscaler_edge", "--version"], capture_output=True, text=True)
     assert res.returncode == 0 and res.stdout.startswith("upscaler-edge 0.")
+
+
+def test_all_frames_keeps_the_animation(photo, tmp_path):
+    src = tmp_path / "anim.gif"
+    frames = [Image.fromarray(photo[i * 8 : i * 8 + 16, :16]) for i in range(3)]
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=[100, 200, 300], loop=0)
+    code, _, err = run([src, *FAST, "-q", "--all-frames", "-f", "webp"])
+    assert code == 0, err
+    with Image.open(tmp_path / "anim_x2.webp") as im:
+        assert im.n_frames == 3 and im.size == (32, 32)
+    code, _, err = run([src, *FAST, "-q", "-o", tmp_path / "first.png"])
+    with Image.open(tmp_path / "first.png") as im:
+        assert getattr(im, "n_frames", 1) == 1 and im.size == (32, 32)

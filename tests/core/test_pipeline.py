@@ -175,3 +175,27 @@ def test_batch_isolates_failures_and_keeps_order(up, photo, tmp_path):
     assert items[1].error is not None and items[0].error is None and items[2].error is None
     assert read_picture(items[2].dst).width == 32
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+
+
+@pytest.mark.vulkan
+def test_vulkan_pipeline_matches_cpu_and_falls_back_to_cpu(photo, software_vulkan, monkeypatch):
+    src = pic_of(np.ascontiguousarray(photo[:40, :40]))
+    gpu_opts = FAST.replace(device=str(software_vulkan.index), tile=32)
+    with Upscaler() as up:
+        cpu = up.upscale_picture(src, FAST.replace(tile=32)).frames[0].rgb
+        gpu = up.upscale_picture(src, gpu_opts).frames[0].rgb
+        assert np.abs(cpu.astype(int) - gpu).max() <= 4  # fp16 on the device
+
+        real = engine_mod.Engine.infer
+        devices = []
+
+        def gpu_breaks(self, x):
+            devices.append(self.device.kind)
+            if self.device.is_gpu:
+                raise engine_mod.TileFault("VK_ERROR_DEVICE_LOST")
+            return real(self, x)
+
+        monkeypatch.setattr(engine_mod.Engine, "infer", gpu_breaks)
+        out = up.upscale_picture(src, gpu_opts).frames[0].rgb
+    assert "cpu" in devices and "software" in devices
+    assert np.abs(out.astype(int) - cpu).max() <= 2
