@@ -261,7 +261,13 @@ def test_main_opens_the_window_with_files_and_exits_cleanly(qtbot, tmp_path, ima
             w.close()
 
     QTimer.singleShot(500, close_it)
-    QTimer.singleShot(20_000, QApplication.quit)  # never hang the suite
-    assert main(["--settings", str(tmp_path / "s.ini"), str(images[0].parent)]) == 0
+    guard = QTimer()  # never hang the suite; stopped after, so it cannot quit later tests' loops
+    guard.setSingleShot(True)
+    guard.timeout.connect(QApplication.quit)
+    guard.start(20_000)
+    try:
+        assert main(["--settings", str(tmp_path / "s.ini"), str(images[0].parent)]) == 0
+    finally:
+        guard.stop()
     assert seen == [2]
     assert (tmp_path / "s.ini").is_file()
