@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import math
 import os
 import platform
 import statistics
@@ -134,8 +135,16 @@ def make_drawing(size: int = 256) -> np.ndarray:
     for i in range(8):  # sun rays
         ang = i * np.pi / 4
         cx, cy = p(0.80), p(0.16)
-        d.line([cx + np.cos(ang) * p(0.12), cy + np.sin(ang) * p(0.12),
-                cx + np.cos(ang) * p(0.16), cy + np.sin(ang) * p(0.16)], fill="black", width=k)
+        d.line(
+            [
+                cx + np.cos(ang) * p(0.12),
+                cy + np.sin(ang) * p(0.12),
+                cx + np.cos(ang) * p(0.16),
+                cy + np.sin(ang) * p(0.16),
+            ],
+            fill="black",
+            width=k,
+        )
     d.ellipse([p(-0.3), p(0.62), p(0.6), p(1.3)], fill=(110, 190, 90), outline="black", width=ow)
     d.ellipse([p(0.35), p(0.70), p(1.3), p(1.4)], fill=(70, 150, 80), outline="black", width=ow)
     for i in range(14):  # grass hatching: thin strokes
@@ -143,9 +152,21 @@ def make_drawing(size: int = 256) -> np.ndarray:
         d.line([x0, p(0.93), x0 + p(0.02), p(0.87)], fill=(30, 90, 40), width=k)
     # head, hair, eyes, mouth
     d.ellipse([p(0.18), p(0.28), p(0.58), p(0.74)], fill=(255, 224, 196), outline="black", width=ow)
-    hair = [(0.14, 0.46), (0.17, 0.26), (0.26, 0.18), (0.38, 0.15), (0.50, 0.18), (0.60, 0.27),
-            (0.62, 0.46), (0.54, 0.34), (0.47, 0.40), (0.42, 0.31), (0.34, 0.39), (0.28, 0.31),
-            (0.21, 0.42)]
+    hair = [
+        (0.14, 0.46),
+        (0.17, 0.26),
+        (0.26, 0.18),
+        (0.38, 0.15),
+        (0.50, 0.18),
+        (0.60, 0.27),
+        (0.62, 0.46),
+        (0.54, 0.34),
+        (0.47, 0.40),
+        (0.42, 0.31),
+        (0.34, 0.39),
+        (0.28, 0.31),
+        (0.21, 0.42),
+    ]
     d.polygon([(p(x), p(y)) for x, y in hair], fill=(120, 60, 160), outline="black", width=ow)
     for ex in (0.25, 0.41):
         d.ellipse([p(ex), p(0.44), p(ex + 0.11), p(0.59)], fill="white", outline="black", width=ow)
@@ -156,15 +177,26 @@ def make_drawing(size: int = 256) -> np.ndarray:
     d.ellipse([p(0.22), p(0.60), p(0.28), p(0.63)], fill=(250, 170, 170))
     d.ellipse([p(0.48), p(0.60), p(0.54), p(0.63)], fill=(250, 170, 170))
     # speech bubble with text in Pillow's default font
-    d.rounded_rectangle([p(0.56), p(0.30), p(0.97), p(0.56)], radius=p(0.05), fill="white",
-                        outline="black", width=ow)
+    d.rounded_rectangle(
+        [p(0.56), p(0.30), p(0.97), p(0.56)],
+        radius=p(0.05),
+        fill="white",
+        outline="black",
+        width=ow,
+    )
     d.polygon([(p(0.60), p(0.54)), (p(0.55), p(0.62)), (p(0.66), p(0.55))], fill="white")
     d.line([(p(0.60), p(0.555)), (p(0.55), p(0.62)), (p(0.66), p(0.555))], fill="black", width=ow)
     d.text((p(0.60), p(0.33)), "Upscale", font=_font(p(0.055)), fill="black")
     d.text((p(0.60), p(0.41)), "me x4!", font=_font(p(0.07)), fill=(200, 30, 60))
     d.text((p(0.60), p(0.50)), "ep. 04 - 12:34", font=_font(p(0.032)), fill=(60, 60, 60))
-    d.text((p(0.03), p(0.02)), "Telegram Upscaler", font=_font(p(0.045)), fill="white",
-           stroke_width=k, stroke_fill="black")
+    d.text(
+        (p(0.03), p(0.02)),
+        "Telegram Upscaler",
+        font=_font(p(0.045)),
+        fill="white",
+        stroke_width=k,
+        stroke_fill="black",
+    )
     return np.asarray(im.resize((size, size), Image.LANCZOS), dtype=np.uint8).copy()
 
 
@@ -183,8 +215,15 @@ def make_screenshot(size: int = 256) -> np.ndarray:
     d.rectangle([0, 22, side, s], fill=(250, 250, 252))
     d.line([side, 22, side, s], fill=(200, 204, 210))
     names = ["Alice", "Bob", "Carol", "Dmitri", "Eve", "Farida", "Gus"]
-    colours = [(230, 120, 80), (90, 160, 230), (150, 110, 200), (80, 180, 130),
-               (220, 170, 60), (200, 90, 140), (100, 120, 140)]
+    colours = [
+        (230, 120, 80),
+        (90, 160, 230),
+        (150, 110, 200),
+        (80, 180, 130),
+        (220, 170, 60),
+        (200, 90, 140),
+        (100, 120, 140),
+    ]
     for i, (n, c) in enumerate(zip(names, colours)):
         y = 30 + i * 36
         if y + 30 > s:
@@ -194,11 +233,19 @@ def make_screenshot(size: int = 256) -> np.ndarray:
         d.ellipse([6, y, 30, y + 24], fill=c)
         d.text((13, y + 5), n[0], font=_font(13), fill="white")
         d.text((36, y + 1), n, font=_font(12), fill=(20, 20, 20))
-        d.text((36, y + 15), f"{(i * 7) % 12 + 1}:{(i * 13) % 60:02d} pic", font=_font(9),
-               fill=(120, 120, 120))
+        d.text(
+            (36, y + 15),
+            f"{(i * 7) % 12 + 1}:{(i * 13) % 60:02d} pic",
+            font=_font(9),
+            fill=(120, 120, 120),
+        )
     x0 = side + 10
-    msgs = [("in", "Can you make this sharper?"), ("out", "Queued: realesrgan-x4plus"),
-            ("out", "Done in 12.4 s, 1024x768"), ("in", "Wow, thanks! 100%")]
+    msgs = [
+        ("in", "Can you make this sharper?"),
+        ("out", "Queued: realesrgan-x4plus"),
+        ("out", "Done in 12.4 s, 1024x768"),
+        ("in", "Wow, thanks! 100%"),
+    ]
     y = 32
     for who, text in msgs:
         w = int(d.textlength(text, font=_font(11))) + 14
@@ -230,11 +277,20 @@ def load_images(size: int, names: Sequence[str] | None = None) -> list[TestImage
     for name, loader, (x, y), focus in PHOTOS:
         if names is not None and name not in names:
             continue
-        out.append(TestImage(name, "photo", crop(_sample(loader), x, y, size),
-                             f"skimage.data.{loader}() crop at ({x}, {y})", focus))
+        out.append(
+            TestImage(
+                name,
+                "photo",
+                crop(_sample(loader), x, y, size),
+                f"skimage.data.{loader}() crop at ({x}, {y})",
+                focus,
+            )
+        )
     side = size // SCALE * SCALE
-    drawn = [("drawing", make_drawing, "generated: anime-style art (PIL)", (96, 84)),
-             ("screenshot", make_screenshot, "generated: chat-app screenshot (PIL)", (100, 30))]
+    drawn = [
+        ("drawing", make_drawing, "generated: anime-style art (PIL)", (96, 84)),
+        ("screenshot", make_screenshot, "generated: chat-app screenshot (PIL)", (100, 30)),
+    ]
     for name, make, source, focus in drawn:
         if names is None or name in names:
             out.append(TestImage(name, "drawn", make(side), source, focus))
@@ -295,7 +351,7 @@ class Restorer:
     def close(self) -> None:
         self.upscaler.close()
 
-    def __enter__(self) -> Restorer:
+    def __enter__(self) -> Restorer:  # noqa: PYI034 - as Upscaler's
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -312,8 +368,10 @@ class Restorer:
         from upscaler_edge.imageio import Frame, Picture
         from upscaler_edge.options import Options
 
-        pic = Picture(frames=[Frame(rgb=np.ascontiguousarray(lr), alpha=None, duration_ms=None)],
-                      source_format="PNG")
+        pic = Picture(
+            frames=[Frame(rgb=np.ascontiguousarray(lr), alpha=None, duration_ms=None)],
+            source_format="PNG",
+        )
         out = self.upscaler.upscale_picture(pic, Options(model=method, device=device))
         return out.frames[0].rgb
 
@@ -369,13 +427,32 @@ def evaluate(
                 assert out.shape == img.rgb.shape, (out.shape, img.rgb.shape)
                 psnr, ssim = fidelity(img.rgb, out)
                 sh = sharpness(out)
-                scores.append(Score(img.name, img.kind, deg, method, psnr, ssim, sh,
-                                    sh / ref_sharp if ref_sharp else float("nan"), secs,
-                                    out.shape[0] * out.shape[1] / 1e6))
+                scores.append(
+                    Score(
+                        img.name,
+                        img.kind,
+                        deg,
+                        method,
+                        psnr,
+                        ssim,
+                        sh,
+                        sh / ref_sharp if ref_sharp else float("nan"),
+                        secs,
+                        out.shape[0] * out.shape[1] / 1e6,
+                    )
+                )
                 if keep:
                     keep(img, deg, method, out)
-                log.info("%-10s %-9s %-24s PSNR %6.2f  SSIM %.3f  sharp x%.2f  %.2f s",
-                         img.name, deg, method, psnr, ssim, scores[-1].sharp_ratio, secs)
+                log.info(
+                    "%-10s %-9s %-24s PSNR %6.2f  SSIM %.3f  sharp x%.2f  %.2f s",
+                    img.name,
+                    deg,
+                    method,
+                    psnr,
+                    ssim,
+                    scores[-1].sharp_ratio,
+                    secs,
+                )
     return scores
 
 
@@ -410,8 +487,9 @@ def _mean(xs: Sequence[float]) -> float:
     return float(np.mean(xs)) if xs else float("nan")
 
 
-def summarize(scores: Sequence[Score], methods: Sequence[str], kind: str | None = None
-              ) -> dict[str, dict[str, float]]:
+def summarize(
+    scores: Sequence[Score], methods: Sequence[str], kind: str | None = None
+) -> dict[str, dict[str, float]]:
     """Per method: mean PSNR/SSIM/sharp ratio per degradation, and median CPU s/MP."""
     out: dict[str, dict[str, float]] = {}
     for m in methods:
@@ -430,7 +508,7 @@ def summarize(scores: Sequence[Score], methods: Sequence[str], kind: str | None 
 
 
 def _speed(v: float | None) -> str:
-    if v is None or v != v:
+    if v is None or math.isnan(v):
         return "n/a"
     return f"{v:.3g}" if v < 10 else f"{v:.0f}"
 
@@ -441,11 +519,18 @@ def main_table(summary: dict[str, dict[str, float]], lavapipe: dict[str, float] 
     for deg in DEGRADATIONS:
         head += [f"PSNR {deg} (dB)", f"SSIM {deg}", f"Sharpness {deg} (x orig)"]
     head += ["CPU s/MP median (best)", f"lavapipe s/MP ({LAVAPIPE_SIDE}px in)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["--:"] * (len(head) - 1)) + "|"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["--:"] * (len(head) - 1)) + "|",
+    ]
     for m, r in summary.items():
         cells = [m]
         for deg in DEGRADATIONS:
-            cells += [f"{r[f'psnr {deg}']:.2f}", f"{r[f'ssim {deg}']:.3f}", f"{r[f'sharp {deg}']:.2f}"]
+            cells += [
+                f"{r[f'psnr {deg}']:.2f}",
+                f"{r[f'ssim {deg}']:.3f}",
+                f"{r[f'sharp {deg}']:.2f}",
+            ]
         cells.append(f"{_speed(r['s/MP'])} ({_speed(r['best s/MP'])})")
         if lavapipe is None:
             cells.append("n/a")
@@ -459,7 +544,10 @@ def kind_table(scores: Sequence[Score], methods: Sequence[str]) -> str:
     """PSNR / SSIM per method, photos and drawn images apart."""
     kinds = [k for k in ("photo", "drawn") if any(s.kind == k for s in scores)]
     head = ["Method"] + [f"{k} {deg}" for k in kinds for deg in DEGRADATIONS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["--:"] * (len(head) - 1)) + "|"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["--:"] * (len(head) - 1)) + "|",
+    ]
     per_kind = {k: summarize(scores, methods, k) for k in kinds}
     for m in methods:
         cells = [m]
@@ -473,7 +561,10 @@ def kind_table(scores: Sequence[Score], methods: Sequence[str]) -> str:
 def image_table(scores: Sequence[Score], methods: Sequence[str]) -> str:
     """PSNR / SSIM / sharpness ratio for every image and degradation."""
     head = ["Image", "Degradation"] + list(methods)
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---", "---"] + ["--:"] * len(methods)) + "|"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---", "---"] + ["--:"] * len(methods)) + "|",
+    ]
     keys = list(dict.fromkeys((s.image, s.degradation) for s in scores))
     for image, deg in keys:
         cells = [image, deg]
@@ -484,25 +575,30 @@ def image_table(scores: Sequence[Score], methods: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def findings(summary: dict[str, dict[str, float]], scores: Sequence[Score],
-             methods: Sequence[str]) -> list[str]:
+def findings(
+    summary: dict[str, dict[str, float]], scores: Sequence[Score], methods: Sequence[str]
+) -> list[str]:
     """Plain statements read off the numbers (so they stay true when the script is rerun)."""
     out: list[str] = []
     for deg in DEGRADATIONS:
         best_p = max(summary, key=lambda m: summary[m][f"psnr {deg}"])
         best_s = max(summary, key=lambda m: summary[m][f"ssim {deg}"])
         closest = min(summary, key=lambda m: abs(np.log(summary[m][f"sharp {deg}"])))
-        out.append(f"{deg}: best mean PSNR {best_p} ({summary[best_p][f'psnr {deg}']:.2f} dB), "
-                   f"best mean SSIM {best_s} ({summary[best_s][f'ssim {deg}']:.3f}); sharpness "
-                   f"closest to the original's: {closest} (x{summary[closest][f'sharp {deg}']:.2f}).")
+        out.append(
+            f"{deg}: best mean PSNR {best_p} ({summary[best_p][f'psnr {deg}']:.2f} dB), "
+            f"best mean SSIM {best_s} ({summary[best_s][f'ssim {deg}']:.3f}); sharpness "
+            f"closest to the original's: {closest} (x{summary[closest][f'sharp {deg}']:.2f})."
+        )
     for kind in ("photo", "drawn"):
         sub = summarize(scores, methods, kind)
         if not any(s.kind == kind for s in scores):
             continue
         for deg in DEGRADATIONS:
             best = max(sub, key=lambda m: sub[m][f"ssim {deg}"])
-            out.append(f"{kind} images, {deg}: best mean SSIM {best} ({sub[best][f'ssim {deg}']:.3f}"
-                       f", PSNR {sub[best][f'psnr {deg}']:.2f} dB).")
+            out.append(
+                f"{kind} images, {deg}: best mean SSIM {best} ({sub[best][f'ssim {deg}']:.3f}"
+                f", PSNR {sub[best][f'psnr {deg}']:.2f} dB)."
+            )
     wins: dict[str, int] = {}
     for s in scores:
         peers = [x for x in scores if (x.image, x.degradation) == (s.image, s.degradation)]
@@ -512,13 +608,20 @@ def findings(summary: dict[str, dict[str, float]], scores: Sequence[Score],
     if models:
         slow = max(models, key=lambda m: summary[m]["s/MP"])
         fast = min(models, key=lambda m: summary[m]["s/MP"])
-        out.append(f"CPU, median (best) seconds per output megapixel: {fast} "
-                   f"{summary[fast]['s/MP']:.3g} ({summary[fast]['best s/MP']:.3g}), {slow} "
-                   f"{summary[slow]['s/MP']:.3g} ({summary[slow]['best s/MP']:.3g}); "
-                   f"a Pillow resize {summary['bicubic']['s/MP']:.2g}.")
+        out.append(
+            f"CPU, median (best) seconds per output megapixel: {fast} "
+            f"{summary[fast]['s/MP']:.3g} ({summary[fast]['best s/MP']:.3g}), {slow} "
+            f"{summary[slow]['s/MP']:.3g} ({summary[slow]['best s/MP']:.3g}); "
+            f"a Pillow resize {summary['bicubic']['s/MP']:.2g}."
+        )
     n = len({(s.image, s.degradation) for s in scores})
-    out.append("Best PSNR per image and degradation (" + str(n) + " cases): "
-               + ", ".join(f"{m} {wins.get(m, 0)}" for m in methods) + ".")
+    out.append(
+        "Best PSNR per image and degradation ("
+        + str(n)
+        + " cases): "
+        + ", ".join(f"{m} {wins.get(m, 0)}" for m in methods)
+        + "."
+    )
     return out
 
 
@@ -537,8 +640,10 @@ How to read this:
   and Telegram's own encoder differ; the ranking, not the decimals, is what transfers.
 - Speeds are per output megapixel over the runs on a shared 2-core machine: the median,
   and in brackets the best run, which is the closer estimate of an idle machine (ncnn's
-  threads slow down many times over when other processes hold the cores). lavapipe is the software Vulkan rasteriser (the CPU pretending to be a GPU), timed
-  once per model on a 48x48 input: it shows the Vulkan path works, not what a GPU does.
+  threads slow down many times over when other processes hold the cores; see the load
+  average above). lavapipe is the software Vulkan rasteriser (the CPU pretending to be a
+  GPU), timed once per model on a 48x48 input: it shows the Vulkan path works, not what a
+  GPU does.
 """
 
 
@@ -565,8 +670,10 @@ def versions() -> str:
         ncnn_v = getattr(ncnn, "__version__", "?")
     except ImportError:
         ncnn_v = "missing"
-    return (f"Python {platform.python_version()}, ncnn {ncnn_v}, Pillow {PIL.__version__}, "
-            f"numpy {np.__version__}, scikit-image {skimage.__version__}, scipy {scipy.__version__}")
+    return (
+        f"Python {platform.python_version()}, ncnn {ncnn_v}, Pillow {PIL.__version__}, "
+        f"numpy {np.__version__}, scikit-image {skimage.__version__}, scipy {scipy.__version__}"
+    )
 
 
 def render_report(
@@ -581,6 +688,7 @@ def render_report(
 ) -> str:
     """The whole results.md."""
     summary = summarize(scores, methods)
+    h, w = images[0].rgb.shape[:2]
     try:
         load = " / ".join(f"{v:.1f}" for v in os.getloadavg()) + " (1/5/15 min)"
     except OSError:
@@ -599,16 +707,20 @@ def render_report(
         f"- Machine: {machine_line()}; load average at the end {load}",
         f"- Software: {versions()}",
         f"- lavapipe: {lavapipe_note}",
-        f"- Images ({len(images)}, each cropped to {images[0].rgb.shape[1]}x{images[0].rgb.shape[0]}"
-        f" and degraded to {images[0].rgb.shape[1] // SCALE}x{images[0].rgb.shape[0] // SCALE}): "
-        + "; ".join(f"{i.name} ({i.source})" for i in images),
-        "- Degradations: `x4` = Pillow bicubic downscale by 4 (antialiased); `x4+JPEG70` = the "
-        "same, then JPEG quality 70 (4:2:0), as Telegram does to photos.",
-        "- Metrics: PSNR/SSIM against the original (skimage.metrics, RGB, data_range=255, "
-        "SSIM channel_axis=-1, no border shaved; higher is closer). Sharpness = variance of "
-        "`scipy.ndimage.laplace` of the luma, divided by the original's (1.00 = as sharp). "
-        "CPU s/MP = seconds per output megapixel (median and best of the runs), warm engine, "
-        "ncnn CPU path; lavapipe: `-` = not applicable (a Pillow resize has no Vulkan path).",
+        f"- Images ({len(images)}, each cropped to {w}x{h} and degraded to "
+        f"{w // SCALE}x{h // SCALE}): " + "; ".join(f"{i.name} ({i.source})" for i in images),
+        (
+            "- Degradations: `x4` = Pillow bicubic downscale by 4 (antialiased); `x4+JPEG70` = "
+            "the same, then JPEG quality 70 (4:2:0), as Telegram does to photos."
+        ),
+        (
+            "- Metrics: PSNR/SSIM against the original (skimage.metrics, RGB, data_range=255, "
+            "SSIM channel_axis=-1, no border shaved; higher is closer). Sharpness = variance of "
+            "`scipy.ndimage.laplace` of the luma, divided by the original's (1.00 = as sharp). "
+            "CPU s/MP = seconds per output megapixel (median and best of the runs), warm "
+            "engine, ncnn CPU path; lavapipe: `-` = not applicable (a Pillow resize has no "
+            "Vulkan path)."
+        ),
         "",
         "## Mean over all images",
         "",
@@ -625,13 +737,23 @@ def render_report(
         CAVEATS,
     ]
     if crops:
-        parts += ["## Crops", "",
-                  "Each panel is a 96x96 region of the original (or the same region of the "
-                  "output), shown 2x nearest-neighbour; the input panel is the 24x24 degraded "
-                  "input at 8x. Top row: `x4`; bottom row: `x4+JPEG70`.", ""]
+        parts += [
+            "## Crops",
+            "",
+            (
+                "Each panel is a 96x96 region of the original (or the same region of the "
+                "output), shown 2x nearest-neighbour; the input panel is the 24x24 degraded "
+                "input at 8x. Top row: `x4`; bottom row: `x4+JPEG70`."
+            ),
+            "",
+        ]
         parts += [f"![{Path(c).stem}]({Path(c).name})\n" for c in crops]
-    parts += ["## Per image (PSNR dB / SSIM / sharpness x orig)", "",
-              image_table(scores, methods), ""]
+    parts += [
+        "## Per image (PSNR dB / SSIM / sharpness x orig)",
+        "",
+        image_table(scores, methods),
+        "",
+    ]
     return "\n".join(parts)
 
 
@@ -671,8 +793,11 @@ class CropSheet:
         label_h, gap = 18, 4
         font = _font(13)
         rows = [d for d in DEGRADATIONS if any(k[0] == d for k in self.panels)]
-        sheet = Image.new("RGB", (len(self.columns) * (p + gap) - gap,
-                                  len(rows) * (p + label_h + gap) - gap), "white")
+        sheet = Image.new(
+            "RGB",
+            (len(self.columns) * (p + gap) - gap, len(rows) * (p + label_h + gap) - gap),
+            "white",
+        )
         d = ImageDraw.Draw(sheet)
         for r, deg in enumerate(rows):
             y = r * (p + label_h + gap)
@@ -696,19 +821,35 @@ class CropSheet:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 2 images of 64x64, no lavapipe, nothing written unless --out")
-    ap.add_argument("--size", type=int, default=None,
-                    help="side of each original crop in px (default 256; --quick 64)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 2 images of 64x64, no lavapipe, nothing written unless --out",
+    )
+    ap.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="side of each original crop in px (default 256; --quick 64)",
+    )
     ap.add_argument("--images", nargs="+", default=None, help="only these images (names)")
     ap.add_argument("--models", nargs="+", default=list(MODELS), help="models to compare")
-    ap.add_argument("--out", type=Path, default=None,
-                    help=f"where results.md and the crops go (default {DEFAULT_OUT.relative_to(REPO)};"
-                         " --quick: nowhere)")
-    ap.add_argument("--crops", nargs="*", default=None,
-                    help="images to make crop sheets of (default drawing astronaut chelsea screenshot)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"where results.md and the crops go (default {DEFAULT_OUT.relative_to(REPO)};"
+        " --quick: nowhere)",
+    )
+    ap.add_argument(
+        "--crops",
+        nargs="*",
+        default=None,
+        help="images to make crop sheets of (default drawing astronaut chelsea screenshot)",
+    )
     ap.add_argument("--no-lavapipe", action="store_true", help="skip the software-Vulkan timing")
     ap.add_argument("-v", "--verbose", action="store_true", help="per-output log lines")
     return ap.parse_args(argv)
@@ -716,15 +857,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
     log.setLevel(logging.INFO)
     started = time.perf_counter()
     size = args.size or (64 if args.quick else 256)
     names = args.images or (["astronaut", "drawing"] if args.quick else None)
     out_dir: Path | None = args.out if (args.out or args.quick) else DEFAULT_OUT
-    crop_names = args.crops if args.crops is not None else (
-        [] if args.quick and args.out is None else ["drawing", "astronaut", "chelsea", "screenshot"])
+    crop_names = (
+        args.crops
+        if args.crops is not None
+        else (
+            []
+            if args.quick and args.out is None
+            else ["drawing", "astronaut", "chelsea", "screenshot"]
+        )
+    )
     if size < CROP:
         crop_names = []  # the crop region would not fit
 
@@ -732,8 +883,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not images:
         log.error("no images selected")
         return 2
-    log.info("%d images of %dx%d: %s", len(images), images[0].rgb.shape[1],
-             images[0].rgb.shape[0], ", ".join(i.name for i in images))
+    log.info(
+        "%d images of %dx%d: %s",
+        len(images),
+        images[0].rgb.shape[1],
+        images[0].rgb.shape[0],
+        ", ".join(i.name for i in images),
+    )
 
     with Restorer(args.models) as restorer:
         restorer.warm_up("cpu")
@@ -760,10 +916,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out_dir is not None:
         for sh in sheets:
             crops.append(str(sh.save(out_dir / f"crops_{sh.img.name}.png")))
-    command = "python bench/quality.py" + "".join(f" {a}" for a in (argv if argv is not None
-                                                                      else sys.argv[1:]))
-    report = render_report(images, scores, restorer.methods, lavapipe, note, command,
-                           time.perf_counter() - started, crops)
+    command = "python bench/quality.py" + "".join(
+        f" {a}" for a in (argv if argv is not None else sys.argv[1:])
+    )
+    report = render_report(
+        images,
+        scores,
+        restorer.methods,
+        lavapipe,
+        note,
+        command,
+        time.perf_counter() - started,
+        crops,
+    )
     print(report)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
