@@ -201,22 +201,19 @@ class Worker:
                     if self._conn.poll(_POLL_S):
                         msg = self._conn.recv()
                 except (EOFError, OSError):
-                    msg = None
                     self._proc.join(2)
-                if msg is not None:
-                    if msg[1] != job_id:
-                        continue
-                    if msg[0] == "progress":
-                        if progress is not None:
-                            progress(msg[2], msg[3])
-                        continue
+                if msg is not None and msg[1] == job_id:
                     if msg[0] == "done":
                         return msg[2]
-                    raise _error_from(msg[2], msg[3])
-                if not self._proc.is_alive():
+                    if msg[0] == "error":
+                        raise _error_from(msg[2], msg[3])
+                    if progress is not None:
+                        progress(msg[2], msg[3])
+                elif msg is None and not self._proc.is_alive():
                     reason = _describe_exit(self._proc.exitcode)
                     self._fail(Path(dst))
                     raise JobFailed(f"the upscaling process crashed ({reason}); try again or use -d cpu")
+                # checked on every pass, also while progress messages keep coming
                 now = time.monotonic()
                 if cancel is not None and cancel.is_set():
                     if cancel_sent_at is None:

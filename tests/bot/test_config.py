@@ -155,3 +155,14 @@ def test_cli_save_config_then_run_uses_it(tmp_path: Path, monkeypatch: pytest.Mo
         err = io.StringIO()
         assert cli.main(["--config", str(path)], stderr=err, runner=runner) == 3
         assert "already running" in err.getvalue()
+
+
+def test_short_values_are_not_redacted_and_long_ones_are():
+    import logging as _logging
+
+    from upscaler_edge.bot.config import RedactingFilter
+
+    f = RedactingFilter(["h", "123456789:AAHsecretsecretsecretsecret"])
+    rec = _logging.LogRecord("x", _logging.INFO, __file__, 1, "image has %s", ("123456789:AAHsecretsecretsecretsecret",), None)
+    assert f.filter(rec)
+    assert rec.getMessage() == "image has [redacted]"

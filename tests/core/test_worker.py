@@ -65,3 +65,17 @@ def test_errors_keep_their_class_and_message(worker, tmp_path):
     bad.write_bytes(b"")
     with pytest.raises(InputError, match="empty"):
         worker.run(bad, tmp_path / "o.png", FAST)
+
+
+def test_cancel_lands_while_fast_progress_keeps_coming(worker, photo, tmp_path):
+    big = tmp_path / "big.png"
+    Image.fromarray(photo).save(big)  # 160x160 at tile 32: 25 fast tiles, a message every few ms
+    cancel = threading.Event()
+
+    def progress(done, total):
+        if done >= 1:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        worker.run(big, tmp_path / "c.png", FAST, progress=progress, cancel=cancel)
+    assert not (tmp_path / "c.png").exists()

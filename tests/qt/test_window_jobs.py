@@ -131,11 +131,6 @@ def test_cancel_mid_job_leaves_no_partial_output(qtbot, make_window, slow_image,
     assert states(controller)["alpha.png"] is ItemState.DONE
 
 
-@pytest.mark.xfail(
-    reason="core: Worker.run checks the cancel token only after 50 ms without a message, "
-    "so a job whose tiles each take less than that is not stopped until it ends",
-    strict=False,
-)
 def test_cancel_with_fast_tiles(qtbot, make_window, slow_image):
     window, controller = make_window()
     _small_tiles(window)  # about 20 ms a tile on two cores: progress never pauses 50 ms

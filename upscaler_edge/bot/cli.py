@@ -57,22 +57,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging(verbose: bool, secrets: list[str], log_file: str | None = None) -> None:
+def _setup_logging(
+    verbose: bool, secrets: list[str], log_file: str | None = None
+) -> Callable[[], None]:
+    """Log to stderr (and a file) with secrets redacted; returns a function undoing it all, so
+    an in-process caller (tests, an embedding app) is left with its logging as it was."""
     root = logging.getLogger()
+    added: list[logging.Handler] = []
+    old_level = root.level
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not root.handlers and sys.stderr is not None:     # pythonw has no stderr
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(fmt)
         root.addHandler(handler)
+        added.append(handler)
     if log_file:
         file_handler = logging.FileHandler(log_file, encoding="utf-8")
         file_handler.setFormatter(fmt)
         root.addHandler(file_handler)
+        added.append(file_handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("telethon").setLevel(logging.INFO if verbose else logging.WARNING)
     redact = RedactingFilter(secrets)
-    for handler in root.handlers:
+    filtered = list(root.handlers)
+    for handler in filtered:
         handler.addFilter(redact)
+
+    def undo() -> None:
+        for handler in filtered:
+            handler.removeFilter(redact)
+        for handler in added:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(old_level)
+
+    return undo
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -135,19 +154,22 @@ def main(argv: Sequence[str] | None = None, *, stderr: TextIO | None = None,
     except ConfigError as exc:
         print(f"upscaler-edge --bot: {exc}", file=err)
         return EXIT_SETUP
-    _setup_logging(args.verbose, [config.bot_token, config.api_hash], args.log_file)
-    lock = SessionLock(config.lock_path)
+    undo_logging = _setup_logging(args.verbose, [config.bot_token, config.api_hash], args.log_file)
     try:
-        lock.acquire()
-    except AlreadyRunningError as exc:
-        print(f"upscaler-edge --bot: {exc}", file=err)
-        return EXIT_RUNNING
-    try:
-        return asyncio.run(_serve(config, runner))
-    except KeyboardInterrupt:      # a signal before the handlers were installed
-        return EXIT_OK
+        lock = SessionLock(config.lock_path)
+        try:
+            lock.acquire()
+        except AlreadyRunningError as exc:
+            print(f"upscaler-edge --bot: {exc}", file=err)
+            return EXIT_RUNNING
+        try:
+            return asyncio.run(_serve(config, runner))
+        except KeyboardInterrupt:      # a signal before the handlers were installed
+            return EXIT_OK
+        finally:
+            lock.release()
     finally:
-        lock.release()
+        undo_logging()
 
 
 async def _serve(config: BotConfig, runner: Callable[..., Any] | None) -> int:

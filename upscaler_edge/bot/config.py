@@ -327,7 +327,9 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
-        self._secrets = [s for s in secrets if s]
+        # a real token or api_hash is 30+ characters; a short value (a typo, a test's "h")
+        # would blank out ordinary words in every log line
+        self._secrets = [s for s in secrets if s and len(s) >= 8]
 
     def _clean(self, text: str) -> str:
         for secret in self._secrets:
