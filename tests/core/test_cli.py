@@ -168,3 +168,19 @@ def test_all_frames_keeps_the_animation(photo, tmp_path):
     code, _, err = run([src, *FAST, "-q", "-o", tmp_path / "first.png"])
     with Image.open(tmp_path / "first.png") as im:
         assert getattr(im, "n_frames", 1) == 1 and im.size == (32, 32)
+
+
+def test_gui_without_pyside6_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "PySide6", None)  # what a missing package looks like
+    code, _, err = run(["--gui"])
+    assert code == 2
+    assert "pip install 'upscaler-edge[gui]'" in err and "Traceback" not in err
+
+
+def test_bot_without_config_prints_the_setup_message(tmp_path, monkeypatch):
+    for var in ("UPSCALER_API_ID", "UPSCALER_API_HASH", "UPSCALER_BOT_TOKEN", "UPSCALER_ALLOWED_USERS"):
+        monkeypatch.delenv(var, raising=False)
+    res = subprocess.run([sys.executable, "-m", "upscaler_edge", "--bot", "--config", str(tmp_path / "none.toml")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert "BotFather" in res.stderr and "Traceback" not in res.stderr
