@@ -11,6 +11,7 @@ model's scale comes from a ``-xN`` suffix in its name or a sidecar ``NAME.toml``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.resources
 import importlib.util
@@ -110,7 +111,9 @@ def _package_dir(package: str, sub: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / sub
 
 
+@functools.lru_cache(maxsize=1)
 def _load_manifest() -> tuple[list[ModelSpec], dict[str, dict[int, str]], dict[str, int]]:
+    """The manifest's models and family aliases, read once per process."""
     with open(manifest_path(), "rb") as fh:
         data = tomllib.load(fh)
     defaults = data.get("defaults", {})

@@ -296,16 +296,7 @@ class Upscaler:
         written = imageio.write_picture(
             out, dst, fmt=opts.format, quality=opts.quality, overwrite=opts.overwrite
         )
-        return UpscaleResult(
-            src=src,
-            dst=written,
-            in_size=(pic.width, pic.height),
-            out_size=(out.width, out.height),
-            model=spec.name,
-            scale=target,
-            device=pick_device(opts.device).name,
-            seconds=time.perf_counter() - started,
-        )
+        return _result(src, written, pic, spec.name, target, opts, started)
 
     def upscale_bytes(
         self,
@@ -321,12 +312,7 @@ class Upscaler:
         out = self.upscale_picture(pic, opts, progress, cancel)
         payload, fmt = imageio.encode_picture(out, opts.format or "png", opts.quality)
         spec = resolve_model(opts.model, opts.scale, opts.models_dirs)
-        result = UpscaleResult(
-            None, None, (pic.width, pic.height), (out.width, out.height),
-            spec.name, opts.scale or spec.scale, pick_device(opts.device).name,
-            time.perf_counter() - started,
-        )
-        return payload, fmt, result
+        return payload, fmt, _result(None, None, pic, spec.name, opts.scale or spec.scale, opts, started)
 
     # -- batches -------------------------------------------------------------------------
     def upscale_many(
@@ -354,10 +340,7 @@ class Upscaler:
                 written = save.result()
             except UpscalerError as exc:
                 return BatchItem(src, dst, None, exc)
-            result = UpscaleResult(
-                src, written, (pic.width, pic.height), (pic.width * target, pic.height * target),
-                spec.name, target, pick_device(opts.device).name, time.perf_counter() - started,
-            )
+            result = _result(src, written, pic, spec.name, target, opts, started)
             return BatchItem(src, written, result, None)
 
         with ThreadPoolExecutor(1, thread_name_prefix="load") as loader, ThreadPoolExecutor(
@@ -403,6 +386,21 @@ class BatchItem:
     dst: Path
     result: UpscaleResult | None
     error: UpscalerError | None
+
+
+def _result(
+    src: Path | None, dst: Path | None, pic: Picture, model: str, scale: int, opts: Options, started: float
+) -> UpscaleResult:
+    return UpscaleResult(
+        src=src,
+        dst=dst,
+        in_size=(pic.width, pic.height),
+        out_size=(pic.width * scale, pic.height * scale),
+        model=model,
+        scale=scale,
+        device=pick_device(opts.device).name,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _check_output(src: Path, dst: Path, overwrite: bool) -> None:
