@@ -14,14 +14,17 @@ Messages (tuples over a multiprocessing Pipe):
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import errors
@@ -90,6 +93,28 @@ def _child_main(conn, log_level: int) -> None:  # runs in the child process
         up.close()
 
 
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start the child without re-importing the parent's main script.
+
+    ``spawn`` normally runs the parent's ``__main__`` again in the child. The child needs none
+    of it (its entry point lives in this module), and it costs: a GUI launched from its console
+    script would load Qt into every worker, and a script without an ``if __name__ ==
+    "__main__"`` guard would start itself again.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            if "__spec__" in saved:
+                main.__spec__ = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
+
+
 def _error_from(name: str, message: str) -> UpscalerError:
     cls = getattr(errors, name, UpscalerError)
     if not (isinstance(cls, type) and issubclass(cls, UpscalerError)):
@@ -136,7 +161,8 @@ class Worker:
             name="upscaler-worker",
             daemon=True,
         )
-        proc.start()
+        with _main_module_hidden():
+            proc.start()
         child.close()
         self._proc, self._conn = proc, parent
         log.debug("started worker process %s", proc.pid)

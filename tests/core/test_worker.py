@@ -79,3 +79,22 @@ def test_cancel_lands_while_fast_progress_keeps_coming(worker, photo, tmp_path):
     with pytest.raises(Cancelled):
         worker.run(big, tmp_path / "c.png", FAST, progress=progress, cancel=cancel)
     assert not (tmp_path / "c.png").exists()
+
+
+def test_the_child_does_not_rerun_the_parents_script(tmp_path, photo_png):
+    import subprocess
+    import sys
+
+    script = tmp_path / "no_main_guard.py"
+    script.write_text(
+        "from upscaler_edge.worker import Worker\n"
+        "from upscaler_edge.options import Options\n"
+        "print('script body runs', flush=True)\n"
+        "with Worker(timeout=60) as w:\n"
+        f"    r = w.run({str(photo_png)!r}, {str(tmp_path / 'o.png')!r},\n"
+        "              Options(model='realesr-animevideov3', scale=2, device='cpu'))\n"
+        "print(r.out_size)\n"
+    )
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["script body runs", "(128, 96)"]
