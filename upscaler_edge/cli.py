@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import threading
 import time
@@ -63,13 +64,23 @@ class _Task:
     dst: Path
 
 
+_OUR_OUTPUT = re.compile(r"^(?P<source>.+)_x\d{1,2}$")
+
+
 def _image_files(folder: Path, recursive: bool) -> list[Path]:
+    """Images in ``folder``, leaving out our own earlier results (``NAME_x4.png`` beside a
+    ``NAME.*``), so that running the same command twice does not upscale the results."""
     from .imageio import IMAGE_SUFFIXES
 
     pattern = "**/*" if recursive else "*"
-    return sorted(
+    found = [
         p for p in folder.glob(pattern)
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    ]
+    stems = {(p.parent, p.stem) for p in found}
+    return sorted(
+        p for p in found
+        if not ((m := _OUR_OUTPUT.match(p.stem)) and (p.parent, m["source"]) in stems)
     )
 
 

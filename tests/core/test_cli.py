@@ -184,3 +184,13 @@ def test_bot_without_config_prints_the_setup_message(tmp_path, monkeypatch):
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert "BotFather" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_running_twice_on_a_folder_does_not_upscale_the_results(photo, tmp_path):
+    Image.fromarray(photo[:10, :12]).save(tmp_path / "a.png")
+    Image.fromarray(photo[:8, :8]).save(tmp_path / "b_x2.png")  # a user's own file, no source
+    assert run([tmp_path, *FAST, "-q"])[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_x2.png", "b_x2.png", "b_x2_x2.png"]
+    code, _, err = run([tmp_path, *FAST, "-q", "--skip-existing"])
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_x2.png", "b_x2.png", "b_x2_x2.png"]
