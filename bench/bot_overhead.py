@@ -55,7 +55,7 @@ async def _overhead(tmp: Path, jobs: int) -> dict[str, float]:
 
     core.upscale = timed
     h = await BotHarness(fake, config, core).start()
-    warm = fake.document(user, png_bytes(64, 48), "warm.png")     # spawns the worker child
+    warm = fake.document(user, png_bytes(64, 48), "warm.png")  # spawns the worker child
     await h.send(warm, user)
     await h.finished(warm, timeout=120)
     inside.clear()
@@ -110,8 +110,13 @@ async def _through_bot(tmp: Path, n: int) -> float:
         shutil.copyfile(src, dst)
         return Result(dst)
 
-    core = Core(upscale=copy, probe=probe, resolve=lambda m, s: resolve_model(m, s),
-                catalog=Catalog.from_specs(list_models(), model_names()), device_name="copy")
+    core = Core(
+        upscale=copy,
+        probe=probe,
+        resolve=lambda m, s: resolve_model(m, s),
+        catalog=Catalog.from_specs(list_models(), model_names()),
+        device_name="copy",
+    )
     users = list(range(301, 305))
     allowed = tuple(users)
     fake = FakeTelegram()
@@ -139,15 +144,23 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         over = asyncio.run(_overhead(tmp / "o", args.jobs))
-        log.info("overhead per job outside inference (64x48 PNG, x4, %d jobs): median %.1f ms, "
-                 "p90 %.1f ms (receive->reply median %.1f ms, of which upscale call %.1f ms)",
-                 over["jobs"], over["overhead_median_ms"], over["overhead_p90_ms"],
-                 over["total_median_ms"], over["upscale_median_ms"])
+        log.info(
+            "overhead per job outside inference (64x48 PNG, x4, %d jobs): median %.1f ms, "
+            "p90 %.1f ms (receive->reply median %.1f ms, of which upscale call %.1f ms)",
+            over["jobs"],
+            over["overhead_median_ms"],
+            over["overhead_p90_ms"],
+            over["total_median_ms"],
+            over["upscale_median_ms"],
+        )
         q = _queue_only(tmp / "q", args.throughput)
         log.info("queue alone: %d jobs (add + claim + finish) at %.0f jobs/s", args.throughput, q)
         b = asyncio.run(_through_bot(tmp / "b", args.throughput))
-        log.info("whole bot, copy instead of upscale: %d jobs from 4 users at %.1f jobs/s",
-                 args.throughput, b)
+        log.info(
+            "whole bot, copy instead of upscale: %d jobs from 4 users at %.1f jobs/s",
+            args.throughput,
+            b,
+        )
     return 0
 
 

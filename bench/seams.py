@@ -15,11 +15,12 @@ import argparse
 import dataclasses
 import importlib.resources
 import time
+from unittest import mock
 
 import numpy as np
 from PIL import Image
 
-from upscaler_edge import models
+from upscaler_edge import models, pipeline
 from upscaler_edge.imageio import Frame, Picture
 from upscaler_edge.options import Options
 from upscaler_edge.pipeline import Upscaler
@@ -56,17 +57,11 @@ def main() -> None:
         for tile in (int(t) for t in args.tiles.split(",")):
             for ctx in (int(c) for c in args.contexts.split(",")):
                 patched = dataclasses.replace(spec, context=ctx)
-                orig = models.resolve_model
-                models_resolve = lambda *a, **k: patched  # noqa: E731
-                import upscaler_edge.pipeline as pl
-
-                pl.resolve_model = models_resolve
-                try:
+                # the pipeline resolves the model by name: hand it this context instead
+                with mock.patch.object(pipeline, "resolve_model", return_value=patched):
                     t = time.perf_counter()
                     tiled = up.upscale_picture(pic, opts.replace(tile=tile)).frames[0].rgb
                     took = time.perf_counter() - t
-                finally:
-                    pl.resolve_model = orig
                 diff = np.abs(tiled.astype(np.int16) - whole)
                 mse = float(np.mean(diff.astype(np.float64) ** 2))
                 db = float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)

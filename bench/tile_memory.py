@@ -37,11 +37,18 @@ def main() -> None:
     for name in names:
         sides = [96, 160, 256] if "x4plus" in name else [128, 256, 384]
         for side in sides:
-            out = subprocess.run([sys.executable, "-c", CHILD, name, str(side)], capture_output=True,
-                                 text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, name, str(side)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             r = json.loads(out)
             per_px = (r["peak_mb"] - r["base_mb"]) * 2**20 / side**2
-            print(f"| {name} | {side}x{side} | {r['base_mb']:.0f} | {r['peak_mb']:.0f} | {per_px:.0f} |")
+            print(
+                f"| {name} | {side}x{side} | {r['base_mb']:.0f} | {r['peak_mb']:.0f} "
+                f"| {per_px:.0f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,26 +21,15 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from upscaler_edge.imageio import IMAGE_SUFFIXES as _CORE_SUFFIXES
+from upscaler_edge.imageio import find_images
+
 __all__ = ["IMAGE_SUFFIXES", "DropZone", "collect_images", "mime_has_paths", "paths_from_mime"]
 
 log = logging.getLogger(__name__)
 
-#: File name suffixes offered in File > Open and picked up from dropped folders.
-IMAGE_SUFFIXES = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".jfif",
-    ".webp",
-    ".bmp",
-    ".tif",
-    ".tiff",
-    ".gif",
-    ".tga",
-    ".heic",
-    ".heif",
-    ".avif",
-)
+#: File name suffixes offered in File > Open and picked up from dropped folders (the core's).
+IMAGE_SUFFIXES = tuple(sorted(_CORE_SUFFIXES))
 
 _MAX_FILES = 10_000
 
@@ -63,11 +51,8 @@ def collect_images(paths: Iterable[Path]) -> list[Path]:
 
     for path in paths:
         if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES):
-                        add(Path(root) / name)
+            for found in find_images(path):
+                add(found)
         elif path.is_file():
             add(path)
         else:

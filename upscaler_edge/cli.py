@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 import threading
 import time
@@ -19,6 +18,7 @@ from typing import TextIO
 
 from . import __version__
 from .errors import UpscalerError, UsageError
+from .imageio import find_images
 from .options import DEFAULT_MODEL, OUTPUT_FORMATS, Options
 
 __all__ = ["main", "build_parser"]
@@ -34,27 +34,74 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Also: --gui opens the desktop window, --bot runs the Telegram bot.",
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders")
-    p.add_argument("-o", "--output", metavar="OUT", type=Path,
-                   help="output file (one input) or folder; default: NAME_x4.png beside each input")
-    p.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL}; see --list-models)")
-    p.add_argument("-s", "--scale", type=int, help="output scale (default: the model's; smaller ones resize with Lanczos)")
-    p.add_argument("-t", "--tile", type=int, default=0, help="tile size in input pixels, >= 32; 0 = auto (default)")
-    p.add_argument("-d", "--device", default="auto", help="auto (default), cpu, or a Vulkan GPU index")
-    p.add_argument("-f", "--format", choices=OUTPUT_FORMATS, help="output format (default png, or from -o's suffix)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        type=Path,
+        help="output file (one input) or folder; default: NAME_x4.png beside each input",
+    )
+    p.add_argument(
+        "-m",
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"model name (default {DEFAULT_MODEL}; see --list-models)",
+    )
+    p.add_argument(
+        "-s",
+        "--scale",
+        type=int,
+        help="output scale (default: the model's; smaller ones resize with Lanczos)",
+    )
+    p.add_argument(
+        "-t",
+        "--tile",
+        type=int,
+        default=0,
+        help="tile size in input pixels, >= 32; 0 = auto (default)",
+    )
+    p.add_argument(
+        "-d", "--device", default="auto", help="auto (default), cpu, or a Vulkan GPU index"
+    )
+    p.add_argument(
+        "-f",
+        "--format",
+        choices=OUTPUT_FORMATS,
+        help="output format (default png, or from -o's suffix)",
+    )
     p.add_argument("--quality", type=int, default=95, help="jpg/webp quality 1-100 (default 95)")
-    p.add_argument("--tta", action="store_true", help="test-time augmentation: 8x slower, slightly cleaner")
-    p.add_argument("--alpha", choices=("model", "bicubic"), default="model",
-                   help="upscale transparency with the model (default) or bicubic")
-    p.add_argument("--all-frames", action="store_true", help="animated GIF/WebP: every frame, not just the first")
-    p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders (mirrored under OUT)")
+    p.add_argument(
+        "--tta", action="store_true", help="test-time augmentation: 8x slower, slightly cleaner"
+    )
+    p.add_argument(
+        "--alpha",
+        choices=("model", "bicubic"),
+        default="model",
+        help="upscale transparency with the model (default) or bicubic",
+    )
+    p.add_argument(
+        "--all-frames",
+        action="store_true",
+        help="animated GIF/WebP: every frame, not just the first",
+    )
+    p.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="descend into subfolders (mirrored under OUT)",
+    )
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--max-megapixels", type=float, default=50.0, help="refuse larger inputs (default 50)")
+    p.add_argument(
+        "--max-megapixels", type=float, default=50.0, help="refuse larger inputs (default 50)"
+    )
     p.add_argument("--list-models", action="store_true", help="list the models and exit")
     p.add_argument("--list-devices", action="store_true", help="list the compute devices and exit")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
     return p
 
 
@@ -62,26 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
 class _Task:
     src: Path
     dst: Path
-
-
-_OUR_OUTPUT = re.compile(r"^(?P<source>.+)_x\d{1,2}$")
-
-
-def _image_files(folder: Path, recursive: bool) -> list[Path]:
-    """Images in ``folder``, leaving out our own earlier results (``NAME_x4.png`` beside a
-    ``NAME.*``), so that running the same command twice does not upscale the results."""
-    from .imageio import IMAGE_SUFFIXES
-
-    pattern = "**/*" if recursive else "*"
-    found = [
-        p for p in folder.glob(pattern)
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    ]
-    stems = {(p.parent, p.stem) for p in found}
-    return sorted(
-        p for p in found
-        if not ((m := _OUR_OUTPUT.match(p.stem)) and (p.parent, m["source"]) in stems)
-    )
 
 
 def _out_name(src: Path, scale: int, fmt: str | None) -> str:
@@ -104,9 +131,11 @@ def plan_tasks(
     )
     for inp in inputs:
         if inp.is_dir():
-            files = _image_files(inp, recursive)
+            files = find_images(inp, recursive=recursive)
             if not files:
-                problems.append(f"{inp}: no images found" + ("" if recursive else " (use -r for subfolders)"))
+                problems.append(
+                    f"{inp}: no images found" + ("" if recursive else " (use -r for subfolders)")
+                )
             for f in files:
                 rel = f.relative_to(inp).parent
                 folder = (output / inp.name / rel) if output is not None else f.parent
@@ -150,7 +179,10 @@ def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
         try:
             from .bot.cli import main as bot_main
         except ImportError as exc:
-            stderr.write(f"{PROG}: the Telegram bot needs the bot extra: pip install 'upscaler-edge[bot]' ({exc})\n")
+            stderr.write(
+                f"{PROG}: the Telegram bot needs the bot extra: "
+                f"pip install 'upscaler-edge[bot]' ({exc})\n"
+            )
             return EXIT_USAGE
         return bot_main(rest)
     if "--gui" in argv:
@@ -158,7 +190,9 @@ def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
         try:
             import PySide6  # noqa: F401
         except ImportError:
-            stderr.write(f"{PROG}: the desktop window needs PySide6: pip install 'upscaler-edge[gui]'\n")
+            stderr.write(
+                f"{PROG}: the desktop window needs PySide6: pip install 'upscaler-edge[gui]'\n"
+            )
             return EXIT_USAGE
         from upscaler_edge_gui.app import main as gui_main
 
@@ -166,7 +200,9 @@ def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
     return None
 
 
-def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def main(
+    argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
     """Run the CLI; returns the exit status (never raises for user errors)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     out = stdout or sys.stdout
@@ -201,9 +237,16 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
 
     try:
         options = Options(
-            model=args.model, scale=args.scale, tile=args.tile, device=args.device,
-            format=args.format, quality=args.quality, tta=args.tta, alpha=args.alpha,
-            all_frames=args.all_frames, overwrite=args.overwrite,
+            model=args.model,
+            scale=args.scale,
+            tile=args.tile,
+            device=args.device,
+            format=args.format,
+            quality=args.quality,
+            tta=args.tta,
+            alpha=args.alpha,
+            all_frames=args.all_frames,
+            overwrite=args.overwrite,
             max_pixels=int(args.max_megapixels * 1_000_000),
         )
         spec = resolve_model(options.model, options.scale, options.models_dirs)
@@ -217,7 +260,9 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
         return EXIT_USAGE
     scale = options.scale or spec.scale
     fmt = options.format
-    tasks, problems = plan_tasks([Path(p) for p in args.inputs], args.output, scale, fmt, args.recursive)
+    tasks, problems = plan_tasks(
+        [Path(p) for p in args.inputs], args.output, scale, fmt, args.recursive
+    )
     failures = [f"{PROG}: error: {p}" for p in problems]
     if args.skip_existing:
         kept = [t for t in tasks if not t.dst.exists()]
@@ -231,7 +276,9 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
     cancel = threading.Event()
     try:
         with Upscaler(options) as up, _Bars(len(tasks), show, err) as bars:
-            for item in up.upscale_many([(t.src, t.dst) for t in tasks], options, bars.tile, cancel):
+            for item in up.upscale_many(
+                [(t.src, t.dst) for t in tasks], options, bars.tile, cancel
+            ):
                 bars.file_done(item.src)
                 if item.error is not None:
                     line = f"{PROG}: error: {item.src}: {item.error}"
@@ -280,7 +327,9 @@ class _Bars:
 
             self._tqdm = tqdm
             if self.files > 1:
-                self._files_bar = tqdm(total=self.files, unit="file", desc="files", file=self.stream, position=0)
+                self._files_bar = tqdm(
+                    total=self.files, unit="file", desc="files", file=self.stream, position=0
+                )
         return self
 
     def tile(self, done: int, total: int) -> None:
@@ -290,7 +339,11 @@ class _Bars:
             if self._tiles_bar is not None:
                 self._tiles_bar.close()
             self._tiles_bar = self._tqdm(
-                total=total, unit="tile", desc="tiles", file=self.stream, leave=False,
+                total=total,
+                unit="tile",
+                desc="tiles",
+                file=self.stream,
+                leave=False,
                 position=1 if self._files_bar is not None else 0,
             )
         self._tiles_bar.n = done

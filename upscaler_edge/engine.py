@@ -50,7 +50,6 @@ _KINDS = {0: "discrete", 1: "integrated", 2: "virtual", 3: "software"}
 _RANK = {"discrete": 0, "integrated": 1, "virtual": 2}
 
 
-
 @dataclass(frozen=True)
 class DeviceInfo:
     """A compute device; ``index`` is the Vulkan index, -1 for the CPU."""
@@ -279,7 +278,9 @@ class Engine:
         if rc_p != 0 or rc_m != 0:
             net.clear()
             which = spec.param_path if rc_p != 0 else spec.bin_path
-            raise ModelError(f"model {spec.name}: ncnn cannot load {which.name} (code {rc_p or rc_m})")
+            raise ModelError(
+                f"model {spec.name}: ncnn cannot load {which.name} (code {rc_p or rc_m})"
+            )
         self._net = net
         log.info("loaded %s on %s", spec.name, device.name)
 
@@ -288,7 +289,7 @@ class Engine:
 
         if self._net is None:
             raise DeviceError("engine is closed")
-        c, h, w = x.shape
+        _, h, w = x.shape
         s = self.spec.scale
         # ncnn.Mat wraps the array's memory without owning it: keep both alive until extract
         xc = np.ascontiguousarray(x, dtype=np.float32)

@@ -53,6 +53,7 @@ from .errors import ImageTooLargeError, InputError, OutputError, OutputExistsErr
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
+    "find_images",
     "OUTPUT_FORMATS",
     "SUPPORTED_INPUTS",
     "Frame",
@@ -74,8 +75,45 @@ SUPPORTED_INPUTS: tuple[str, ...] = ("png", "jpeg", "webp", "bmp", "tiff", "gif"
 
 #: File suffixes (lower case, with the dot) that mark a file as an image when scanning folders.
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif", ".heic", ".heif"}
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".jfif",
+        ".webp",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".gif",
+        ".avif",
+        ".heic",
+        ".heif",
+    }
 )
+_OUR_OUTPUT = re.compile(r"^(?P<source>.+)_x\d{1,2}(-\d+)?$")
+
+
+def find_images(folder: str | os.PathLike[str], *, recursive: bool = True) -> list[Path]:
+    """Image files under ``folder`` (by suffix; decoding still checks the content), sorted,
+    hidden files and folders left out, and our own earlier results too (``NAME_x4.png`` or
+    ``NAME_x4-2.png`` beside a ``NAME.*``), so running the same job twice does not upscale
+    the results."""
+    root = Path(folder)
+    found: list[Path] = []
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        found += [
+            Path(dirpath) / name
+            for name in files
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+        ]
+    stems = {(p.parent, p.stem) for p in found}
+    return sorted(
+        p
+        for p in found
+        if not ((m := _OUR_OUTPUT.match(p.stem)) and (p.parent, m["source"]) in stems)
+    )
+
 
 #: Output formats accepted by :func:`encode_picture` (``"jpeg"`` is accepted as ``"jpg"``).
 OUTPUT_FORMATS: tuple[str, ...] = ("png", "jpg", "webp")

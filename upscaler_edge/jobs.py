@@ -110,13 +110,39 @@ _COLUMNS = (
 
 
 def _row_to_job(row: tuple[Any, ...]) -> Job:
-    (id_, chat_id, message_id, user_id, peer, state, attempts, params, status_id, reply_id,
-     random_id, error, created, started, finished) = row
+    (
+        id_,
+        chat_id,
+        message_id,
+        user_id,
+        peer,
+        state,
+        attempts,
+        params,
+        status_id,
+        reply_id,
+        random_id,
+        error,
+        created,
+        started,
+        finished,
+    ) = row
     return Job(
-        id=id_, chat_id=chat_id, message_id=message_id, user_id=user_id, peer=peer,
-        state=state, attempts=attempts, params=json.loads(params),
-        status_message_id=status_id, reply_message_id=reply_id, reply_random_id=random_id,
-        error=error, created_at=created, started_at=started, finished_at=finished,
+        id=id_,
+        chat_id=chat_id,
+        message_id=message_id,
+        user_id=user_id,
+        peer=peer,
+        state=state,
+        attempts=attempts,
+        params=json.loads(params),
+        status_message_id=status_id,
+        reply_message_id=reply_id,
+        reply_random_id=random_id,
+        error=error,
+        created_at=created,
+        started_at=started,
+        finished_at=finished,
     )
 
 
@@ -198,8 +224,18 @@ class JobQueue:
                 "INSERT OR IGNORE INTO jobs (chat_id, message_id, user_id, peer, state, params,"
                 " reply_random_id, error, created_at, finished_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (chat_id, message_id, user_id, peer, state, json.dumps(params or {}),
-                 secrets.randbits(63), error, now, now if state == FAILED else None),
+                (
+                    chat_id,
+                    message_id,
+                    user_id,
+                    peer,
+                    state,
+                    json.dumps(params or {}),
+                    secrets.randbits(63),
+                    error,
+                    now,
+                    now if state == FAILED else None,
+                ),
             )
             created = cur.rowcount == 1
             row = db.execute(
@@ -222,8 +258,9 @@ class JobQueue:
         """The user's jobs in these states, oldest first."""
         wanted = tuple(states)
         marks = ",".join("?" * len(wanted))
-        return self._select(f"WHERE user_id = ? AND state IN ({marks}) ORDER BY id",
-                            (user_id, *wanted))
+        return self._select(
+            f"WHERE user_id = ? AND state IN ({marks}) ORDER BY id", (user_id, *wanted)
+        )
 
     def all_jobs(self) -> list[Job]:
         """Every row, oldest first (for tests, benchmarks and diagnostics)."""
@@ -241,9 +278,11 @@ class JobQueue:
     def line(self) -> list[Job]:
         """Queued jobs in the order :meth:`claim` will take them (round-robin by user)."""
         with self._lock:
-            last = dict(self._db.execute(
-                "SELECT user_id, COALESCE(MAX(served_seq), 0) FROM jobs GROUP BY user_id"
-            ).fetchall())
+            last = dict(
+                self._db.execute(
+                    "SELECT user_id, COALESCE(MAX(served_seq), 0) FROM jobs GROUP BY user_id"
+                ).fetchall()
+            )
         queued = self._select("WHERE state = 'queued' ORDER BY id")
         per_user: dict[int, list[Job]] = {}
         for job in queued:
@@ -333,15 +372,18 @@ class JobQueue:
     def record_reply(self, job_id: int, reply_message_id: int) -> None:
         """Record the id of a reply already sent (also on final rows)."""
         with self._write() as db:
-            db.execute("UPDATE jobs SET reply_message_id = ? WHERE id = ?",
-                       (reply_message_id, job_id))
+            db.execute(
+                "UPDATE jobs SET reply_message_id = ? WHERE id = ?", (reply_message_id, job_id)
+            )
 
     def requeue(self, job_id: int) -> bool:
         """Put a running job back in line (clean stop, retry); False unless it was running."""
         with self._write() as db:
             cur = db.execute(
                 "UPDATE jobs SET state = 'queued', started_at = NULL"
-                " WHERE id = ? AND state = 'running'", (job_id,))
+                " WHERE id = ? AND state = 'running'",
+                (job_id,),
+            )
         return cur.rowcount == 1
 
     def cancel_for_user(self, user_id: int) -> list[Job]:
@@ -349,10 +391,14 @@ class JobQueue:
         with self._write() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM jobs WHERE user_id = ? AND state IN ('queued','running')"
-                " ORDER BY id", (user_id,)).fetchall()
+                " ORDER BY id",
+                (user_id,),
+            ).fetchall()
             db.execute(
                 "UPDATE jobs SET state = 'cancelled', error = 'cancelled', finished_at = ?"
-                " WHERE user_id = ? AND state IN ('queued','running')", (time.time(), user_id))
+                " WHERE user_id = ? AND state IN ('queued','running')",
+                (time.time(), user_id),
+            )
         jobs = [_row_to_job(r) for r in rows]
         for job in jobs:
             if job.state == QUEUED:
@@ -370,12 +416,16 @@ class JobQueue:
         with self._write() as db:
             failed = db.execute(
                 f"SELECT {_COLUMNS} FROM jobs WHERE state = 'running' AND attempts >= ?",
-                (self.max_attempts,)).fetchall()
+                (self.max_attempts,),
+            ).fetchall()
             db.execute(
                 "UPDATE jobs SET state = 'failed', error = ?, finished_at = ?"
-                " WHERE state = 'running' AND attempts >= ?", (msg, now, self.max_attempts))
+                " WHERE state = 'running' AND attempts >= ?",
+                (msg, now, self.max_attempts),
+            )
             cur = db.execute(
-                "UPDATE jobs SET state = 'queued', started_at = NULL WHERE state = 'running'")
+                "UPDATE jobs SET state = 'queued', started_at = NULL WHERE state = 'running'"
+            )
             if cur.rowcount:
                 log.info("requeued %d job(s) interrupted by a previous run", cur.rowcount)
         jobs = [_row_to_job(r) for r in failed]
@@ -397,8 +447,10 @@ class JobQueue:
     def clean_spool(self) -> int:
         """Delete spool entries that belong to no queued or running job; returns how many."""
         with self._lock:
-            live = {str(r[0]) for r in self._db.execute(
-                "SELECT id FROM jobs WHERE state IN ('queued','running')")}
+            live = {
+                str(r[0])
+                for r in self._db.execute("SELECT id FROM jobs WHERE state IN ('queued','running')")
+            }
         removed = 0
         for entry in self.spool_root.iterdir():
             if entry.name in live:

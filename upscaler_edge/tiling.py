@@ -21,8 +21,9 @@ class Tile:
     """One unit of work, in input pixel coordinates (x0 inclusive, x1 exclusive).
 
     ``window`` is what the model reads (core + context, clipped to the image grown by
-    ``edge`` on each side, so it may start below 0); ``core`` is the part whose output is kept. ``crop`` is the core relative to the window, in input
-    pixels: multiply by the scale to cut the model's output.
+    ``edge`` on each side, so it may start below 0); ``core`` is the part whose output is
+    kept. ``crop`` is the core relative to the window, in input pixels: multiply by the scale
+    to cut the model's output.
     """
 
     x0: int
@@ -67,9 +68,14 @@ def _make(
     x0: int, y0: int, x1: int, y1: int, width: int, height: int, context: int, edge: int
 ) -> Tile:
     return Tile(
-        x0, y0, x1, y1,
-        max(-edge, x0 - context), max(-edge, y0 - context),
-        min(width + edge, x1 + context), min(height + edge, y1 + context),
+        x0,
+        y0,
+        x1,
+        y1,
+        max(-edge, x0 - context),
+        max(-edge, y0 - context),
+        min(width + edge, x1 + context),
+        min(height + edge, y1 + context),
     )
 
 

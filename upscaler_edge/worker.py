@@ -71,7 +71,9 @@ def _child_main(conn, log_level: int) -> None:  # runs in the child process
             cancel.clear()
             current[0] = job_id
 
-            def progress(done: int, total: int, job_id: int = job_id, fault: str | None = fault) -> None:
+            def progress(
+                done: int, total: int, job_id: int = job_id, fault: str | None = fault
+            ) -> None:
                 conn.send(("progress", job_id, done, total))
                 if fault and done >= 1:
                     if fault == "abort":
@@ -103,7 +105,11 @@ def _main_module_hidden() -> Iterator[None]:
     "__main__"`` guard would start itself again.
     """
     main = sys.modules.get("__main__")
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    saved = {
+        k: main.__dict__[k]
+        for k in ("__file__", "__spec__")
+        if main is not None and k in main.__dict__
+    }
     try:
         if main is not None:
             main.__dict__.pop("__file__", None)
@@ -238,7 +244,9 @@ class Worker:
                 elif msg is None and not self._proc.is_alive():
                     reason = _describe_exit(self._proc.exitcode)
                     self._fail(Path(dst))
-                    raise JobFailed(f"the upscaling process crashed ({reason}); try again or use -d cpu")
+                    raise JobFailed(
+                        f"the upscaling process crashed ({reason}); try again or use -d cpu"
+                    )
                 # checked on every pass, also while progress messages keep coming
                 now = time.monotonic()
                 if cancel is not None and cancel.is_set():

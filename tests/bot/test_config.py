@@ -163,6 +163,7 @@ def test_short_values_are_not_redacted_and_long_ones_are():
     from upscaler_edge.bot.config import RedactingFilter
 
     f = RedactingFilter(["h", "123456789:AAHsecretsecretsecretsecret"])
-    rec = _logging.LogRecord("x", _logging.INFO, __file__, 1, "image has %s", ("123456789:AAHsecretsecretsecretsecret",), None)
+    token = "123456789:AAHsecretsecretsecretsecret"
+    rec = _logging.LogRecord("x", _logging.INFO, __file__, 1, "image has %s", (token,), None)
     assert f.filter(rec)
     assert rec.getMessage() == "image has [redacted]"

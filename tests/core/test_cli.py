@@ -5,7 +5,6 @@ import struct
 import subprocess
 import sys
 import zlib
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -24,7 +23,12 @@ def run(args, **kw):
 def png_header(w, h):
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+    )
 
 
 def test_default_output_is_beside_the_input(photo_png):
@@ -67,7 +71,10 @@ def test_folder_recursion_mirrors_the_tree(photo, tmp_path):
     out = tmp_path / "out"
     code, _, err = run([src, "-o", out, "-r", *FAST, "-q"])
     assert code == 0, err
-    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["in/a_x2.png", "in/sub/b_x2.png"]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == [
+        "in/a_x2.png",
+        "in/sub/b_x2.png",
+    ]
 
 
 BAD_INPUTS = {
@@ -119,12 +126,15 @@ def test_one_bad_file_does_not_stop_the_others(photo_png, tmp_path):
     assert "missing.png: no such file or folder" in err
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["-m", "esrgan-9000"], "unknown model 'esrgan-9000'; valid models: realesrgan-x4plus"),
-    (["-t", "7"], "tile size 7 is too small"),
-    (["-d", "9"], "no Vulkan device 9"),
-    (["-m", "realesr-animevideov3-x2", "-s", "4"], "-s 4 is larger"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["-m", "esrgan-9000"], "unknown model 'esrgan-9000'; valid models: realesrgan-x4plus"),
+        (["-t", "7"], "tile size 7 is too small"),
+        (["-d", "9"], "no Vulkan device 9"),
+        (["-m", "realesr-animevideov3-x2", "-s", "4"], "-s 4 is larger"),
+    ],
+)
 def test_usage_errors_exit_2(photo_png, args, expected):
     code, _, err = run([photo_png, *args])
     assert code == 2
@@ -148,12 +158,18 @@ def test_list_models_and_devices():
 
 def test_module_entry_point_runs_end_to_end(photo_png, tmp_path):
     dst = tmp_path / "via-module.webp"
-    res = subprocess.run([sys.executable, "-m", "upscaler_edge", str(photo_png), "-o", str(dst), *FAST],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "upscaler_edge", str(photo_png), "-o", str(dst), *FAST],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     with Image.open(dst) as im:
         assert im.format == "WEBP" and im.size == (128, 96)
-    res = subprocess.run([sys.executable, "-m", "upscaler_edge", "--version"], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "upscaler_edge", "--version"], capture_output=True, text=True
+    )
     assert res.returncode == 0 and res.stdout.startswith("upscaler-edge 0.")
 
 
@@ -178,10 +194,19 @@ def test_gui_without_pyside6_says_how_to_install_it(monkeypatch):
 
 
 def test_bot_without_config_prints_the_setup_message(tmp_path, monkeypatch):
-    for var in ("UPSCALER_API_ID", "UPSCALER_API_HASH", "UPSCALER_BOT_TOKEN", "UPSCALER_ALLOWED_USERS"):
+    for var in (
+        "UPSCALER_API_ID",
+        "UPSCALER_API_HASH",
+        "UPSCALER_BOT_TOKEN",
+        "UPSCALER_ALLOWED_USERS",
+    ):
         monkeypatch.delenv(var, raising=False)
-    res = subprocess.run([sys.executable, "-m", "upscaler_edge", "--bot", "--config", str(tmp_path / "none.toml")],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "upscaler_edge", "--bot", "--config", str(tmp_path / "none.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 2
     assert "BotFather" in res.stderr and "Traceback" not in res.stderr
 
@@ -190,7 +215,17 @@ def test_running_twice_on_a_folder_does_not_upscale_the_results(photo, tmp_path)
     Image.fromarray(photo[:10, :12]).save(tmp_path / "a.png")
     Image.fromarray(photo[:8, :8]).save(tmp_path / "b_x2.png")  # a user's own file, no source
     assert run([tmp_path, *FAST, "-q"])[0] == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_x2.png", "b_x2.png", "b_x2_x2.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.png",
+        "a_x2.png",
+        "b_x2.png",
+        "b_x2_x2.png",
+    ]
     code, _, err = run([tmp_path, *FAST, "-q", "--skip-existing"])
     assert code == 0, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_x2.png", "b_x2.png", "b_x2_x2.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.png",
+        "a_x2.png",
+        "b_x2.png",
+        "b_x2_x2.png",
+    ]

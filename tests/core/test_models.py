@@ -39,9 +39,16 @@ def test_manifest_lists_the_official_models_with_real_files():
     assert specs["realesrgan-x4plus"].context > specs["realesr-animevideov3-x4"].context
 
 
-@pytest.mark.parametrize("scale,expected", [(2, "realesr-animevideov3-x2"), (3, "realesr-animevideov3-x3"),
-                                            (4, "realesr-animevideov3-x4"), (None, "realesr-animevideov3-x4"),
-                                            (1, "realesr-animevideov3-x2")])
+@pytest.mark.parametrize(
+    "scale,expected",
+    [
+        (2, "realesr-animevideov3-x2"),
+        (3, "realesr-animevideov3-x3"),
+        (4, "realesr-animevideov3-x4"),
+        (None, "realesr-animevideov3-x4"),
+        (1, "realesr-animevideov3-x2"),
+    ],
+)
 def test_family_name_picks_the_variant_from_scale(scale, expected):
     assert resolve_model("realesr-animevideov3", scale).name == expected
 
@@ -100,7 +107,9 @@ def test_user_model_with_scale_suffix_is_found_by_name(tmp_path):
 
 
 def test_user_model_in_the_user_folder_with_a_sidecar(tmp_path):
-    _drop_model(tmp_path / "user-models", "cartoon", 'scale = 2\ncontext = 20\ndescription = "mine"\n')
+    _drop_model(
+        tmp_path / "user-models", "cartoon", 'scale = 2\ncontext = 20\ndescription = "mine"\n'
+    )
     spec = resolve_model("cartoon")
     assert (spec.scale, spec.context, spec.description) == (2, 20, "mine")
 

@@ -16,8 +16,15 @@ FAST = Options(model="realesr-animevideov3", scale=2, device="cpu")
 
 
 def pic_of(rgb, alpha=None, **kw):
-    return Picture(frames=[Frame(rgb=rgb, alpha=alpha, duration_ms=None)], source_format="PNG",
-                   grayscale=False, icc_profile=None, exif=None, dpi=kw.get("dpi"), loop=None)
+    return Picture(
+        frames=[Frame(rgb=rgb, alpha=alpha, duration_ms=None)],
+        source_format="PNG",
+        grayscale=False,
+        icc_profile=None,
+        exif=None,
+        dpi=kw.get("dpi"),
+        loop=None,
+    )
 
 
 def psnr(a, b, peak=255.0):
@@ -56,8 +63,11 @@ def test_output_is_an_upscale_of_the_input(up, photo):
 
 def test_progress_counts_every_tile_and_ends_at_total(up, photo):
     seen = []
-    up.upscale_picture(pic_of(np.ascontiguousarray(photo[:96, :96])), FAST.replace(tile=32),
-                       progress=lambda d, t: seen.append((d, t)))
+    up.upscale_picture(
+        pic_of(np.ascontiguousarray(photo[:96, :96])),
+        FAST.replace(tile=32),
+        progress=lambda d, t: seen.append((d, t)),
+    )
     assert seen[0] == (0, 9) and seen[-1] == (9, 9)
     assert [d for d, _ in seen] == list(range(10))
 
@@ -110,7 +120,7 @@ def test_tta_is_close_to_the_plain_result(up, photo):
 
 
 def test_sixteen_bit_stays_sixteen_bit(up, photo):
-    src = (np.ascontiguousarray(photo[:24, :24]).astype(np.uint16) * 257)
+    src = np.ascontiguousarray(photo[:24, :24]).astype(np.uint16) * 257
     out = up.upscale_picture(pic_of(src)).frames[0].rgb
     out8 = up.upscale_picture(pic_of(np.ascontiguousarray(photo[:24, :24]))).frames[0].rgb
     assert out.dtype == np.uint16 and out.shape == (48, 48, 3)
@@ -141,7 +151,11 @@ def test_a_device_fault_is_retried_at_half_size(up, photo, monkeypatch):
 
 
 def test_an_all_black_result_is_a_device_fault(up, photo, monkeypatch):
-    monkeypatch.setattr(engine_mod.Engine, "infer", lambda self, x: np.zeros((3, x.shape[1] * 2, x.shape[2] * 2), np.float32))
+    monkeypatch.setattr(
+        engine_mod.Engine,
+        "infer",
+        lambda self, x: np.zeros((3, x.shape[1] * 2, x.shape[2] * 2), np.float32),
+    )
     with pytest.raises(DeviceError, match="constant tile"):
         up.upscale_picture(pic_of(np.ascontiguousarray(photo[:32, :32])), FAST.replace(tile=32))
 

@@ -18,8 +18,10 @@ def covered(tiles, w, h):
 
 @settings(max_examples=150, deadline=None)
 @given(
-    w=st.integers(1, 90), h=st.integers(1, 90),
-    tile=st.integers(0, 100), context=st.integers(0, 40),
+    w=st.integers(1, 90),
+    h=st.integers(1, 90),
+    tile=st.integers(0, 100),
+    context=st.integers(0, 40),
 )
 def test_cores_cover_every_pixel_exactly_once(w, h, tile, context):
     tiles = plan_tiles(w, h, tile, context)
@@ -44,7 +46,12 @@ def test_tile_larger_than_image_is_one_whole_inference():
 def test_one_pixel_and_one_row_images():
     assert plan_tiles(1, 1, 32, 16)[0].core == (0, 0, 1, 1)
     tiles = plan_tiles(100, 1, 32, 16)
-    assert [t.core for t in tiles] == [(0, 0, 25, 1), (25, 0, 50, 1), (50, 0, 75, 1), (75, 0, 100, 1)]
+    assert [t.core for t in tiles] == [
+        (0, 0, 25, 1),
+        (25, 0, 50, 1),
+        (50, 0, 75, 1),
+        (75, 0, 100, 1),
+    ]
     assert tiles[1].window == (9, 0, 66, 1)
 
 

@@ -54,8 +54,13 @@ def test_cancel_stops_between_tiles_and_leaves_no_output(worker, photo_png, tmp_
 
     with pytest.raises(Cancelled):
         # the big model makes each tile slow enough that the cancel lands mid-job
-        worker.run(photo_png, tmp_path / "c.png", FAST.replace(model="realesrgan-x4plus", scale=None),
-                   progress=progress, cancel=cancel)
+        worker.run(
+            photo_png,
+            tmp_path / "c.png",
+            FAST.replace(model="realesrgan-x4plus", scale=None),
+            progress=progress,
+            cancel=cancel,
+        )
     assert not (tmp_path / "c.png").exists()
     assert worker.run(photo_png, tmp_path / "ok.png", FAST).out_size == (128, 96)
 

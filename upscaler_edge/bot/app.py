@@ -73,9 +73,15 @@ def make_client(config: BotConfig) -> TelegramClient:
     """The production client: the bot's own session file (0600), catch-up on."""
     create_private(config.session_path)
     return TelegramClient(
-        str(config.session_path), config.api_id, config.api_hash,
-        catch_up=True, connection_retries=5, retry_delay=2, auto_reconnect=True,
-        request_retries=5, flood_sleep_threshold=30,
+        str(config.session_path),
+        config.api_id,
+        config.api_hash,
+        catch_up=True,
+        connection_retries=5,
+        retry_delay=2,
+        auto_reconnect=True,
+        request_retries=5,
+        flood_sleep_threshold=30,
     )
 
 
@@ -90,7 +96,7 @@ async def _first(*aws: Any) -> None:
                 fut.cancel()
         for fut in futs:
             if fut.done() and not fut.cancelled():
-                fut.exception()        # mark retrieved
+                fut.exception()  # mark retrieved
 
 
 async def _login(client: TelegramClient, config: BotConfig) -> Any:
@@ -98,15 +104,18 @@ async def _login(client: TelegramClient, config: BotConfig) -> Any:
         await client.start(bot_token=config.bot_token)
         me = await client.get_me()
     except (errors.AccessTokenInvalidError, errors.AccessTokenExpiredError) as exc:
-        raise FatalBotError("Telegram refused the bot token; copy it again from @BotFather "
-                            f"({type(exc).__name__})") from None
+        raise FatalBotError(
+            f"Telegram refused the bot token; copy it again from @BotFather ({type(exc).__name__})"
+        ) from None
     except errors.ApiIdInvalidError:
-        raise FatalBotError("Telegram refused api_id/api_hash; check them at "
-                            "https://my.telegram.org") from None
+        raise FatalBotError(
+            "Telegram refused api_id/api_hash; check them at https://my.telegram.org"
+        ) from None
     if me is None or not getattr(me, "bot", False) or me.id != config.bot_id:
         raise FatalBotError(
             f"the session file {config.session_path} belongs to another account, not this bot; "
-            "bot mode needs a session of its own: move that file away and start again")
+            "bot mode needs a session of its own: move that file away and start again"
+        )
     return me
 
 
@@ -120,19 +129,29 @@ async def run_bot(
     on_ready: Callable[[BotService], None] | None = None,
 ) -> None:
     """Serve until ``stop`` is set. Raises :class:`FatalBotError` for unrecoverable setups."""
-    own_core = core is None           # close only what we opened
+    own_core = core is None  # close only what we opened
     core = core or Core.load(config)
     queue = JobQueue(config.jobs_path, config.spool_dir, max_attempts=config.max_attempts)
     prefs = Prefs(config.prefs_path)
-    service = BotService(config, queue, prefs, upscale=core.upscale, catalog=core.catalog,
-                         device_name=core.device_name, probe=core.probe, resolve=core.resolve)
+    service = BotService(
+        config,
+        queue,
+        prefs,
+        upscale=core.upscale,
+        catalog=core.catalog,
+        device_name=core.device_name,
+        probe=core.probe,
+        resolve=core.resolve,
+    )
     failed_on_start = queue.recover()
     removed = queue.clean_spool()
     if removed:
         log.info("removed %d leftover spool entr%s", removed, "y" if removed == 1 else "ies")
     if not config.allowed_users:
-        log.warning("allowed_users is empty: nobody can use the bot yet; send it /id and add "
-                    "your id to %s", config.config_file)
+        log.warning(
+            "allowed_users is empty: nobody can use the bot yet; send it /id and add your id to %s",
+            config.config_file,
+        )
     service.start()
     if on_ready is not None:
         on_ready(service)
@@ -145,8 +164,12 @@ async def run_bot(
                 me = await _login(client, config)
                 ensure_private(config.session_path)
                 service.attach(client)
-                log.info("connected as @%s (id %s); device: %s", getattr(me, "username", "?"),
-                         me.id, service.device_name)
+                log.info(
+                    "connected as @%s (id %s); device: %s",
+                    getattr(me, "username", "?"),
+                    me.id,
+                    service.device_name,
+                )
                 delay = backoff[0]
                 if failed_on_start:
                     await service.notify_failed(failed_on_start)
@@ -159,7 +182,7 @@ async def run_bot(
             except (ConnectionError, OSError, asyncio.TimeoutError, errors.RPCError) as exc:
                 log.warning("Telegram connection failed: %s: %s", type(exc).__name__, exc)
             finally:
-                if stop.is_set():      # finish or requeue the running job while still online
+                if stop.is_set():  # finish or requeue the running job while still online
                     await service.shutdown(config.stop_grace)
                 service.detach()
                 try:

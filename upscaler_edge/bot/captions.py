@@ -50,8 +50,11 @@ class Catalog:
         kinds: dict[str, str] = {}
         for spec in specs:
             kinds.setdefault(spec.kind, spec.name)
-        return cls(names=list(names) if names is not None else [s.name for s in specs],
-                   kinds=kinds, specs=list(specs))
+        return cls(
+            names=list(names) if names is not None else [s.name for s in specs],
+            kinds=kinds,
+            specs=list(specs),
+        )
 
 
 def command_of(text: str | None) -> str | None:
@@ -93,7 +96,8 @@ def parse_caption(text: str | None, catalog: Catalog) -> Choice:
     if unknown and (strict or understood):
         raise CaptionError(
             f"I don't understand {' '.join(unknown)!r}. Write a scale (x2), a model "
-            "(see /models) and/or a format (png, jpg, webp), e.g. 'x2 anime'.")
+            "(see /models) and/or a format (png, jpg, webp), e.g. 'x2 anime'."
+        )
     if unknown:
         return Choice()
     return Choice(model=model, scale=scale, format=fmt)

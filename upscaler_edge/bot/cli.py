@@ -37,10 +37,14 @@ EXIT_OK, EXIT_ERROR, EXIT_SETUP, EXIT_RUNNING = 0, 1, 2, 3
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags of bot mode (the CLI strips ``--bot`` before calling :func:`main`)."""
-    p = argparse.ArgumentParser(prog="upscaler-edge --bot",
-                                description="Run the personal Telegram bot.")
-    p.add_argument("--print-config-path", action="store_true",
-                   help="print where the config file is looked for, and exit")
+    p = argparse.ArgumentParser(
+        prog="upscaler-edge --bot", description="Run the personal Telegram bot."
+    )
+    p.add_argument(
+        "--print-config-path",
+        action="store_true",
+        help="print where the config file is looked for, and exit",
+    )
     p.add_argument("--config", metavar="FILE", help="config file (default: --print-config-path)")
     p.add_argument("--api-id", type=int, help="from https://my.telegram.org")
     p.add_argument("--api-hash", help="from https://my.telegram.org")
@@ -50,8 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="default model")
     p.add_argument("--device", help="auto, cpu or a GPU index")
     p.add_argument("--max-file-mb", type=int, help="largest file accepted, in MiB")
-    p.add_argument("--save-config", action="store_true",
-                   help="write the given settings to the config file (mode 0600) and exit")
+    p.add_argument(
+        "--save-config",
+        action="store_true",
+        help="write the given settings to the config file (mode 0600) and exit",
+    )
     p.add_argument("--log-file", metavar="FILE", help="also log to this file (e.g. under pythonw)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
@@ -66,7 +73,7 @@ def _setup_logging(
     added: list[logging.Handler] = []
     old_level = root.level
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not root.handlers and sys.stderr is not None:     # pythonw has no stderr
+    if not root.handlers and sys.stderr is not None:  # pythonw has no stderr
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(fmt)
         root.addHandler(handler)
@@ -96,14 +103,20 @@ def _setup_logging(
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "api_id": args.api_id, "api_hash": args.api_hash, "bot_token": args.bot_token,
-        "allowed_users": args.allowed_users, "data_dir": args.data_dir, "model": args.model,
-        "device": args.device, "max_file_mb": args.max_file_mb,
+        "api_id": args.api_id,
+        "api_hash": args.api_hash,
+        "bot_token": args.bot_token,
+        "allowed_users": args.allowed_users,
+        "data_dir": args.data_dir,
+        "model": args.model,
+        "device": args.device,
+        "max_file_mb": args.max_file_mb,
     }
 
 
 def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Callable[[], None]:
     """SIGINT/SIGTERM set ``stop``; returns a function that restores the old handlers."""
+
     def request_stop(signame: str) -> None:
         if stop.is_set():
             return
@@ -115,15 +128,20 @@ def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Ca
         try:
             loop.add_signal_handler(sig, request_stop, sig.name)
             undo.append(lambda sig=sig: loop.remove_signal_handler(sig))
-        except (NotImplementedError, RuntimeError):   # Windows: no loop signal handlers
-            old = signal.signal(sig, lambda n, f, name=sig.name:
-                                loop.call_soon_threadsafe(request_stop, name))
+        except (NotImplementedError, RuntimeError):  # Windows: no loop signal handlers
+            old = signal.signal(
+                sig, lambda n, f, name=sig.name: loop.call_soon_threadsafe(request_stop, name)
+            )
             undo.append(lambda sig=sig, old=old: signal.signal(sig, old))
     return lambda: [u() for u in undo] and None
 
 
-def main(argv: Sequence[str] | None = None, *, stderr: TextIO | None = None,
-         runner: Callable[..., Any] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stderr: TextIO | None = None,
+    runner: Callable[..., Any] | None = None,
+) -> int:
     """Run bot mode; returns the exit status. ``runner`` replaces :func:`run_bot` in tests."""
     err = stderr or sys.stderr
     args = build_parser().parse_args(list(argv) if argv is not None else None)
@@ -164,7 +182,7 @@ def main(argv: Sequence[str] | None = None, *, stderr: TextIO | None = None,
             return EXIT_RUNNING
         try:
             return asyncio.run(_serve(config, runner))
-        except KeyboardInterrupt:      # a signal before the handlers were installed
+        except KeyboardInterrupt:  # a signal before the handlers were installed
             return EXIT_OK
         finally:
             lock.release()

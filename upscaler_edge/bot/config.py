@@ -163,7 +163,8 @@ def parse_user_ids(value: Any) -> tuple[int, ...]:
         except (TypeError, ValueError):
             raise ConfigError(
                 f"allowed_users: {item!r} is not a numeric Telegram user id "
-                "(send /id to the bot to learn yours)") from None
+                "(send /id to the bot to learn yours)"
+            ) from None
         if uid <= 0:
             raise ConfigError(f"allowed_users: {uid} is not a valid user id")
         if uid not in out:
@@ -223,7 +224,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
-    if "bot" in data and isinstance(data["bot"], dict):   # allow a [bot] table too
+    if "bot" in data and isinstance(data["bot"], dict):  # allow a [bot] table too
         data = {**{k: v for k, v in data.items() if k != "bot"}, **data["bot"]}
     unknown = sorted(set(data) - _KNOWN)
     if unknown:
@@ -250,8 +251,12 @@ def load_config(
     values.update(from_file)
     if from_file.get("bot_token"):
         ensure_private(file)
-    for key, name in (("api_id", ENV_API_ID), ("api_hash", ENV_API_HASH),
-                      ("bot_token", ENV_BOT_TOKEN), ("allowed_users", ENV_ALLOWED_USERS)):
+    for key, name in (
+        ("api_id", ENV_API_ID),
+        ("api_hash", ENV_API_HASH),
+        ("bot_token", ENV_BOT_TOKEN),
+        ("allowed_users", ENV_ALLOWED_USERS),
+    ):
         if env.get(name, "").strip():
             values[key] = env[name]
     for key, value in (overrides or {}).items():

@@ -33,15 +33,20 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Any], Awaitable[None]]
 
-PHOTO_HINT = ("Tip: Telegram compressed this photo before I got it. Send the picture as a "
-              "file (paperclip -> File) to keep its full quality.")
+PHOTO_HINT = (
+    "Tip: Telegram compressed this photo before I got it. Send the picture as a "
+    "file (paperclip -> File) to keep its full quality."
+)
 
 
 def help_text(service: BotService) -> str:
     """The /help and /start text."""
     cfg = service.config
-    oversize = ("sent as a high-quality JPEG instead of PNG" if cfg.oversize == "jpeg"
-                else "refused, with the reason")
+    oversize = (
+        "sent as a high-quality JPEG instead of PNG"
+        if cfg.oversize == "jpeg"
+        else "refused, with the reason"
+    )
     return (
         "Send me a photo or, better, an image as a file: I upscale it with Real-ESRGAN on my "
         "owner's computer and send back the full-resolution file.\n\n"
@@ -81,10 +86,10 @@ def guarded(handler: Handler) -> Handler:
 
 def register(client: TelegramClient, service: BotService) -> None:
     """Attach the bot's handlers to ``client``."""
-    client.add_event_handler(guarded(functools.partial(on_message, service)),
-                             events.NewMessage(incoming=True))
-    client.add_event_handler(guarded(functools.partial(on_button, service)),
-                             events.CallbackQuery())
+    client.add_event_handler(
+        guarded(functools.partial(on_message, service)), events.NewMessage(incoming=True)
+    )
+    client.add_event_handler(guarded(functools.partial(on_button, service)), events.CallbackQuery())
 
 
 # -- messages ---------------------------------------------------------------------------------
@@ -116,12 +121,17 @@ async def accept_image(service: BotService, event: Any) -> None:
     msg = event.message
     queue, cfg = service.queue, service.config
     existing = queue.find(event.chat_id, msg.id)
-    if existing is not None:        # a repeated update (catch-up after a restart)
+    if existing is not None:  # a repeated update (catch-up after a restart)
         log.info("message %s/%s is job %s already", event.chat_id, msg.id, existing.id)
         if existing.state == FAILED and existing.reply_message_id is None and existing.error:
             # refused on arrival but the reply may not have gone out: send it (at most once)
-            reply_id = await send_text(event.client, existing.peer, existing.error,
-                                       random_id=existing.reply_random_id, reply_to=msg.id)
+            reply_id = await send_text(
+                event.client,
+                existing.peer,
+                existing.error,
+                random_id=existing.reply_random_id,
+                reply_to=msg.id,
+            )
             if reply_id is not None:
                 queue.record_reply(existing.id, reply_id)
         return
@@ -149,22 +159,36 @@ async def accept_image(service: BotService, event: Any) -> None:
     elif info.size is not None and info.size == 0:
         refusal = "Sorry: that file is empty (0 bytes)."
     elif info.size is not None and info.size > cfg.max_file_bytes:
-        refusal = (f"Sorry: that file is {info.size / 2**20:.0f} MiB; the limit is "
-                   f"{cfg.max_file_mb} MiB.")
+        refusal = (
+            f"Sorry: that file is {info.size / 2**20:.0f} MiB; the limit is {cfg.max_file_mb} MiB."
+        )
     params = {
-        "model": spec.name, "scale": scale, "format": fmt, "file_name": info.file_name,
-        "size": info.size, "width": info.width, "height": info.height,
+        "model": spec.name,
+        "scale": scale,
+        "format": fmt,
+        "file_name": info.file_name,
+        "size": info.size,
+        "width": info.width,
+        "height": info.height,
         "compressed": info.compressed,
     }
     peer = peer_to_string(await event.get_input_chat())
-    job, created = queue.add(event.chat_id, msg.id, event.sender_id, peer=peer, params=params,
-                             state=FAILED if refusal else QUEUED, error=refusal)
+    job, created = queue.add(
+        event.chat_id,
+        msg.id,
+        event.sender_id,
+        peer=peer,
+        params=params,
+        state=FAILED if refusal else QUEUED,
+        error=refusal,
+    )
     if not created:
         return
     if refusal is not None:
         log.info("job %s refused on arrival: %s", job.id, refusal)
-        reply_id = await send_text(event.client, peer, refusal, random_id=job.reply_random_id,
-                                   reply_to=msg.id)
+        reply_id = await send_text(
+            event.client, peer, refusal, random_id=job.reply_random_id, reply_to=msg.id
+        )
         if reply_id is not None:
             queue.record_reply(job.id, reply_id)
         return
@@ -192,9 +216,11 @@ async def cmd_help(service: BotService, event: Any) -> None:
 async def cmd_status(service: BotService, event: Any) -> None:
     counts = service.queue.counts()
     mine = service.queue.jobs_for_user(event.sender_id, (QUEUED, RUNNING))
-    lines = [f"Device: {service.device_name}",
-             f"Queue: {counts[QUEUED]} waiting, {counts[RUNNING]} running"
-             + (" (the bot is stopping)" if service.stopping else "")]
+    lines = [
+        f"Device: {service.device_name}",
+        f"Queue: {counts[QUEUED]} waiting, {counts[RUNNING]} running"
+        + (" (the bot is stopping)" if service.stopping else ""),
+    ]
     if not mine:
         lines.append("You have no jobs in progress.")
     for job in mine:
@@ -260,8 +286,9 @@ async def cmd_scale(service: BotService, event: Any) -> None:
 async def cmd_format(service: BotService, event: Any) -> None:
     current = service.prefs.get(event.sender_id).format or "png"
     options = [("PNG (lossless)", "png"), ("JPEG", "jpg"), ("WebP", "webp")]
-    await event.reply(f"Your default format: {current}. Choose:",
-                      buttons=_buttons("format", options))
+    await event.reply(
+        f"Your default format: {current}. Choose:", buttons=_buttons("format", options)
+    )
 
 
 COMMANDS: dict[str, Callable[[BotService, Any], Awaitable[None]]] = {

@@ -58,8 +58,9 @@ class Prefs:
     def get(self, user_id: int) -> UserPrefs:
         """The user's defaults (all None for a new user)."""
         with self._lock:
-            row = self._db.execute("SELECT model, scale, format FROM users WHERE user_id = ?",
-                                   (user_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT model, scale, format FROM users WHERE user_id = ?", (user_id,)
+            ).fetchone()
         return UserPrefs(*row) if row else UserPrefs()
 
     def set(self, user_id: int, field: str, value: str | int | None) -> None:
@@ -75,17 +76,20 @@ class Prefs:
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO users (user_id) VALUES (?)", (user_id,))
             cur = self._db.execute(
-                "UPDATE users SET photo_hint = 1 WHERE user_id = ? AND photo_hint = 0", (user_id,))
+                "UPDATE users SET photo_hint = 1 WHERE user_id = ? AND photo_hint = 0", (user_id,)
+            )
         return cur.rowcount == 1
 
     def speed(self, model: str, device: str) -> float | None:
         """Measured input megapixels per second, or None before the first job."""
         with self._lock:
-            row = self._db.execute("SELECT mpps FROM speed WHERE model = ? AND device = ?",
-                                   (model, device)).fetchone()
-            if row is None:   # any model on this device is a better guess than nothing
-                row = self._db.execute("SELECT AVG(mpps) FROM speed WHERE device = ?",
-                                       (device,)).fetchone()
+            row = self._db.execute(
+                "SELECT mpps FROM speed WHERE model = ? AND device = ?", (model, device)
+            ).fetchone()
+            if row is None:  # any model on this device is a better guess than nothing
+                row = self._db.execute(
+                    "SELECT AVG(mpps) FROM speed WHERE device = ?", (device,)
+                ).fetchone()
         return row[0] if row and row[0] else None
 
     def record_speed(self, model: str, device: str, megapixels: float, seconds: float) -> None:
@@ -94,12 +98,14 @@ class Prefs:
             return
         sample = megapixels / seconds
         with self._lock:
-            row = self._db.execute("SELECT mpps, samples FROM speed WHERE model = ? AND device = ?",
-                                   (model, device)).fetchone()
+            row = self._db.execute(
+                "SELECT mpps, samples FROM speed WHERE model = ? AND device = ?", (model, device)
+            ).fetchone()
             if row is None:
                 self._db.execute("INSERT INTO speed VALUES (?, ?, ?, 1)", (model, device, sample))
             else:
                 mpps = 0.7 * row[0] + 0.3 * sample
                 self._db.execute(
                     "UPDATE speed SET mpps = ?, samples = ? WHERE model = ? AND device = ?",
-                    (mpps, row[1] + 1, model, device))
+                    (mpps, row[1] + 1, model, device),
+                )

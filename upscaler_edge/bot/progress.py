@@ -37,8 +37,9 @@ class _Chat:
 class StatusEditor:
     """Throttled edits of status messages, keyed by chat id."""
 
-    def __init__(self, edit: EditFn, *, interval: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, edit: EditFn, *, interval: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._edit = edit
         self.interval = interval
         self._clock = clock
@@ -81,7 +82,7 @@ class StatusEditor:
             delay = chat.next_at - self._clock()
             if delay > 0:
                 await asyncio.sleep(delay)
-                continue   # a newer text may have arrived while sleeping: take the latest
+                continue  # a newer text may have arrived while sleeping: take the latest
             peer, message_id, text = chat.pending
             chat.pending = None
             if chat.last == (message_id, text):
@@ -92,7 +93,7 @@ class StatusEditor:
                 chat.flood_waits += 1
                 log.info("chat %s: edit flood-waited %s s; postponing it", chat_id, exc.seconds)
                 chat.next_at = self._clock() + max(1, exc.seconds)
-                if chat.pending is None:          # keep the text: it is shown after the wait
+                if chat.pending is None:  # keep the text: it is shown after the wait
                     chat.pending = (peer, message_id, text)
                 continue
             except errors.MessageNotModifiedError:

@@ -53,8 +53,16 @@ INTERNAL_ERROR = "Sorry, something went wrong on my side; the details are in the
 class Upscale(Protocol):
     """The blocking upscale call (``Worker.run`` in production); runs in a worker thread."""
 
-    def __call__(self, src: Path, dst: Path, options: Any, *, progress: Callable[[int, int], None],
-                 cancel: threading.Event, timeout: float | None) -> Any: ...
+    def __call__(
+        self,
+        src: Path,
+        dst: Path,
+        options: Any,
+        *,
+        progress: Callable[[int, int], None],
+        cancel: threading.Event,
+        timeout: float | None,
+    ) -> Any: ...
 
 
 class _Stopping(Exception):
@@ -83,29 +91,44 @@ def options_for(params: dict[str, Any], config: BotConfig, fmt: str) -> Any:
     from ..options import Options
 
     # overwrite: the spool folder is the job's own, and a crashed attempt may have left a file
-    return Options(model=params["model"], scale=params.get("scale"), device=config.device,
-                   format=fmt, max_pixels=config.max_pixels, overwrite=True)
+    return Options(
+        model=params["model"],
+        scale=params.get("scale"),
+        device=config.device,
+        format=fmt,
+        max_pixels=config.max_pixels,
+        overwrite=True,
+    )
 
 
 class BotService:
     """Runs queued jobs through ``upscale`` and replies through the attached client."""
 
-    def __init__(self, config: BotConfig, queue: JobQueue, prefs: Prefs, *, upscale: Upscale,
-                 catalog: Catalog, device_name: str, probe: Callable[..., tuple[str, int, int]],
-                 resolve: Callable[[str, int | None], Any]) -> None:
+    def __init__(
+        self,
+        config: BotConfig,
+        queue: JobQueue,
+        prefs: Prefs,
+        *,
+        upscale: Upscale,
+        catalog: Catalog,
+        device_name: str,
+        probe: Callable[..., tuple[str, int, int]],
+        resolve: Callable[[str, int | None], Any],
+    ) -> None:
         self.config = config
         self.queue = queue
         self.prefs = prefs
         self.access = Access(config.allowed_users)
         self.catalog = catalog
         self.device_name = device_name
-        self.resolve = resolve      # (model, scale) -> ModelSpec; raises UpscalerError
+        self.resolve = resolve  # (model, scale) -> ModelSpec; raises UpscalerError
         self._upscale = upscale
         self._probe = probe
         self.client: TelegramClient | None = None
         self.editor = StatusEditor(self._edit, interval=config.progress_interval)
         self.current: JobView | None = None
-        self.messages: dict[int, Any] = {}        # job id -> Message from the live update
+        self.messages: dict[int, Any] = {}  # job id -> Message from the live update
         self._connected = asyncio.Event()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -146,8 +169,9 @@ class BotService:
             try:
                 return await op(client)
             except errors.FloodWaitError as exc:
-                log.warning("%s: Telegram asks to wait %s s; trying again after that",
-                            what, exc.seconds)
+                log.warning(
+                    "%s: Telegram asks to wait %s s; trying again after that", what, exc.seconds
+                )
                 await self._wait(asyncio.sleep(exc.seconds), exc.seconds)
             except ConnectionError as exc:
                 log.warning("%s failed (%s); retrying in %.0f s", what, exc, delay)
@@ -289,18 +313,21 @@ class BotService:
             if view.stopping:
                 self.queue.requeue(job.id)
                 return
-            await self._cancelled(job)    # /cancel already answered the user
+            await self._cancelled(job)  # /cancel already answered the user
             return
         except JobFailed as exc:
             if job.attempts < self.config.max_attempts:
                 log.warning("job %s: worker failed (%s); retrying", job.id, exc)
                 self.queue.requeue(job.id)
-                self._show(job, f"the upscaler crashed ({exc}); retrying "
-                                f"(attempt {job.attempts + 1} of {self.config.max_attempts})")
+                self._show(
+                    job,
+                    f"the upscaler crashed ({exc}); retrying "
+                    f"(attempt {job.attempts + 1} of {self.config.max_attempts})",
+                )
                 self.wake()
                 return
             log.warning("job %s: worker failed on the last attempt: %s", job.id, exc)
-            reason = str(exc).split(";")[0]     # the rest is advice for the CLI
+            reason = str(exc).split(";")[0]  # the rest is advice for the CLI
             await self._end(job, FAILED, f"Sorry, that failed {job.attempts} times: {reason}.")
             return
         except (_Refused, UpscalerError) as exc:
@@ -326,16 +353,23 @@ class BotService:
         cfg = self.config
         params = job.params
         spool = self.queue.spool_dir(job.id)
-        if job.status_message_id is None:   # e.g. the bot crashed before the "queued" reply
-            msg_id = await self.tg("status message", lambda c: send_text(
-                c, job.peer, "starting…", random_id=job.reply_random_id ^ 1,
-                reply_to=job.message_id))
+        if job.status_message_id is None:  # e.g. the bot crashed before the "queued" reply
+            msg_id = await self.tg(
+                "status message",
+                lambda c: send_text(
+                    c,
+                    job.peer,
+                    "starting…",
+                    random_id=job.reply_random_id ^ 1,
+                    reply_to=job.message_id,
+                ),
+            )
             if msg_id is not None:
                 self.queue.set_status_message(job.id, msg_id)
                 job = self.queue.get(job.id) or job
                 view.job = job
         done_marker = spool / "result.json"
-        if done_marker.exists():       # upscaled before a crash: only the reply is missing
+        if done_marker.exists():  # upscaled before a crash: only the reply is missing
             saved = json.loads(done_marker.read_text())
             out = spool / saved["file_name"]
             if out.exists():
@@ -345,12 +379,15 @@ class BotService:
         self._show(job, progress_text("downloading"))
         size = params.get("size")
         if size is not None and size > cfg.max_file_bytes:
-            raise _Refused(f"the file is {size / 2**20:.0f} MiB; "
-                           f"the limit is {cfg.max_file_mb} MiB")
+            raise _Refused(
+                f"the file is {size / 2**20:.0f} MiB; the limit is {cfg.max_file_mb} MiB"
+            )
         message = self.messages.get(job.id)
         if message is None:
-            message = await self.tg("fetch message", lambda c: c.get_messages(
-                peer_from_string(job.peer), ids=job.message_id))
+            message = await self.tg(
+                "fetch message",
+                lambda c: c.get_messages(peer_from_string(job.peer), ids=job.message_id),
+            )
         if message is None or (message.photo is None and message.document is None):
             raise _Refused("I can no longer see that message; please send the image again")
         src = spool / ("input" + Path(params.get("file_name", "")).suffix.lower())
@@ -359,16 +396,22 @@ class BotService:
             self._show(job, progress_text("downloading", done, total))
 
         try:
-            await self.tg("download", lambda c: c.download_media(
-                message, file=str(src), progress_callback=on_download))
+            await self.tg(
+                "download",
+                lambda c: c.download_media(message, file=str(src), progress_callback=on_download),
+            )
         except (errors.FileReferenceExpiredError, errors.FileReferenceInvalidError):
             # the job waited long enough for Telegram's file reference to expire: refetch
-            message = await self.tg("refetch message", lambda c: c.get_messages(
-                peer_from_string(job.peer), ids=job.message_id))
+            message = await self.tg(
+                "refetch message",
+                lambda c: c.get_messages(peer_from_string(job.peer), ids=job.message_id),
+            )
             if message is None:
                 raise _Refused("I can no longer see that message; please send the image again")
-            await self.tg("download", lambda c: c.download_media(
-                message, file=str(src), progress_callback=on_download))
+            await self.tg(
+                "download",
+                lambda c: c.download_media(message, file=str(src), progress_callback=on_download),
+            )
         if not src.exists() or src.stat().st_size == 0:
             raise _Refused("the file is empty")
         if src.stat().st_size > cfg.max_file_bytes:
@@ -383,8 +426,9 @@ class BotService:
         note = ""
         if fmt == "png" and out_w * out_h * 4 > TELEGRAM_FILE_LIMIT:
             if cfg.oversize == "refuse":
-                raise _Refused(f"the result ({out_w}x{out_h}) would be over Telegram's "
-                               "2000 MiB file limit")
+                raise _Refused(
+                    f"the result ({out_w}x{out_h}) would be over Telegram's 2000 MiB file limit"
+                )
             fmt, note = "jpg", " (JPEG: as PNG it would pass Telegram's 2000 MiB limit)"
         stem = Path(params.get("file_name") or f"image_{job.message_id}").stem
         file_name = f"{stem}_x{scale}.{fmt}"
@@ -393,26 +437,37 @@ class BotService:
 
         loop = asyncio.get_running_loop()
 
-        def on_tiles(done: int, total: int) -> None:    # called in the worker thread
+        def on_tiles(done: int, total: int) -> None:  # called in the worker thread
             loop.call_soon_threadsafe(self._tiles, view, done, total)
 
         self._show(job, progress_text("upscaling", 0, 1))
         began = time.monotonic()
-        result = await asyncio.to_thread(self._upscale, src, dst, options, progress=on_tiles,
-                                         cancel=view.cancel, timeout=cfg.job_timeout)
+        result = await asyncio.to_thread(
+            self._upscale,
+            src,
+            dst,
+            options,
+            progress=on_tiles,
+            cancel=view.cancel,
+            timeout=cfg.job_timeout,
+        )
         seconds = float(getattr(result, "seconds", 0.0) or (time.monotonic() - began))
         written = Path(getattr(result, "dst", None) or dst)
         if written != dst:
             dst, file_name = written, written.name
         if dst.stat().st_size > TELEGRAM_FILE_LIMIT:
-            raise _Refused(f"the result is {dst.stat().st_size / 2**20:.0f} MiB, over Telegram's "
-                           "2000 MiB file limit; try a smaller scale or format jpg")
+            raise _Refused(
+                f"the result is {dst.stat().st_size / 2**20:.0f} MiB, over Telegram's "
+                "2000 MiB file limit; try a smaller scale or format jpg"
+            )
         in_w, in_h = getattr(result, "in_size", (width, height))
         res_w, res_h = getattr(result, "out_size", (out_w, out_h))
         self.device_name = str(getattr(result, "device", "") or self.device_name)
         self.prefs.record_speed(params["model"], self.config.device, in_w * in_h / 1e6, seconds)
-        caption = (f"{params['model']} x{scale}: {in_w}x{in_h} -> {res_w}x{res_h}, "
-                   f"{seconds:.1f} s on {self.device_name}{note}")
+        caption = (
+            f"{params['model']} x{scale}: {in_w}x{in_h} -> {res_w}x{res_h}, "
+            f"{seconds:.1f} s on {self.device_name}{note}"
+        )
         done_marker.write_text(json.dumps({"file_name": file_name, "caption": caption}))
         return dst, file_name, caption
 
@@ -423,7 +478,7 @@ class BotService:
     async def _deliver(self, job: Job, path: Path, file_name: str, caption: str) -> None:
         """Send the result once, mark the job done, remove the status message."""
         job = self.queue.get(job.id) or job
-        if job.final:            # cancelled while it ran: drop the result
+        if job.final:  # cancelled while it ran: drop the result
             await self._cancelled(job)
             return
         self._show(job, progress_text("uploading"))
@@ -432,11 +487,21 @@ class BotService:
             self._show(job, progress_text("uploading", done, total))
 
         try:
-            reply_id = await self.tg("send result", lambda c: send_document(
-                c, job.peer, path, file_name=file_name, caption=caption,
-                random_id=job.reply_random_id, reply_to=job.message_id, progress=on_upload))
+            reply_id = await self.tg(
+                "send result",
+                lambda c: send_document(
+                    c,
+                    job.peer,
+                    path,
+                    file_name=file_name,
+                    caption=caption,
+                    random_id=job.reply_random_id,
+                    reply_to=job.message_id,
+                    progress=on_upload,
+                ),
+            )
         except _Stopping:
-            self.queue.requeue(job.id)      # the result stays in the spool for the next start
+            self.queue.requeue(job.id)  # the result stays in the spool for the next start
             return
         except Exception:
             log.exception("job %s: could not send the result", job.id)
@@ -452,8 +517,12 @@ class BotService:
         reply_id: int | None = None
         if job.reply_message_id is None:
             try:
-                reply_id = await self.tg("send reply", lambda c: send_text(
-                    c, job.peer, text, random_id=job.reply_random_id, reply_to=job.message_id))
+                reply_id = await self.tg(
+                    "send reply",
+                    lambda c: send_text(
+                        c, job.peer, text, random_id=job.reply_random_id, reply_to=job.message_id
+                    ),
+                )
             except _Stopping:
                 pass
             except Exception:
@@ -473,11 +542,13 @@ class BotService:
         if job.status_message_id is None:
             return
         try:
-            await self.tg("delete status", lambda c: c.delete_messages(
-                peer_from_string(job.peer), [job.status_message_id]))
+            await self.tg(
+                "delete status",
+                lambda c: c.delete_messages(peer_from_string(job.peer), [job.status_message_id]),
+            )
         except _Stopping:
             pass
-        except Exception as exc:   # cosmetic: the reply is what matters
+        except Exception as exc:  # cosmetic: the reply is what matters
             log.warning("job %s: could not delete the status message: %s", job.id, exc)
 
     async def notify_failed(self, jobs: list[Job]) -> None:
@@ -486,7 +557,11 @@ class BotService:
             if job.reply_message_id is not None:
                 continue
             text = f"Sorry: {job.error or 'the job failed'}."
-            reply_id = await self.tg("send reply", lambda c, job=job, text=text: send_text(
-                c, job.peer, text, random_id=job.reply_random_id, reply_to=job.message_id))
+            reply_id = await self.tg(
+                "send reply",
+                lambda c, job=job, text=text: send_text(
+                    c, job.peer, text, random_id=job.reply_random_id, reply_to=job.message_id
+                ),
+            )
             if reply_id is not None:
                 self.queue.record_reply(job.id, reply_id)

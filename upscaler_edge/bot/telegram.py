@@ -33,10 +33,29 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({
-    ".png", ".jpg", ".jpeg", ".jpe", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif",
-    ".avif", ".tga", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".jfif",
-})
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".webp",
+        ".bmp",
+        ".gif",
+        ".tif",
+        ".tiff",
+        ".heic",
+        ".heif",
+        ".avif",
+        ".tga",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".ico",
+        ".jfif",
+    }
+)
 
 
 def peer_to_string(peer: Any) -> str:
@@ -88,16 +107,28 @@ def describe_media(message: Any) -> MediaInfo | None:
     if message.photo is not None:
         file = message.file
         return MediaInfo(
-            file_name=f"photo_{message.id}.jpg", size=file.size, mime_type="image/jpeg",
-            width=file.width, height=file.height, compressed=True, looks_like_image=True)
+            file_name=f"photo_{message.id}.jpg",
+            size=file.size,
+            mime_type="image/jpeg",
+            width=file.width,
+            height=file.height,
+            compressed=True,
+            looks_like_image=True,
+        )
     if message.document is not None:
         file = message.file
         name = file.name or f"file_{message.id}{file.ext or ''}"
         mime = file.mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         image = mime.startswith("image/") or Path(name).suffix.lower() in IMAGE_SUFFIXES
         return MediaInfo(
-            file_name=name, size=file.size, mime_type=mime, width=file.width or None,
-            height=file.height or None, compressed=False, looks_like_image=image)
+            file_name=name,
+            size=file.size,
+            mime_type=mime,
+            width=file.width or None,
+            height=file.height or None,
+            compressed=False,
+            looks_like_image=image,
+        )
     return None
 
 
@@ -125,12 +156,17 @@ def _reply_to(message_id: int | None) -> types.InputReplyToMessage | None:
     return None if message_id is None else types.InputReplyToMessage(reply_to_msg_id=message_id)
 
 
-async def send_text(client: TelegramClient, peer: str, text: str, *, random_id: int,
-                    reply_to: int | None = None) -> int | None:
+async def send_text(
+    client: TelegramClient, peer: str, text: str, *, random_id: int, reply_to: int | None = None
+) -> int | None:
     """Send ``text`` once: returns the new message id, or None if ``random_id`` was used before."""
     request = functions.messages.SendMessageRequest(
-        peer=peer_from_string(peer), message=text, random_id=random_id,
-        reply_to=_reply_to(reply_to), no_webpage=True)
+        peer=peer_from_string(peer),
+        message=text,
+        random_id=random_id,
+        reply_to=_reply_to(reply_to),
+        no_webpage=True,
+    )
     try:
         result = await client(request)
     except errors.RandomIdDuplicateError:
@@ -139,9 +175,17 @@ async def send_text(client: TelegramClient, peer: str, text: str, *, random_id: 
     return sent_message_id(result, random_id)
 
 
-async def send_document(client: TelegramClient, peer: str, path: Path, *, file_name: str,
-                        caption: str, random_id: int, reply_to: int | None = None,
-                        progress: Any = None) -> int | None:
+async def send_document(
+    client: TelegramClient,
+    peer: str,
+    path: Path,
+    *,
+    file_name: str,
+    caption: str,
+    random_id: int,
+    reply_to: int | None = None,
+    progress: Any = None,
+) -> int | None:
     """Upload ``path`` and send it as a file (never a compressed photo), once.
 
     Returns the new message id, or None if a message with ``random_id`` was sent before.
@@ -149,11 +193,18 @@ async def send_document(client: TelegramClient, peer: str, path: Path, *, file_n
     uploaded = await client.upload_file(path, file_name=file_name, progress_callback=progress)
     mime = mimetypes.guess_type(file_name)[0] or "application/octet-stream"
     media = types.InputMediaUploadedDocument(
-        file=uploaded, mime_type=mime,
-        attributes=[types.DocumentAttributeFilename(file_name)], force_file=True)
+        file=uploaded,
+        mime_type=mime,
+        attributes=[types.DocumentAttributeFilename(file_name)],
+        force_file=True,
+    )
     request = functions.messages.SendMediaRequest(
-        peer=peer_from_string(peer), media=media, message=caption, random_id=random_id,
-        reply_to=_reply_to(reply_to))
+        peer=peer_from_string(peer),
+        media=media,
+        message=caption,
+        random_id=random_id,
+        reply_to=_reply_to(reply_to),
+    )
     try:
         result = await client(request)
     except errors.RandomIdDuplicateError:
