@@ -263,7 +263,9 @@ def main(
     tasks, problems = plan_tasks(
         [Path(p) for p in args.inputs], args.output, scale, fmt, args.recursive
     )
-    failures = [f"{PROG}: error: {p}" for p in problems]
+    for problem in problems:  # inputs that do not exist: said at once, counted as failures
+        err.write(f"{PROG}: error: {problem}\n")
+    failed = len(problems)
     if args.skip_existing:
         kept = [t for t in tasks if not t.dst.exists()]
         skipped = len(tasks) - len(kept)
@@ -281,9 +283,8 @@ def main(
             ):
                 bars.file_done(item.src)
                 if item.error is not None:
-                    line = f"{PROG}: error: {item.src}: {item.error}"
-                    failures.append(line)
-                    bars.write(line)
+                    failed += 1
+                    bars.write(f"{PROG}: error: {item.src}: {item.error}")
                 else:
                     done += 1
                     if not args.quiet:
@@ -301,16 +302,13 @@ def main(
     except UpscalerError as exc:  # a device or model failure that stops the whole batch
         err.write(f"{PROG}: error: {exc}\n")
         return EXIT_FAILED
-    for line in failures:
-        if line not in bars.written:
-            err.write(line + "\n")
     if not args.quiet:
         took = time.perf_counter() - started
-        summary = f"{done} done, {len(failures)} failed"
+        summary = f"{done} done, {failed} failed"
         if skipped:
             summary += f", {skipped} skipped (exist)"
         err.write(f"{summary} in {took:.1f} s with {spec.name} on {device.name}\n")
-    return EXIT_FAILED if failures else EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 class _Bars:
@@ -318,7 +316,6 @@ class _Bars:
 
     def __init__(self, files: int, show: bool, stream: TextIO) -> None:
         self.show, self.stream, self.files = show, stream, files
-        self.written: set[str] = set()
         self._files_bar = self._tiles_bar = None
 
     def __enter__(self) -> _Bars:
@@ -354,7 +351,6 @@ class _Bars:
             self._files_bar.update(1)
 
     def write(self, line: str, stream: TextIO | None = None) -> None:
-        self.written.add(line)
         target = stream or self.stream
         if self.show:
             self._tqdm.write(line, file=target)
