@@ -21,8 +21,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from upscaler_edge.imageio import IMAGE_SUFFIXES as _CORE_SUFFIXES
-from upscaler_edge.imageio import find_images
+from upscaler_edge.naming import IMAGE_SUFFIXES as _CORE_SUFFIXES
+from upscaler_edge.naming import find_images
 
 __all__ = ["IMAGE_SUFFIXES", "DropZone", "collect_images", "mime_has_paths", "paths_from_mime"]
 

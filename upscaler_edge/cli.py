@@ -18,7 +18,7 @@ from typing import TextIO
 
 from . import __version__
 from .errors import UpscalerError, UsageError
-from .imageio import find_images
+from .naming import find_images
 from .options import DEFAULT_MODEL, OUTPUT_FORMATS, Options
 
 __all__ = ["main", "build_parser"]

@@ -7,7 +7,10 @@ what to do about it. Tracebacks are for logs only.
 
 from __future__ import annotations
 
+import enum
+
 __all__ = [
+    "ExitStatus",
     "UpscalerError",
     "InputError",
     "ImageTooLargeError",
@@ -69,3 +72,12 @@ class Cancelled(UpscalerError):
 
 class JobFailed(UpscalerError):
     """The worker process died or timed out while running a job."""
+
+
+class ExitStatus(enum.IntEnum):
+    """Process exit statuses of the CLI and the bot (``python -m upscaler_edge ...``)."""
+
+    OK = 0  # everything done (or skipped)
+    FAILED = 1  # some input failed; the others were still done
+    USAGE = 2  # bad arguments or configuration, a missing extra: nothing was run
+    INTERRUPTED = 130  # Ctrl-C / SIGTERM

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from . import errors
 from .errors import Cancelled, JobFailed, UpscalerError
+from .imageio import remove_leftovers
 from .options import Options
 from .pipeline import CancelToken, Progress, UpscaleResult
 
@@ -263,9 +264,4 @@ class Worker:
     def _fail(self, dst: Path) -> None:
         """Kill the child and remove the temporary files it may have left beside ``dst``."""
         self._discard_child()
-        for candidate in {dst, dst.with_suffix(".png")}:
-            for tmp in candidate.parent.glob(f".{candidate.name}*.tmp"):
-                try:
-                    tmp.unlink()
-                except OSError:
-                    pass
+        remove_leftovers({dst, dst.with_suffix(".png")})

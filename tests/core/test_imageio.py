@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageCms, ImageFile, ImageOps, features
 
-from upscaler_edge import errors, imageio
+from upscaler_edge import errors
+from upscaler_edge.imageio import decode, metadata
+from upscaler_edge.naming import IMAGE_SUFFIXES
 from upscaler_edge.imageio import (
-    IMAGE_SUFFIXES,
     SUPPORTED_INPUTS,
     Frame,
     Picture,
@@ -388,7 +389,7 @@ def test_reads_heic_with_pillow_heif() -> None:
 
 def test_heic_without_pillow_heif_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     data = _heic_bytes()
-    monkeypatch.setattr(imageio, "_allowed_formats", lambda: list(imageio._BASE_FORMATS))
+    monkeypatch.setattr(decode, "_allowed_formats", lambda: list(decode._BASE_FORMATS))
     with pytest.raises(errors.InputError, match="pillow-heif"):
         read_picture(data)
 
@@ -397,16 +398,16 @@ def test_works_without_pillow_heif(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "pillow_heif", None)  # import now fails
-    assert imageio._heif_available.__wrapped__() is False
-    monkeypatch.setattr(imageio, "_heif_available", lambda: False)
-    assert "HEIF" not in imageio._allowed_formats()
+    assert decode._heif_available.__wrapped__() is False
+    monkeypatch.setattr(decode, "_heif_available", lambda: False)
+    assert "HEIF" not in decode._allowed_formats()
     assert read_picture(png_bytes(Image.fromarray(gradient()))).source_format == "PNG"
 
 
 def test_mpo_counts_as_jpeg(monkeypatch: pytest.MonkeyPatch) -> None:
     im = Image.new("RGB", (4, 4))
     im.format = "MPO"
-    assert imageio._format_name(im) == "JPEG"
+    assert decode._format_name(im) == "JPEG"
 
 
 # --------------------------------------------------------------------------------------------
@@ -475,7 +476,7 @@ def test_cmyk_jpeg_with_profile_goes_through_srgb() -> None:
     rgb = pic.frames[0].rgb
     assert rgb.dtype == np.uint8 and rgb.shape == (8, 8, 3)
     assert rgb[4, 1].min() > 220 and rgb[4, 6].max() < 40
-    assert pic.icc_profile == imageio._srgb_bytes()
+    assert pic.icc_profile == metadata.srgb_bytes()
     assert pic.icc_profile[16:20] == b"RGB "
     out, _ = encode_picture(pic, "jpg")
     with Image.open(io.BytesIO(out)) as back:
@@ -927,7 +928,7 @@ def test_png16_round_trip_property(arr: np.ndarray) -> None:
 
 
 def test_find_images_skips_hidden_files_and_our_own_results(tmp_path: Path) -> None:
-    from upscaler_edge.imageio import find_images
+    from upscaler_edge.naming import find_images
 
     (tmp_path / "sub" / ".hidden").mkdir(parents=True)
     for name in (

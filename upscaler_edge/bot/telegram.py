@@ -20,6 +20,8 @@ from typing import Any
 
 from telethon import TelegramClient, errors, functions, types, utils
 
+from ..naming import IMAGE_SUFFIXES
+
 __all__ = [
     "MediaInfo",
     "describe_media",
@@ -28,34 +30,10 @@ __all__ = [
     "send_document",
     "send_text",
     "sent_message_id",
-    "IMAGE_SUFFIXES",
 ]
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset(
-    {
-        ".png",
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".webp",
-        ".bmp",
-        ".gif",
-        ".tif",
-        ".tiff",
-        ".heic",
-        ".heif",
-        ".avif",
-        ".tga",
-        ".ppm",
-        ".pgm",
-        ".pbm",
-        ".pnm",
-        ".ico",
-        ".jfif",
-    }
-)
 
 
 def peer_to_string(peer: Any) -> str:
