@@ -97,10 +97,9 @@ async def _through_bot(tmp: Path, n: int) -> float:
     from faketg import FakeTelegram
 
     from upscaler_edge.bot.app import Core
+    from upscaler_edge.bot.captions import Catalog
     from upscaler_edge.imageio import probe
     from upscaler_edge.models import list_models, model_names, resolve_model
-
-    from upscaler_edge.bot.captions import Catalog
 
     class Result:
         def __init__(self, dst: Path) -> None:

@@ -351,7 +351,7 @@ class Restorer:
     def close(self) -> None:
         self.upscaler.close()
 
-    def __enter__(self) -> Restorer:  # noqa: PYI034 - as Upscaler's
+    def __enter__(self) -> Restorer:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -357,7 +357,7 @@ class MainController(QObject):
         try:
             options = self._options(s)
             dst = output_path_for(item.src, s)
-        except Exception as exc:  # noqa: BLE001 - bad options fail the item, not the window
+        except Exception as exc:
             log.warning("cannot start %s: %s", item.src, exc)
             self.model.update(item.id, state=ItemState.FAILED, error=str(exc))
             self.window.status.showMessage(f"{item.name}: {exc}", 0)

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Options", "Upscaler", "UpscaleResult", "upscale_file", "Worker", "__version__"]
+__all__ = ["Options", "UpscaleResult", "Upscaler", "Worker", "__version__", "upscale_file"]
 
 if TYPE_CHECKING:
     from .options import Options
-    from .pipeline import UpscaleResult, Upscaler, upscale_file
+    from .pipeline import Upscaler, UpscaleResult, upscale_file
     from .worker import Worker
 
 _LAZY = {

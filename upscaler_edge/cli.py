@@ -21,7 +21,7 @@ from .errors import UpscalerError, UsageError
 from .naming import find_images
 from .options import DEFAULT_MODEL, OUTPUT_FORMATS, Options
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 PROG = "upscaler-edge"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

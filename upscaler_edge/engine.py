@@ -33,14 +33,14 @@ __all__ = [
     "DeviceInfo",
     "Engine",
     "TileFault",
-    "list_devices",
-    "pick_device",
-    "describe_device",
     "auto_tile",
+    "cpu_threads",
     "cpu_tile_budget",
     "cpu_window_pixels",
+    "describe_device",
     "gpu_auto_tile",
-    "cpu_threads",
+    "list_devices",
+    "pick_device",
 ]
 
 log = logging.getLogger(__name__)

@@ -10,18 +10,18 @@ from __future__ import annotations
 import enum
 
 __all__ = [
-    "ExitStatus",
-    "UpscalerError",
-    "InputError",
-    "ImageTooLargeError",
-    "ModelError",
-    "UnknownModelError",
-    "ModelIntegrityError",
+    "Cancelled",
     "DeviceError",
+    "ExitStatus",
+    "ImageTooLargeError",
+    "InputError",
+    "JobFailed",
+    "ModelError",
+    "ModelIntegrityError",
     "OutputError",
     "OutputExistsError",
-    "Cancelled",
-    "JobFailed",
+    "UnknownModelError",
+    "UpscalerError",
     "UsageError",
 ]
 

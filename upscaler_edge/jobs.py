@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Job", "JobQueue", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "FINAL_STATES"]
+__all__ = ["CANCELLED", "DONE", "FAILED", "FINAL_STATES", "QUEUED", "RUNNING", "Job", "JobQueue"]
 
 log = logging.getLogger(__name__)
 

@@ -37,10 +37,10 @@ else:  # pragma: no cover
 __all__ = [
     "ModelSpec",
     "list_models",
-    "resolve_model",
-    "verify_model",
-    "user_models_dir",
     "manifest_path",
+    "resolve_model",
+    "user_models_dir",
+    "verify_model",
 ]
 
 log = logging.getLogger(__name__)

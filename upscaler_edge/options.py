@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["Options", "DEFAULT_MODEL", "OUTPUT_FORMATS", "MIN_TILE"]
+__all__ = ["DEFAULT_MODEL", "MIN_TILE", "OUTPUT_FORMATS", "Options"]
 
 DEFAULT_MODEL = "realesrgan-x4plus"
 OUTPUT_FORMATS = ("png", "jpg", "webp")

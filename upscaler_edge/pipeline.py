@@ -28,13 +28,13 @@ from .options import Options
 from .tiling import Tile, best_grid, plan_tiles, split_tile
 
 __all__ = [
-    "Progress",
+    "BatchItem",
     "CancelToken",
+    "Progress",
     "UpscaleResult",
     "Upscaler",
-    "upscale_file",
     "default_output_path",
-    "BatchItem",
+    "upscale_file",
 ]
 
 log = logging.getLogger(__name__)

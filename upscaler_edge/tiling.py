@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Tile", "plan_tiles", "split_tile", "best_grid"]
+__all__ = ["Tile", "best_grid", "plan_tiles", "split_tile"]
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from faketg import BOT_TOKEN, FakeTelegram, attach  # noqa: E402
+from faketg import BOT_TOKEN, FakeTelegram, attach
 
-from upscaler_edge.bot.app import Core, make_client, run_bot  # noqa: E402
-from upscaler_edge.bot.config import BotConfig  # noqa: E402
-from upscaler_edge.bot.service import BotService  # noqa: E402
+from upscaler_edge.bot.app import Core, make_client, run_bot
+from upscaler_edge.bot.config import BotConfig
+from upscaler_edge.bot.service import BotService
 
 OWNER = 111
 FRIEND = 222
@@ -30,8 +30,9 @@ STRANGER = 999
 MODEL = "realesr-animevideov3-x4"
 
 
-def png_bytes(width: int = 32, height: int = 24,
-              color: tuple[int, int, int] = (200, 40, 30)) -> bytes:
+def png_bytes(
+    width: int = 32, height: int = 24, color: tuple[int, int, int] = (200, 40, 30)
+) -> bytes:
     """A small real PNG with some structure (a gradient) so the model has work to do."""
     from PIL import Image
 
@@ -55,10 +56,19 @@ def jpeg_bytes(width: int = 32, height: int = 24) -> bytes:
 
 def make_config(tmp: Path, **changes: Any) -> BotConfig:
     """A test configuration: owner 111 and friend 222 allowed, CPU, fast model."""
-    base = BotConfig(api_id=12345, api_hash="0123456789abcdef0123456789abcdef",
-                     bot_token=BOT_TOKEN, allowed_users=(OWNER, FRIEND), data_dir=tmp / "data",
-                     model=MODEL, device="cpu", max_file_mb=5, progress_interval=0.2,
-                     stop_grace=5.0, job_timeout=60.0)
+    base = BotConfig(
+        api_id=12345,
+        api_hash="0123456789abcdef0123456789abcdef",
+        bot_token=BOT_TOKEN,
+        allowed_users=(OWNER, FRIEND),
+        data_dir=tmp / "data",
+        model=MODEL,
+        device="cpu",
+        max_file_mb=5,
+        progress_interval=0.2,
+        stop_grace=5.0,
+        job_timeout=60.0,
+    )
     return replace(base, **changes)
 
 
@@ -106,15 +116,28 @@ class BotHarness:
         self.service = service
 
     async def start(self) -> BotHarness:
-        self.task = asyncio.get_running_loop().create_task(run_bot(
-            self.config, stop=self.stop, client_factory=self._factory, core=self.core,
-            backoff=(0.05, 0.2), on_ready=self._ready))
+        self.task = asyncio.get_running_loop().create_task(
+            run_bot(
+                self.config,
+                stop=self.stop,
+                client_factory=self._factory,
+                core=self.core,
+                backoff=(0.05, 0.2),
+                on_ready=self._ready,
+            )
+        )
         await self.connected()
         return self
 
     async def connected(self) -> None:
-        await wait_for(lambda: self.service is not None and self.service._connected.is_set()
-                       and any(c.logged_in for c in self.fake.connections), what="bot online")
+        await wait_for(
+            lambda: (
+                self.service is not None
+                and self.service._connected.is_set()
+                and any(c.logged_in for c in self.fake.connections)
+            ),
+            what="bot online",
+        )
 
     async def send(self, update: Any, user: Any) -> None:
         await self.fake.deliver(update, user)
@@ -129,8 +152,11 @@ class BotHarness:
 
     async def finished(self, update: Any, timeout: float = 30.0) -> Any:
         """Wait until the job for ``update`` is final and the runner is idle."""
-        await wait_for(lambda: (j := self.job_for(update)) is not None and j.final,
-                       timeout, what=f"job for message {update.message.id} to end")
+        await wait_for(
+            lambda: (j := self.job_for(update)) is not None and j.final,
+            timeout,
+            what=f"job for message {update.message.id} to end",
+        )
         await wait_for(lambda: self.service.current is None, timeout, what="runner idle")
         return self.job_for(update)
 
@@ -138,4 +164,3 @@ class BotHarness:
         self.stop.set()
         if self.task is not None:
             await asyncio.wait_for(self.task, 30)
-

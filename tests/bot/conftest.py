@@ -12,10 +12,10 @@ pytest.importorskip("telethon")
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from botkit import make_config  # noqa: E402
-from faketg import FakeTelegram  # noqa: E402
+from botkit import make_config
+from faketg import FakeTelegram
 
-from upscaler_edge.bot.app import Core  # noqa: E402
+from upscaler_edge.bot.app import Core
 
 
 @pytest.fixture(scope="session")

@@ -37,14 +37,15 @@ def main() -> int:
                 progress(done, total)
                 if hold and not Path(hold).exists():
                     Path(hold).write_text(str(os.getpid()))
-                    time.sleep(3600)          # "mid-job": the test kills us here
+                    time.sleep(3600)  # "mid-job": the test kills us here
 
             return base(src, dst, options, progress=held_progress, **kw)
 
         core.upscale = upscale
         try:
-            await app.run_bot(config, stop=stop, client_factory=factory, core=core,
-                              backoff=(0.1, 1.0))
+            await app.run_bot(
+                config, stop=stop, client_factory=factory, core=core, backoff=(0.1, 1.0)
+            )
         finally:
             core.close()
 

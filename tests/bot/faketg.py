@@ -42,16 +42,33 @@ from telethon import TelegramClient, errors, functions, types, utils
 from telethon.crypto import AuthKey
 from telethon.tl.tlobject import TLRequest
 
-__all__ = ["FakeTelegram", "SentMessage", "attach", "attach_remote", "TcpFakeServer",
-           "BOT_ID", "BOT_TOKEN", "HOOKS"]
+__all__ = [
+    "BOT_ID",
+    "BOT_TOKEN",
+    "HOOKS",
+    "FakeTelegram",
+    "SentMessage",
+    "TcpFakeServer",
+    "attach",
+    "attach_remote",
+]
 
 BOT_ID = 7000001
 BOT_TOKEN = f"{BOT_ID}:AAFakeTokenForTests_do_not_log_me"
 DC_ID = 2
 
 # The private Telethon names this fake relies on (checked by test_faketg.py).
-HOOKS = ("_call", "_preprocess_updates", "_dispatch_update", "_mb_entity_cache", "_sender",
-         "_catch_up", "_loop", "_authorized", "_event_handler_tasks")
+HOOKS = (
+    "_call",
+    "_preprocess_updates",
+    "_dispatch_update",
+    "_mb_entity_cache",
+    "_sender",
+    "_catch_up",
+    "_loop",
+    "_authorized",
+    "_event_handler_tasks",
+)
 
 
 def _now() -> dt.datetime:
@@ -87,15 +104,21 @@ class _Fault:
     kind: type
     make: Callable[[Any], BaseException]
     times: int
-    after: bool          # perform the request, then raise (a lost response)
+    after: bool  # perform the request, then raise (a lost response)
 
 
 class FakeTelegram:
     """The server side. Safe to use from one event loop (or one server thread) at a time."""
 
     def __init__(self, *, bot_id: int = BOT_ID) -> None:
-        self.bot = types.User(id=bot_id, is_self=True, bot=True, access_hash=99_000 + bot_id,
-                              first_name="Upscaler", username="upscaler_test_bot")
+        self.bot = types.User(
+            id=bot_id,
+            is_self=True,
+            bot=True,
+            access_hash=99_000 + bot_id,
+            first_name="Upscaler",
+            username="upscaler_test_bot",
+        )
         self.users: dict[int, types.User] = {}
         self.requests: list[TLRequest] = []
         self.sent: dict[int, SentMessage] = {}
@@ -117,12 +140,22 @@ class FakeTelegram:
     def user(self, user_id: int, first_name: str = "User") -> types.User:
         """Register (or return) a Telegram user who can write to the bot."""
         if user_id not in self.users:
-            self.users[user_id] = types.User(id=user_id, access_hash=31_000 + user_id,
-                                             first_name=first_name, username=f"u{user_id}")
+            self.users[user_id] = types.User(
+                id=user_id,
+                access_hash=31_000 + user_id,
+                first_name=first_name,
+                username=f"u{user_id}",
+            )
         return self.users[user_id]
 
-    def fail(self, kind: type, make: Callable[[Any], BaseException], *, times: int = 1,
-             after: bool = False) -> None:
+    def fail(
+        self,
+        kind: type,
+        make: Callable[[Any], BaseException],
+        *,
+        times: int = 1,
+        after: bool = False,
+    ) -> None:
         """Make the next ``times`` requests of type ``kind`` raise ``make(request)``."""
         self._faults.append(_Fault(kind, make, times, after))
 
@@ -133,13 +166,17 @@ class FakeTelegram:
 
     def messages_to(self, chat_id: int, *, include_deleted: bool = False) -> list[SentMessage]:
         """The bot's messages in a chat, oldest first."""
-        return [m for m in sorted(self.sent.values(), key=lambda m: m.id)
-                if m.chat_id == chat_id and (include_deleted or not m.deleted)]
+        return [
+            m
+            for m in sorted(self.sent.values(), key=lambda m: m.id)
+            if m.chat_id == chat_id and (include_deleted or not m.deleted)
+        ]
 
     def documents_to(self, chat_id: int) -> list[SentMessage]:
         """The bot's file messages in a chat (deleted or not)."""
-        return [m for m in self.messages_to(chat_id, include_deleted=True)
-                if m.file_bytes is not None]
+        return [
+            m for m in self.messages_to(chat_id, include_deleted=True) if m.file_bytes is not None
+        ]
 
     def count(self, kind: type) -> int:
         """How many requests of this type were made."""
@@ -147,8 +184,14 @@ class FakeTelegram:
 
     # -- incoming updates -------------------------------------------------------------------
     def _new_message(self, user: types.User, text: str, media: Any) -> types.UpdateNewMessage:
-        msg = types.Message(id=next(self._ids), peer_id=types.PeerUser(user.id), date=_now(),
-                            message=text, media=media, out=False)
+        msg = types.Message(
+            id=next(self._ids),
+            peer_id=types.PeerUser(user.id),
+            date=_now(),
+            message=text,
+            media=media,
+            out=False,
+        )
         self.incoming[msg.id] = msg
         self._pts += 1
         return types.UpdateNewMessage(message=msg, pts=self._pts, pts_count=1)
@@ -157,33 +200,57 @@ class FakeTelegram:
         """An update: ``user`` sends ``text``."""
         return self._new_message(user, text, None)
 
-    def document(self, user: types.User, data: bytes, file_name: str, *,
-                 mime_type: str = "image/png", caption: str = "",
-                 declared_size: int | None = None) -> types.UpdateNewMessage:
+    def document(
+        self,
+        user: types.User,
+        data: bytes,
+        file_name: str,
+        *,
+        mime_type: str = "image/png",
+        caption: str = "",
+        declared_size: int | None = None,
+    ) -> types.UpdateNewMessage:
         """An update: ``user`` sends ``data`` as a file (``declared_size`` may lie)."""
         media_id = next(self._media_ids)
         self.files[media_id] = data
         doc = types.Document(
-            id=media_id, access_hash=media_id * 7, file_reference=b"ref", date=_now(),
-            mime_type=mime_type, size=len(data) if declared_size is None else declared_size,
-            dc_id=DC_ID, attributes=[types.DocumentAttributeFilename(file_name)])
+            id=media_id,
+            access_hash=media_id * 7,
+            file_reference=b"ref",
+            date=_now(),
+            mime_type=mime_type,
+            size=len(data) if declared_size is None else declared_size,
+            dc_id=DC_ID,
+            attributes=[types.DocumentAttributeFilename(file_name)],
+        )
         return self._new_message(user, caption, types.MessageMediaDocument(document=doc))
 
-    def photo(self, user: types.User, jpeg: bytes, width: int, height: int, *,
-              caption: str = "") -> types.UpdateNewMessage:
+    def photo(
+        self, user: types.User, jpeg: bytes, width: int, height: int, *, caption: str = ""
+    ) -> types.UpdateNewMessage:
         """An update: ``user`` sends a (Telegram-compressed) photo."""
         media_id = next(self._media_ids)
         self.files[media_id] = jpeg
         photo = types.Photo(
-            id=media_id, access_hash=media_id * 7, file_reference=b"ref", date=_now(),
-            sizes=[types.PhotoSize(type="y", w=width, h=height, size=len(jpeg))], dc_id=DC_ID)
+            id=media_id,
+            access_hash=media_id * 7,
+            file_reference=b"ref",
+            date=_now(),
+            sizes=[types.PhotoSize(type="y", w=width, h=height, size=len(jpeg))],
+            dc_id=DC_ID,
+        )
         return self._new_message(user, caption, types.MessageMediaPhoto(photo=photo))
 
     def button_press(self, user: types.User, message_id: int, data: bytes) -> Any:
         """An update: ``user`` presses an inline button under the bot's message."""
         return types.UpdateBotCallbackQuery(
-            query_id=next(self._ids), user_id=user.id, peer=types.PeerUser(user.id),
-            msg_id=message_id, chat_instance=1, data=data)
+            query_id=next(self._ids),
+            user_id=user.id,
+            peer=types.PeerUser(user.id),
+            msg_id=message_id,
+            chat_instance=1,
+            data=data,
+        )
 
     async def deliver(self, update: Any, user: types.User) -> None:
         """Hand an update to every connected, logged-in client (or keep it for catch-up)."""
@@ -198,8 +265,7 @@ class FakeTelegram:
     async def handle(self, request: TLRequest, conn: Any) -> Any:
         """Answer one (resolved) request like Telegram would; records it first."""
         self.requests.append(request)
-        fault = next((f for f in self._faults if isinstance(request, f.kind) and f.times > 0),
-                     None)
+        fault = next((f for f in self._faults if isinstance(request, f.kind) and f.times > 0), None)
         if fault is not None:
             fault.times -= 1
             if not fault.after:
@@ -214,7 +280,7 @@ class FakeTelegram:
             raise errors.AuthKeyUnregisteredError(request)
         conn.on_logged_in()
 
-    def _answer(self, r: TLRequest, conn: Any) -> Any:  # noqa: C901 - one branch per type
+    def _answer(self, r: TLRequest, conn: Any) -> Any:
         if isinstance(r, functions.auth.ImportBotAuthorizationRequest):
             if r.bot_auth_token.split(":", 1)[0] != str(self.bot.id):
                 raise errors.AccessTokenInvalidError(r)
@@ -238,28 +304,59 @@ class FakeTelegram:
         if isinstance(r, functions.messages.SendMessageRequest):
             msg = self._store(r, text=r.message)
             msg.buttons = r.reply_markup
-            return types.UpdateShortSentMessage(id=msg.id, pts=self._pts, pts_count=1,
-                                                date=_now(), out=True)
+            return types.UpdateShortSentMessage(
+                id=msg.id, pts=self._pts, pts_count=1, date=_now(), out=True
+            )
         if isinstance(r, functions.messages.SendMediaRequest):
             media = r.media
             if not isinstance(media, types.InputMediaUploadedDocument):
                 raise NotImplementedError(f"fake Telegram: media {type(media).__name__}")
             data = self._assemble(media.file)
-            name = next((a.file_name for a in media.attributes
-                         if isinstance(a, types.DocumentAttributeFilename)), media.file.name)
-            msg = self._store(r, text=r.message, file_name=name, file_bytes=data,
-                              mime_type=media.mime_type, force_file=media.force_file)
-            doc = types.Document(id=next(self._media_ids), access_hash=1, file_reference=b"r",
-                                 date=_now(), mime_type=media.mime_type, size=len(data),
-                                 dc_id=DC_ID, attributes=list(media.attributes))
-            message = types.Message(id=msg.id, peer_id=types.PeerUser(msg.chat_id), date=_now(),
-                                    message=r.message, out=True,
-                                    media=types.MessageMediaDocument(document=doc))
+            name = next(
+                (
+                    a.file_name
+                    for a in media.attributes
+                    if isinstance(a, types.DocumentAttributeFilename)
+                ),
+                media.file.name,
+            )
+            msg = self._store(
+                r,
+                text=r.message,
+                file_name=name,
+                file_bytes=data,
+                mime_type=media.mime_type,
+                force_file=media.force_file,
+            )
+            doc = types.Document(
+                id=next(self._media_ids),
+                access_hash=1,
+                file_reference=b"r",
+                date=_now(),
+                mime_type=media.mime_type,
+                size=len(data),
+                dc_id=DC_ID,
+                attributes=list(media.attributes),
+            )
+            message = types.Message(
+                id=msg.id,
+                peer_id=types.PeerUser(msg.chat_id),
+                date=_now(),
+                message=r.message,
+                out=True,
+                media=types.MessageMediaDocument(document=doc),
+            )
             self._pts += 1
             return types.Updates(
-                updates=[types.UpdateMessageID(id=msg.id, random_id=r.random_id),
-                         types.UpdateNewMessage(message=message, pts=self._pts, pts_count=1)],
-                users=[self.bot, *self.users.values()], chats=[], date=_now(), seq=0)
+                updates=[
+                    types.UpdateMessageID(id=msg.id, random_id=r.random_id),
+                    types.UpdateNewMessage(message=message, pts=self._pts, pts_count=1),
+                ],
+                users=[self.bot, *self.users.values()],
+                chats=[],
+                date=_now(),
+                seq=0,
+            )
         if isinstance(r, functions.messages.EditMessageRequest):
             msg = self.sent.get(r.id)
             if msg is None or msg.deleted:
@@ -270,12 +367,21 @@ class FakeTelegram:
                 msg.edits.append(r.message)
             if r.reply_markup is not None:
                 msg.buttons = r.reply_markup
-            message = types.Message(id=msg.id, peer_id=types.PeerUser(msg.chat_id), date=_now(),
-                                    message=msg.current_text, out=True,
-                                    edit_date=_now())
-            return types.Updates(updates=[types.UpdateEditMessage(message=message, pts=self._pts,
-                                                                  pts_count=1)],
-                                 users=[self.bot], chats=[], date=_now(), seq=0)
+            message = types.Message(
+                id=msg.id,
+                peer_id=types.PeerUser(msg.chat_id),
+                date=_now(),
+                message=msg.current_text,
+                out=True,
+                edit_date=_now(),
+            )
+            return types.Updates(
+                updates=[types.UpdateEditMessage(message=message, pts=self._pts, pts_count=1)],
+                users=[self.bot],
+                chats=[],
+                date=_now(),
+                seq=0,
+            )
         if isinstance(r, functions.messages.DeleteMessagesRequest):
             for mid in r.id:
                 if mid in self.sent:
@@ -287,10 +393,12 @@ class FakeTelegram:
             for item in r.id:
                 mid = item.id
                 found.append(self.incoming.get(mid) or types.MessageEmpty(id=mid))
-            return types.messages.Messages(messages=found, topics=[], chats=[],
-                                           users=[self.bot, *self.users.values()])
-        if isinstance(r, (functions.upload.SaveFilePartRequest,
-                          functions.upload.SaveBigFilePartRequest)):
+            return types.messages.Messages(
+                messages=found, topics=[], chats=[], users=[self.bot, *self.users.values()]
+            )
+        if isinstance(
+            r, (functions.upload.SaveFilePartRequest, functions.upload.SaveBigFilePartRequest)
+        ):
             self.uploads.setdefault(r.file_id, {})[r.file_part] = r.bytes
             return True
         if isinstance(r, functions.upload.GetFileRequest):
@@ -300,8 +408,9 @@ class FakeTelegram:
             data = self.files.get(loc.id)
             if data is None:
                 raise errors.FileReferenceExpiredError(r)
-            return types.upload.File(type=types.storage.FileUnknown(), mtime=0,
-                                     bytes=data[r.offset:r.offset + r.limit])
+            return types.upload.File(
+                type=types.storage.FileUnknown(), mtime=0, bytes=data[r.offset : r.offset + r.limit]
+            )
         if isinstance(r, functions.messages.SetBotCallbackAnswerRequest):
             self.callback_answers.append(r)
             return True
@@ -316,8 +425,9 @@ class FakeTelegram:
         if key in self._random_ids:
             raise errors.RandomIdDuplicateError(r)
         reply_to = getattr(r.reply_to, "reply_to_msg_id", None)
-        msg = SentMessage(id=next(self._ids), chat_id=chat_id, reply_to=reply_to,
-                          random_id=r.random_id, **fields)
+        msg = SentMessage(
+            id=next(self._ids), chat_id=chat_id, reply_to=reply_to, random_id=r.random_id, **fields
+        )
         self._random_ids[key] = msg.id
         self.sent[msg.id] = msg
         self._pts += 1
@@ -375,7 +485,7 @@ class _Connection:
         session = client.session
         if not session.server_address:
             session.set_dc(DC_ID, "127.0.0.1", 443)
-        if session.auth_key is None:       # a "new login": Telegram would create an auth key
+        if session.auth_key is None:  # a "new login": Telegram would create an auth key
             session.auth_key = AuthKey(os.urandom(256))
         session.save()
         self.key_id = session.auth_key.key_id
@@ -390,8 +500,13 @@ class _Connection:
         self.lose(None)
         return asyncio.ensure_future(self.client._disconnect_coro())
 
-    async def call(self, sender: Any, request: Any, ordered: bool = False,
-                   flood_sleep_threshold: int | None = None) -> Any:
+    async def call(
+        self,
+        sender: Any,
+        request: Any,
+        ordered: bool = False,
+        flood_sleep_threshold: int | None = None,
+    ) -> Any:
         if not self.connected:
             raise ConnectionError("Cannot send requests while disconnected")
         requests = list(request) if utils.is_list_like(request) else [request]
@@ -412,7 +527,7 @@ class _Connection:
 
     async def _send(self, request: Any) -> Any:
         assert self.server is not None
-        await asyncio.sleep(0)             # a network round trip yields to other tasks
+        await asyncio.sleep(0)  # a network round trip yields to other tasks
         if not self.connected:
             raise ConnectionError("connection lost")
         return await self.server.handle(request, self)
@@ -456,11 +571,11 @@ class _Connection:
 
 def _install(client: TelegramClient, conn: _Connection) -> _Connection:
     client._sender = conn.sender
-    client.connect = conn.connect            # type: ignore[method-assign]
+    client.connect = conn.connect  # type: ignore[method-assign]
     client.is_connected = conn.is_connected  # type: ignore[method-assign]
-    client.disconnect = conn.disconnect      # type: ignore[method-assign]
-    client._call = conn.call                 # type: ignore[method-assign]
-    client._fake = conn                      # type: ignore[attr-defined]
+    client.disconnect = conn.disconnect  # type: ignore[method-assign]
+    client._call = conn.call  # type: ignore[method-assign]
+    client._fake = conn  # type: ignore[attr-defined]
     return conn
 
 
@@ -546,8 +661,7 @@ def attach_remote(client: TelegramClient, address: tuple[str, int]) -> TelegramC
 class _ServerSide:
     """The server's view of one socket client (what ``FakeTelegram.handle`` calls ``conn``)."""
 
-    def __init__(self, writer: asyncio.StreamWriter, catch_up: bool,
-                 server: FakeTelegram) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, catch_up: bool, server: FakeTelegram) -> None:
         self.writer = writer
         self.catch_up = catch_up
         self.server = server
@@ -583,8 +697,9 @@ class TcpFakeServer:
     def __init__(self, fake: FakeTelegram) -> None:
         self.fake = fake
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="fake-telegram",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="fake-telegram", daemon=True
+        )
         self._server: asyncio.AbstractServer | None = None
         self.address: tuple[str, int] = ("127.0.0.1", 0)
 

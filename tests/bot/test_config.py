@@ -9,7 +9,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from faketg import BOT_TOKEN
 
 from upscaler_edge.bot import cli
@@ -28,18 +27,25 @@ posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
 
 def test_file_then_env_then_flags(tmp_path: Path) -> None:
     path = tmp_path / "bot.toml"
-    path.write_text('api_id = 1\napi_hash = "file"\nbot_token = "1:file"\n'
-                    'allowed_users = [5, 6]\nmax_file_mb = 7\n')
+    path.write_text(
+        'api_id = 1\napi_hash = "file"\nbot_token = "1:file"\n'
+        "allowed_users = [5, 6]\nmax_file_mb = 7\n"
+    )
     cfg = load_config(path=path, env={})
     assert (cfg.api_id, cfg.api_hash, cfg.allowed_users, cfg.max_file_mb) == (1, "file", (5, 6), 7)
-    env = {"UPSCALER_API_ID": "2", "UPSCALER_API_HASH": "env", "UPSCALER_BOT_TOKEN": "2:env",
-           "UPSCALER_ALLOWED_USERS": "9, 8"}
+    env = {
+        "UPSCALER_API_ID": "2",
+        "UPSCALER_API_HASH": "env",
+        "UPSCALER_BOT_TOKEN": "2:env",
+        "UPSCALER_ALLOWED_USERS": "9, 8",
+    }
     cfg = load_config(path=path, env=env)
     assert (cfg.api_id, cfg.api_hash, cfg.bot_token) == (2, "env", "2:env")
     assert cfg.allowed_users == (9, 8)
     assert cfg.owner == 9 and cfg.bot_id == 2
-    cfg = load_config(path=path, env=env, overrides={"api_id": 3, "allowed_users": "4",
-                                                     "api_hash": None})
+    cfg = load_config(
+        path=path, env=env, overrides={"api_id": 3, "allowed_users": "4", "api_hash": None}
+    )
     assert (cfg.api_id, cfg.api_hash, cfg.allowed_users) == (3, "env", (4,))
 
 
@@ -52,8 +58,10 @@ def test_missing_credentials_names_them_and_the_file(tmp_path: Path) -> None:
     assert "UPSCALER_BOT_TOKEN" in text and "@BotFather" in text
 
 
-@pytest.mark.parametrize("bad", [{"api_id": "x"}, {"allowed_users": "me"},
-                                 {"bot_token": "nocolon"}, {"oversize": "shrug"}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"api_id": "x"}, {"allowed_users": "me"}, {"bot_token": "nocolon"}, {"oversize": "shrug"}],
+)
 def test_malformed_values_are_config_errors(tmp_path: Path, bad: dict[str, str]) -> None:
     base = {"api_id": 1, "api_hash": "h", "bot_token": "1:t", **bad}
     with pytest.raises(ConfigError):
@@ -68,8 +76,11 @@ def test_parse_user_ids() -> None:
 
 
 def test_token_not_in_repr(tmp_path: Path) -> None:
-    cfg = load_config(path=tmp_path / "x.toml", env={},
-                      overrides={"api_id": 1, "api_hash": "secrethash", "bot_token": BOT_TOKEN})
+    cfg = load_config(
+        path=tmp_path / "x.toml",
+        env={},
+        overrides={"api_id": 1, "api_hash": "secrethash", "bot_token": BOT_TOKEN},
+    )
     assert BOT_TOKEN not in repr(cfg) and "secrethash" not in repr(cfg)
 
 
@@ -96,8 +107,7 @@ def test_redacting_filter_hides_token_in_messages_args_and_tracebacks() -> None:
 @posix_only
 def test_written_config_is_0600_and_loose_one_is_tightened(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "bot.toml"
-    write_config(path, {"api_id": 1, "api_hash": "h", "bot_token": BOT_TOKEN,
-                        "allowed_users": [7]})
+    write_config(path, {"api_id": 1, "api_hash": "h", "bot_token": BOT_TOKEN, "allowed_users": [7]})
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     cfg = load_config(path=path, env={})
     assert cfg.bot_token == BOT_TOKEN and cfg.allowed_users == (7,)
@@ -134,13 +144,35 @@ def test_cli_missing_credentials_exit_2(tmp_path: Path, monkeypatch: pytest.Monk
 
 @posix_only
 def test_cli_save_config_then_run_uses_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("UPSCALER_API_ID", "UPSCALER_API_HASH", "UPSCALER_BOT_TOKEN",
-                 "UPSCALER_ALLOWED_USERS"):
+    for name in (
+        "UPSCALER_API_ID",
+        "UPSCALER_API_HASH",
+        "UPSCALER_BOT_TOKEN",
+        "UPSCALER_ALLOWED_USERS",
+    ):
         monkeypatch.delenv(name, raising=False)
     path = tmp_path / "bot.toml"
-    assert cli.main(["--config", str(path), "--save-config", "--api-id", "5", "--api-hash", "h",
-                     "--bot-token", BOT_TOKEN, "--allowed-users", "1,2",
-                     "--data-dir", str(tmp_path / "d")], stderr=io.StringIO()) == 0
+    assert (
+        cli.main(
+            [
+                "--config",
+                str(path),
+                "--save-config",
+                "--api-id",
+                "5",
+                "--api-hash",
+                "h",
+                "--bot-token",
+                BOT_TOKEN,
+                "--allowed-users",
+                "1,2",
+                "--data-dir",
+                str(tmp_path / "d"),
+            ],
+            stderr=io.StringIO(),
+        )
+        == 0
+    )
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     seen = {}
 

@@ -11,12 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botkit import (
+    FRIEND,
+    MODEL,
+    OWNER,
+    STRANGER,
+    BotHarness,
+    jpeg_bytes,
+    make_config,
+    png_bytes,
+    slowed,
+    wait_for,
+)
+from faketg import FakeTelegram
 from PIL import Image
 from telethon import errors, functions
-
-from botkit import (FRIEND, MODEL, OWNER, STRANGER, BotHarness, jpeg_bytes, make_config,
-                      png_bytes, slowed, wait_for)
-from faketg import FakeTelegram
 
 from upscaler_edge.bot.access import REFUSAL
 from upscaler_edge.bot.app import Core
@@ -81,8 +90,9 @@ def test_file_in_file_out_4x(tmp_path: Path, fake: FakeTelegram, real_core: Core
     assert fake.count(functions.upload.SaveFilePartRequest) >= 1
 
 
-def test_photo_with_caption_x2_gets_hint_once(tmp_path: Path, fake: FakeTelegram,
-                                              real_core: Core) -> None:
+def test_photo_with_caption_x2_gets_hint_once(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core
+) -> None:
     user = fake.user(OWNER)
 
     async def main() -> None:
@@ -106,8 +116,9 @@ def test_photo_with_caption_x2_gets_hint_once(tmp_path: Path, fake: FakeTelegram
     assert "ETA unknown yet" in statuses[0].text and "ETA ~" in statuses[1].text
 
 
-def test_stranger_is_refused_once_and_leaves_no_trace(tmp_path: Path, fake: FakeTelegram,
-                                                      real_core: Core) -> None:
+def test_stranger_is_refused_once_and_leaves_no_trace(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core
+) -> None:
     stranger = fake.user(STRANGER)
 
     async def main() -> None:
@@ -127,15 +138,17 @@ def test_stranger_is_refused_once_and_leaves_no_trace(tmp_path: Path, fake: Fake
 
 
 @pytest.mark.parametrize("case", ["empty", "text_as_jpg", "oversized", "huge_header", "not_image"])
-def test_bad_inputs_get_one_line_and_fail(case: str, tmp_path: Path, fake: FakeTelegram,
-                                          real_core: Core) -> None:
+def test_bad_inputs_get_one_line_and_fail(
+    case: str, tmp_path: Path, fake: FakeTelegram, real_core: Core
+) -> None:
     user = fake.user(OWNER)
     if case == "empty":
         update = fake.document(user, b"", "empty.jpg", mime_type="image/jpeg")
         expect = "empty"
     elif case == "text_as_jpg":
-        update = fake.document(user, b"hello, this is not a picture\n" * 20, "note.jpg",
-                               mime_type="image/jpeg")
+        update = fake.document(
+            user, b"hello, this is not a picture\n" * 20, "note.jpg", mime_type="image/jpeg"
+        )
         expect = ""
     elif case == "oversized":
         update = fake.document(user, png_bytes(), "big.png", declared_size=50 * 2**20)
@@ -162,15 +175,19 @@ def test_bad_inputs_get_one_line_and_fail(case: str, tmp_path: Path, fake: FakeT
     assert "\n" not in line and line.startswith("Sorry")
     assert expect.lower() in line.lower(), line
     assert fake.documents_to(OWNER) == []
-    if case in ("empty", "oversized", "not_image"):     # refused before any download
+    if case in ("empty", "oversized", "not_image"):  # refused before any download
         assert fake.count(functions.upload.GetFileRequest) == 0
 
 
-def test_flood_wait_on_edit_does_not_fail_the_job(tmp_path: Path, fake: FakeTelegram,
-                                                  real_core: Core) -> None:
+def test_flood_wait_on_edit_does_not_fail_the_job(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core
+) -> None:
     user = fake.user(OWNER)
-    fake.fail(functions.messages.EditMessageRequest,
-              lambda r: errors.FloodWaitError(r, capture=1), times=2)
+    fake.fail(
+        functions.messages.EditMessageRequest,
+        lambda r: errors.FloodWaitError(r, capture=1),
+        times=2,
+    )
 
     async def main() -> None:
         h = await start(tmp_path, fake, slowed(real_core, 3.0))
@@ -187,11 +204,11 @@ def test_flood_wait_on_edit_does_not_fail_the_job(tmp_path: Path, fake: FakeTele
     assert status.edits, "the postponed edit was never made"
 
 
-def test_flood_wait_on_send_reschedules_the_reply(tmp_path: Path, fake: FakeTelegram,
-                                                  real_core: Core) -> None:
+def test_flood_wait_on_send_reschedules_the_reply(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core
+) -> None:
     user = fake.user(OWNER)
-    fake.fail(functions.messages.SendMediaRequest,
-              lambda r: errors.FloodWaitError(r, capture=1))
+    fake.fail(functions.messages.SendMediaRequest, lambda r: errors.FloodWaitError(r, capture=1))
 
     async def main() -> None:
         h = await start(tmp_path, fake, real_core)
@@ -205,42 +222,52 @@ def test_flood_wait_on_send_reschedules_the_reply(tmp_path: Path, fake: FakeTele
     assert len(fake.documents_to(OWNER)) == 1
 
 
-def test_connection_drop_mid_job_is_survived(tmp_path: Path, fake: FakeTelegram,
-                                             real_core: Core) -> None:
+def test_connection_drop_mid_job_is_survived(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core
+) -> None:
     user = fake.user(OWNER)
     slow = real_core.upscale
 
     def upscale(src: Path, dst: Path, options: Any, **kw: Any) -> Any:
         result = slow(src, dst, options, **kw)
-        fake.drop()                         # the link dies while the job is running
-        fake.down = True                    # ... and stays down for a few reconnect attempts
+        fake.drop()  # the link dies while the job is running
+        fake.down = True  # ... and stays down for a few reconnect attempts
         return result
 
-    core = Core(upscale=upscale, probe=real_core.probe, resolve=real_core.resolve,
-                catalog=real_core.catalog, device_name=real_core.device_name)
+    core = Core(
+        upscale=upscale,
+        probe=real_core.probe,
+        resolve=real_core.resolve,
+        catalog=real_core.catalog,
+        device_name=real_core.device_name,
+    )
 
     async def main() -> None:
         h = await start(tmp_path, fake, core)
         update = fake.document(user, png_bytes(), "d.png")
         await h.send(update, user)
         await wait_for(lambda: not fake.connections, what="the drop")
-        await asyncio.sleep(0.5)            # several failed reconnects (backoff 0.05 -> 0.2 s)
+        await asyncio.sleep(0.5)  # several failed reconnects (backoff 0.05 -> 0.2 s)
         fake.down = False
         job = await h.finished(update)
         assert job.state == DONE, job.error
         await h.close()
-        assert len(h.clients) >= 2          # a fresh client after the drop
+        assert len(h.clients) >= 2  # a fresh client after the drop
 
     run(main())
     assert len(fake.documents_to(OWNER)) == 1
 
 
-def test_lost_response_on_send_never_duplicates_the_reply(tmp_path: Path, fake: FakeTelegram,
-                                                          real_core: Core) -> None:
+def test_lost_response_on_send_never_duplicates_the_reply(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core
+) -> None:
     """Telegram got the document but the answer was lost: the retry must not post it again."""
     user = fake.user(OWNER)
-    fake.fail(functions.messages.SendMediaRequest,
-              lambda r: ConnectionError("lost on the way back"), after=True)
+    fake.fail(
+        functions.messages.SendMediaRequest,
+        lambda r: ConnectionError("lost on the way back"),
+        after=True,
+    )
 
     async def main() -> None:
         h = await start(tmp_path, fake, real_core)
@@ -254,8 +281,9 @@ def test_lost_response_on_send_never_duplicates_the_reply(tmp_path: Path, fake: 
     assert len(fake.documents_to(OWNER)) == 1
 
 
-def test_worker_abort_then_next_job_succeeds(tmp_path: Path, fake: FakeTelegram,
-                                             real_core: Core) -> None:
+def test_worker_abort_then_next_job_succeeds(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core
+) -> None:
     user = fake.user(OWNER)
     from upscaler_edge.worker import Worker
 
@@ -265,15 +293,20 @@ def test_worker_abort_then_next_job_succeeds(tmp_path: Path, fake: FakeTelegram,
         fault = "abort" if (src.parent / ".crash").exists() else None
         return worker.run(src, dst, options, _fault=fault, **kw)
 
-    core = Core(upscale=upscale, probe=real_core.probe, resolve=real_core.resolve,
-                catalog=real_core.catalog, device_name=real_core.device_name)
+    core = Core(
+        upscale=upscale,
+        probe=real_core.probe,
+        resolve=real_core.resolve,
+        catalog=real_core.catalog,
+        device_name=real_core.device_name,
+    )
 
     async def main() -> None:
         h = await start(tmp_path, fake, core, max_attempts=2)
         bad = fake.document(user, png_bytes(48, 48), "bad.png")
         await h.send(bad, user)
         job = h.job_for(bad)
-        h.queue.spool_dir(job.id).joinpath(".crash").touch()    # this job's child aborts
+        h.queue.spool_dir(job.id).joinpath(".crash").touch()  # this job's child aborts
         failed = await h.finished(bad)
         assert failed.state == FAILED and failed.attempts == 2
         good = fake.document(user, png_bytes(), "good.png")
@@ -300,12 +333,17 @@ def test_two_users_interleave(tmp_path: Path, fake: FakeTelegram, real_core: Cor
         order.append(dst.name)
         return base(src, dst, options, **kw)
 
-    core = Core(upscale=upscale, probe=real_core.probe, resolve=real_core.resolve,
-                catalog=real_core.catalog, device_name=real_core.device_name)
+    core = Core(
+        upscale=upscale,
+        probe=real_core.probe,
+        resolve=real_core.resolve,
+        catalog=real_core.catalog,
+        device_name=real_core.device_name,
+    )
 
     async def main() -> None:
         h = await start(tmp_path, fake, core)
-        h.service.detach()                 # hold the runner while both users send
+        h.service.detach()  # hold the runner while both users send
         updates = [fake.document(owner, png_bytes(), f"o{i}.png") for i in range(4)]
         updates += [fake.document(friend, png_bytes(), f"f{i}.png") for i in range(2)]
         for up in updates:
@@ -374,8 +412,9 @@ def test_cancel_queued_job(tmp_path: Path, fake: FakeTelegram, real_core: Core) 
     assert any(m.current_text == "Cancelled 1 job." for m in fake.messages_to(OWNER))
 
 
-def test_handler_exception_still_replies(tmp_path: Path, fake: FakeTelegram, real_core: Core,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_handler_exception_still_replies(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
     user = fake.user(OWNER)
     from upscaler_edge.bot import handlers
 
@@ -401,13 +440,13 @@ def test_catch_up_and_restart_resume(tmp_path: Path, fake: FakeTelegram, real_co
 
     async def main() -> None:
         early = fake.document(user, png_bytes(), "early.png")
-        await fake.deliver(early, user)            # nobody is connected: kept for catch-up
+        await fake.deliver(early, user)  # nobody is connected: kept for catch-up
         h = await start(tmp_path, fake, real_core)
         assert (await h.finished(early)).state == DONE
         h.service.detach()
         queued = fake.document(user, png_bytes(), "later.png")
         await h.send(queued, user)
-        await h.close()                            # stop with a queued job
+        await h.close()  # stop with a queued job
         h2 = await start(tmp_path, fake, real_core)
         job = await h2.finished(queued)
         assert job.state == DONE
@@ -419,8 +458,13 @@ def test_catch_up_and_restart_resume(tmp_path: Path, fake: FakeTelegram, real_co
 
 
 @pytest.mark.parametrize("policy", ["jpeg", "refuse"])
-def test_result_over_telegram_limit(policy: str, tmp_path: Path, fake: FakeTelegram,
-                                    real_core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_result_over_telegram_limit(
+    policy: str,
+    tmp_path: Path,
+    fake: FakeTelegram,
+    real_core: Core,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The 2000 MiB rule, with the limit shrunk to 20 kB so a 32x24 image crosses it."""
     from upscaler_edge.bot import service
 
@@ -446,8 +490,9 @@ def test_result_over_telegram_limit(policy: str, tmp_path: Path, fake: FakeTeleg
         assert "2000 MiB" in reply.text and reply.text.startswith("Sorry")
 
 
-def test_stop_mid_job_requeues_then_restart_finishes_once(tmp_path: Path, fake: FakeTelegram,
-                                                          real_core: Core) -> None:
+def test_stop_mid_job_requeues_then_restart_finishes_once(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core
+) -> None:
     """SIGTERM/Ctrl-C path: the running job does not finish within the grace period, so it is
     cancelled and put back in line; the next start does it and replies once."""
     from upscaler_edge.errors import Cancelled
@@ -461,8 +506,13 @@ def test_stop_mid_job_requeues_then_restart_finishes_once(tmp_path: Path, fake: 
             raise Cancelled("cancelled")
         raise AssertionError("the stop never cancelled the job")
 
-    hanging = Core(upscale=long_job, probe=real_core.probe, resolve=real_core.resolve,
-                   catalog=real_core.catalog, device_name=real_core.device_name)
+    hanging = Core(
+        upscale=long_job,
+        probe=real_core.probe,
+        resolve=real_core.resolve,
+        catalog=real_core.catalog,
+        device_name=real_core.device_name,
+    )
 
     async def main() -> None:
         h = await start(tmp_path, fake, hanging, stop_grace=0.3)
@@ -483,8 +533,9 @@ def test_stop_mid_job_requeues_then_restart_finishes_once(tmp_path: Path, fake: 
 
 
 @pytest.mark.filterwarnings("ignore:the session already had an authorized user")
-def test_session_of_another_account_is_refused(tmp_path: Path, fake: FakeTelegram,
-                                               real_core: Core) -> None:
+def test_session_of_another_account_is_refused(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core
+) -> None:
     """The session file is authorised as bot 7000001; a token of another bot must not
     silently reuse it (Telethon would only warn)."""
     from upscaler_edge.bot.app import FatalBotError, run_bot
@@ -494,8 +545,9 @@ def test_session_of_another_account_is_refused(tmp_path: Path, fake: FakeTelegra
         await h.close()
         other = make_config(tmp_path, bot_token="7000002:AnotherBotsToken")
         with pytest.raises(FatalBotError, match="belongs to another account"):
-            await asyncio.wait_for(run_bot(other, stop=asyncio.Event(), core=real_core,
-                                           client_factory=h._factory), 30)
+            await asyncio.wait_for(
+                run_bot(other, stop=asyncio.Event(), core=real_core, client_factory=h._factory), 30
+            )
 
     run(main())
 
@@ -503,19 +555,22 @@ def test_session_of_another_account_is_refused(tmp_path: Path, fake: FakeTelegra
 def test_bad_token_is_fatal_not_retried(tmp_path: Path, real_core: Core) -> None:
     from upscaler_edge.bot.app import FatalBotError, run_bot
 
-    fake = FakeTelegram(bot_id=4242)         # Telegram knows a different bot for this token
+    fake = FakeTelegram(bot_id=4242)  # Telegram knows a different bot for this token
 
     async def main() -> None:
         h = BotHarness(fake, make_config(tmp_path), real_core)
         with pytest.raises(FatalBotError, match="refused the bot token"):
-            await asyncio.wait_for(run_bot(h.config, stop=asyncio.Event(), core=real_core,
-                                           client_factory=h._factory), 30)
+            await asyncio.wait_for(
+                run_bot(h.config, stop=asyncio.Event(), core=real_core, client_factory=h._factory),
+                30,
+            )
 
     run(main())
 
 
-def test_expired_file_reference_is_refetched(tmp_path: Path, fake: FakeTelegram,
-                                             real_core: Core) -> None:
+def test_expired_file_reference_is_refetched(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core
+) -> None:
     user = fake.user(OWNER)
     fake.fail(functions.upload.GetFileRequest, lambda r: errors.FileReferenceExpiredError(r))
 
@@ -544,8 +599,13 @@ def test_cancel_running_job(tmp_path: Path, fake: FakeTelegram, real_core: Core)
             raise Cancelled("cancelled")
         raise AssertionError("/cancel never reached the worker")
 
-    core = Core(upscale=long_job, probe=real_core.probe, resolve=real_core.resolve,
-                catalog=real_core.catalog, device_name=real_core.device_name)
+    core = Core(
+        upscale=long_job,
+        probe=real_core.probe,
+        resolve=real_core.resolve,
+        catalog=real_core.catalog,
+        device_name=real_core.device_name,
+    )
 
     async def main() -> None:
         h = await start(tmp_path, fake, core)

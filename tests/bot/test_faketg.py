@@ -8,12 +8,11 @@ import io
 from pathlib import Path
 
 import telethon
+from botkit import OWNER, png_bytes
+from faketg import BOT_TOKEN, HOOKS, FakeTelegram, attach
 from telethon import TelegramClient, events
 from telethon.client.updates import UpdateMethods
 from telethon.client.users import UserMethods
-
-from botkit import OWNER, png_bytes
-from faketg import BOT_TOKEN, HOOKS, FakeTelegram, attach
 
 # The fake was checked against Telethon 1.45 (TL layer with messages.Messages.topics, the
 # MessageBox update loop, _mb_entity_cache). Pin the `bot` and `test` extras to this range.
@@ -28,25 +27,37 @@ def _version() -> tuple[int, int]:
 def test_telethon_version_in_tested_range() -> None:
     assert SUPPORTED[0] <= _version() < SUPPORTED[1], (
         f"Telethon {telethon.__version__} is outside the range the fake was checked against; "
-        "re-check the private hooks in tests/bot/faketg.py and update the pin")
+        "re-check the private hooks in tests/bot/faketg.py and update the pin"
+    )
 
 
 def test_private_hooks_still_exist(tmp_path: Path) -> None:
     """Fails loudly when a Telethon release renames or reshapes what the fake relies on."""
     sig = inspect.signature(UserMethods._call)
-    assert list(sig.parameters)[:5] == ["self", "sender", "request", "ordered",
-                                         "flood_sleep_threshold"], sig
+    assert list(sig.parameters)[:5] == [
+        "self",
+        "sender",
+        "request",
+        "ordered",
+        "flood_sleep_threshold",
+    ], sig
     assert list(inspect.signature(UpdateMethods._preprocess_updates).parameters) == [
-        "self", "updates", "users", "chats"]
-    assert list(inspect.signature(UpdateMethods._dispatch_update).parameters) == [
-        "self", "update"]
+        "self",
+        "updates",
+        "users",
+        "chats",
+    ]
+    assert list(inspect.signature(UpdateMethods._dispatch_update).parameters) == ["self", "update"]
     assert inspect.iscoroutinefunction(UpdateMethods._dispatch_update)
     assert inspect.iscoroutinefunction(UpdateMethods._preprocess_updates)
     client = TelegramClient(str(tmp_path / "s.session"), 1, "x")
     for name in HOOKS:
         assert hasattr(client, name), f"TelegramClient lost {name}"
     assert list(inspect.signature(client._mb_entity_cache.set_self_user).parameters) == [
-        "id", "bot", "hash"]
+        "id",
+        "bot",
+        "hash",
+    ]
     # `disconnected` must still be read from the sender, which the fake replaces
     assert "_sender.disconnected" in inspect.getsource(type(client).disconnected.fget)
     # the client must still route __call__ through _call
@@ -59,7 +70,7 @@ def test_download_and_upload_round_trip_through_telethon(tmp_path: Path) -> None
     SaveFilePartRequest + SendMediaRequest; the reassembled upload matches byte for byte."""
     fake = FakeTelegram()
     user = fake.user(OWNER)
-    data = png_bytes(40, 30) + bytes(300_000)     # > one 128 KiB part each way
+    data = png_bytes(40, 30) + bytes(300_000)  # > one 128 KiB part each way
     got: dict[str, bytes] = {}
 
     async def main() -> None:
@@ -83,6 +94,7 @@ def test_download_and_upload_round_trip_through_telethon(tmp_path: Path) -> None
     (sent,) = fake.documents_to(OWNER)
     assert sent.file_bytes == data and sent.file_name == "echo.bin"
     from telethon.tl.functions.upload import GetFileRequest, SaveFilePartRequest
+
     assert fake.count(GetFileRequest) >= 2 and fake.count(SaveFilePartRequest) >= 2
 
 

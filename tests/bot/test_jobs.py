@@ -55,8 +55,8 @@ def test_claim_runs_each_job_once_across_connections(tmp_path: Path) -> None:
 
 def test_round_robin_between_users(queue: JobQueue) -> None:
     for i in range(5):
-        queue.add(100, i, 100)          # a user sends five photos first
-    queue.add(200, 1, 200)              # then another user sends two
+        queue.add(100, i, 100)  # a user sends five photos first
+    queue.add(200, 1, 200)  # then another user sends two
     queue.add(200, 2, 200)
     predicted = [j.user_id for j in queue.line()]
     order = []
@@ -68,15 +68,18 @@ def test_round_robin_between_users(queue: JobQueue) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=30),
-       st.integers(min_value=0, max_value=5))
-def test_line_predicts_claim_order(tmp_path_factory: pytest.TempPathFactory,
-                                   users: list[int], served_first: int) -> None:
+@given(
+    st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=30),
+    st.integers(min_value=0, max_value=5),
+)
+def test_line_predicts_claim_order(
+    tmp_path_factory: pytest.TempPathFactory, users: list[int], served_first: int
+) -> None:
     tmp = tmp_path_factory.mktemp("q")
     with JobQueue(tmp / "q.sqlite3", tmp / "spool") as q:
         for i, user in enumerate(users):
             q.add(user, i, user)
-        for _ in range(min(served_first, len(users))):   # some history before predicting
+        for _ in range(min(served_first, len(users))):  # some history before predicting
             job = q.claim()
             assert job is not None
             q.finish(job.id, DONE)
@@ -110,7 +113,7 @@ def test_recover_requeues_then_fails_after_three_attempts(tmp_path: Path) -> Non
     with JobQueue(db, spool) as q:
         job, _ = q.add(7, 1, 7)
     for attempt in range(1, 4):
-        with JobQueue(db, spool) as q:          # a fresh process each time
+        with JobQueue(db, spool) as q:  # a fresh process each time
             assert q.recover() == []
             claimed = q.claim()
             assert claimed is not None and claimed.attempts == attempt
@@ -145,7 +148,7 @@ def test_failed_on_arrival_and_requeue(queue: JobQueue) -> None:
     job, _ = queue.add(1, 2, 1)
     assert queue.claim() is not None
     assert queue.requeue(job.id)
-    assert queue.get(job.id).state == QUEUED            # type: ignore[union-attr]
+    assert queue.get(job.id).state == QUEUED  # type: ignore[union-attr]
     assert not queue.requeue(job.id)
 
 
@@ -155,7 +158,7 @@ def test_clean_spool_keeps_live_jobs_only(queue: JobQueue) -> None:
     queue.spool_dir(live.id).joinpath("a").write_bytes(b"1")
     queue.spool_dir(dead.id).joinpath("b").write_bytes(b"2")
     (queue.spool_root / "stray.tmp").write_bytes(b"3")
-    with queue._write() as db:               # simulate a crash after marking done
+    with queue._write() as db:  # simulate a crash after marking done
         db.execute("UPDATE jobs SET state = 'done' WHERE id = ?", (dead.id,))
     assert queue.clean_spool() == 2
     assert [p.name for p in queue.spool_root.iterdir()] == [str(live.id)]
@@ -167,7 +170,7 @@ def test_update_params_and_counts(queue: JobQueue) -> None:
     assert updated is not None and updated.params == {"model": "a", "width": 10, "height": 20}
     assert queue.counts()[QUEUED] == 1 and queue.counts()[DONE] == 0
     queue.set_status_message(job.id, 55)
-    assert queue.get(job.id).status_message_id == 55     # type: ignore[union-attr]
+    assert queue.get(job.id).status_message_id == 55  # type: ignore[union-attr]
 
 
 def test_queue_module_does_not_import_telethon() -> None:

@@ -14,19 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
-
 from botkit import MODEL, OWNER, png_bytes
 from faketg import BOT_TOKEN, FakeTelegram, TcpFakeServer
+from PIL import Image
 
-pytestmark = [pytest.mark.timeout(180),
-              pytest.mark.skipif(os.name != "posix", reason="uses SIGKILL/SIGTERM")]
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(os.name != "posix", reason="uses SIGKILL/SIGTERM"),
+]
 
 FAKEBOT = Path(__file__).with_name("fakebot.py")
 
 
-def wait(predicate: Any, timeout: float, what: str, proc: subprocess.Popen | None = None,
-         log: Path | None = None) -> Any:
+def wait(
+    predicate: Any,
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -49,12 +55,29 @@ def test_kill_9_mid_job_then_restart_replies_exactly_once(tmp_path: Path) -> Non
     user = fake.user(OWNER)
     data = tmp_path / "data"
     marker = tmp_path / "holding"
-    args = [sys.executable, str(FAKEBOT), "--config", str(tmp_path / "absent.toml"),
-            "--data-dir", str(data), "--api-id", "12345", "--api-hash", "f" * 32,
-            "--bot-token", BOT_TOKEN, "--allowed-users", str(OWNER), "--model", MODEL,
-            "--device", "cpu"]
+    args = [
+        sys.executable,
+        str(FAKEBOT),
+        "--config",
+        str(tmp_path / "absent.toml"),
+        "--data-dir",
+        str(data),
+        "--api-id",
+        "12345",
+        "--api-hash",
+        "f" * 32,
+        "--bot-token",
+        BOT_TOKEN,
+        "--allowed-users",
+        str(OWNER),
+        "--model",
+        MODEL,
+        "--device",
+        "cpu",
+    ]
     with TcpFakeServer(fake) as server:
         env = {**os.environ, "FAKETG_PORT": str(server.address[1]), "FAKEBOT_HOLD": str(marker)}
+
         def online() -> bool:
             return server.run(lambda: any(c.logged_in for c in fake.connections))
 
@@ -86,10 +109,20 @@ def test_kill_9_mid_job_then_restart_replies_exactly_once(tmp_path: Path) -> Non
         with log2.open("w") as out:
             restarted = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
-            wait(lambda: server.run(lambda: len(fake.documents_to(OWNER))), 60,
-                 "the result after the restart", restarted, log2)
-            wait(lambda: job_states(data / "jobs.sqlite3")[0][0] == "done", 10, "job done",
-                 restarted, log2)
+            wait(
+                lambda: server.run(lambda: len(fake.documents_to(OWNER))),
+                60,
+                "the result after the restart",
+                restarted,
+                log2,
+            )
+            wait(
+                lambda: job_states(data / "jobs.sqlite3")[0][0] == "done",
+                10,
+                "job done",
+                restarted,
+                log2,
+            )
             restarted.send_signal(signal.SIGTERM)
             assert restarted.wait(30) == 0, log2.read_text()[-3000:]
         finally:
@@ -98,7 +131,7 @@ def test_kill_9_mid_job_then_restart_replies_exactly_once(tmp_path: Path) -> Non
     assert job_states(data / "jobs.sqlite3") == [("done", 2)]
     (doc,) = fake.documents_to(OWNER)
     assert Image.open(io.BytesIO(doc.file_bytes)).size == (128, 96)
-    assert [m.id for m in fake.messages_to(OWNER)] == [doc.id]      # status message replaced
+    assert [m.id for m in fake.messages_to(OWNER)] == [doc.id]  # status message replaced
     assert not any((data / "spool").iterdir())
     assert BOT_TOKEN not in log1.read_text() + log2.read_text()
     assert "bot stopped" in log2.read_text()
@@ -109,9 +142,18 @@ def test_kill_9_mid_job_then_restart_replies_exactly_once(tmp_path: Path) -> Non
 def test_missing_credentials_message_exit_2(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UPSCALER_")}
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys; from upscaler_edge.bot.cli import main; "
-         "sys.exit(main(sys.argv[1:]))", "--config", str(tmp_path / "nothing.toml")],
-        env=env, capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from upscaler_edge.bot.cli import main; sys.exit(main(sys.argv[1:]))",
+            "--config",
+            str(tmp_path / "nothing.toml"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "@BotFather" in proc.stderr and "my.telegram.org" in proc.stderr

@@ -15,18 +15,23 @@ from upscaler_edge.bot.captions import CaptionError, Catalog, Choice, command_of
 from upscaler_edge.bot.prefs import Prefs
 from upscaler_edge.bot.progress import StatusEditor, format_eta, progress_text
 
-CATALOG = Catalog(names=["realesrgan-x4plus", "realesrgan-x4plus-anime", "realesr-animevideov3"],
-                  kinds={"photo": "realesrgan-x4plus", "anime": "realesrgan-x4plus-anime"})
+CATALOG = Catalog(
+    names=["realesrgan-x4plus", "realesrgan-x4plus-anime", "realesr-animevideov3"],
+    kinds={"photo": "realesrgan-x4plus", "anime": "realesrgan-x4plus-anime"},
+)
 
 
-@pytest.mark.parametrize("text, choice", [
-    ("x2 anime", Choice("realesrgan-x4plus-anime", 2)),
-    ("/upscale 4 realesrgan-x4plus", Choice("realesrgan-x4plus", 4)),
-    ("/upscale@my_bot 3x jpeg", Choice(None, 3, "jpg")),
-    ("my cat on the sofa", Choice()),
-    ("", Choice()),
-    ("Realesr-AnimeVideoV3 webp", Choice("realesr-animevideov3", None, "webp")),
-])
+@pytest.mark.parametrize(
+    "text, choice",
+    [
+        ("x2 anime", Choice("realesrgan-x4plus-anime", 2)),
+        ("/upscale 4 realesrgan-x4plus", Choice("realesrgan-x4plus", 4)),
+        ("/upscale@my_bot 3x jpeg", Choice(None, 3, "jpg")),
+        ("my cat on the sofa", Choice()),
+        ("", Choice()),
+        ("Realesr-AnimeVideoV3 webp", Choice("realesr-animevideov3", None, "webp")),
+    ],
+)
 def test_parse_caption(text: str, choice: Choice) -> None:
     assert parse_caption(text, CATALOG) == choice
 
@@ -63,7 +68,7 @@ def test_status_editor_throttles_and_coalesces() -> None:
             sent.append((loop.time() - start, text))
 
         editor = StatusEditor(edit, interval=0.3)
-        for i in range(30):                  # 30 updates over ~0.9 s
+        for i in range(30):  # 30 updates over ~0.9 s
             editor.show(1, "user:1:1", 10, f"upscaling {i}%")
             await asyncio.sleep(0.03)
         await asyncio.sleep(0.4)
@@ -73,7 +78,7 @@ def test_status_editor_throttles_and_coalesces() -> None:
     times = [t for t, _ in sent]
     assert 3 <= len(sent) <= 5
     assert all(b - a >= 0.28 for a, b in zip(times, times[1:]))
-    assert sent[-1][1] == "upscaling 29%"     # the latest text wins
+    assert sent[-1][1] == "upscaling 29%"  # the latest text wins
 
 
 def test_status_editor_postpones_on_flood_wait_and_swallows_errors() -> None:
@@ -90,7 +95,7 @@ def test_status_editor_postpones_on_flood_wait_and_swallows_errors() -> None:
         editor = StatusEditor(edit, interval=0.05)
         editor.show(1, "user:1:1", 10, "a")
         await asyncio.sleep(0.2)
-        assert calls == ["a"]                 # waiting out the flood wait
+        assert calls == ["a"]  # waiting out the flood wait
         await asyncio.sleep(1.0)
         assert calls == ["a", "a"] and editor.flood_waits(1) == 1
         editor.show(1, "user:1:1", 10, "b")

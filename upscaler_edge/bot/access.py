@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["Access", "REFUSAL"]
+__all__ = ["REFUSAL", "Access"]
 
 log = logging.getLogger(__name__)
 

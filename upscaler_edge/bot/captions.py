@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CaptionError", "Choice", "Catalog", "parse_caption", "command_of"]
+__all__ = ["CaptionError", "Catalog", "Choice", "command_of", "parse_caption"]
 
 _SCALE = re.compile(r"^(?:x|×)?(\d{1,2})(?:x|×)?$")
 _FORMATS = {"png": "png", "jpg": "jpg", "jpeg": "jpg", "webp": "webp"}

@@ -28,7 +28,7 @@ from .config import (
 )
 from .lock import AlreadyRunningError, SessionLock
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 log = logging.getLogger(__name__)
 

@@ -33,13 +33,13 @@ __all__ = [
     "MissingCredentialsError",
     "RedactingFilter",
     "config_path",
+    "create_private",
     "default_data_dir",
+    "ensure_private",
     "load_config",
     "parse_user_ids",
-    "ensure_private",
-    "create_private",
-    "write_config",
     "setup_message",
+    "write_config",
 ]
 
 log = logging.getLogger(__name__)

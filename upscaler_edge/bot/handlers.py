@@ -27,7 +27,7 @@ from .captions import CaptionError, command_of, parse_caption
 from .service import INTERNAL_ERROR, BotService
 from .telegram import describe_media, peer_to_string, send_text
 
-__all__ = ["register", "guarded", "help_text"]
+__all__ = ["guarded", "help_text", "register"]
 
 log = logging.getLogger(__name__)
 

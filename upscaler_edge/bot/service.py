@@ -41,7 +41,7 @@ from .prefs import Prefs
 from .progress import StatusEditor, format_eta, progress_text
 from .telegram import peer_from_string, send_document, send_text
 
-__all__ = ["BotService", "Upscale", "JobView"]
+__all__ = ["BotService", "JobView", "Upscale"]
 
 log = logging.getLogger(__name__)
 

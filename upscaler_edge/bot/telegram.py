@@ -25,15 +25,14 @@ from ..naming import IMAGE_SUFFIXES
 __all__ = [
     "MediaInfo",
     "describe_media",
-    "peer_to_string",
     "peer_from_string",
+    "peer_to_string",
     "send_document",
     "send_text",
     "sent_message_id",
 ]
 
 log = logging.getLogger(__name__)
-
 
 
 def peer_to_string(peer: Any) -> str:

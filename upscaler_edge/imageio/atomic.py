@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import OutputError, OutputExistsError
 from .picture import detail
 
-__all__ = ["write_atomic", "leftovers", "remove_leftovers"]
+__all__ = ["leftovers", "remove_leftovers", "write_atomic"]
 
 logger = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ from .picture import detail
 
 __all__ = [
     "EXIF_PREFIX",
-    "exif_of",
-    "reset_orientation",
-    "orient",
-    "icc_for",
-    "srgb_bytes",
     "cmyk_to_rgb",
     "dpi_of",
+    "exif_of",
+    "icc_for",
+    "orient",
+    "reset_orientation",
+    "srgb_bytes",
 ]
 
 logger = logging.getLogger(__name__)

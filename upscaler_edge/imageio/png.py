@@ -15,7 +15,7 @@ from ..errors import InputError
 from .metadata import EXIF_PREFIX, dpi_of, icc_for, orient, reset_orientation
 from .picture import Frame, Picture, detail, gray3
 
-__all__ = ["PNG_SIGNATURE", "PNG_COMPRESS_LEVEL", "read_png16", "encode_png", "stack"]
+__all__ = ["PNG_COMPRESS_LEVEL", "PNG_SIGNATURE", "encode_png", "read_png16", "stack"]
 
 logger = logging.getLogger(__name__)
 
