@@ -99,7 +99,7 @@ async def _through_bot(tmp: Path, n: int) -> float:
     from upscaler_edge.bot.app import Core
     from upscaler_edge.bot.captions import Catalog
     from upscaler_edge.imageio import probe
-    from upscaler_edge.models import list_models, model_names, resolve_model
+    from upscaler_edge.models import default_registry
 
     class Result:
         def __init__(self, dst: Path) -> None:
@@ -112,8 +112,8 @@ async def _through_bot(tmp: Path, n: int) -> float:
     core = Core(
         upscale=copy,
         probe=probe,
-        resolve=lambda m, s: resolve_model(m, s),
-        catalog=Catalog.from_specs(list_models(), model_names()),
+        resolve=lambda m, s: default_registry().resolve(m, s),
+        catalog=Catalog.from_specs(default_registry().specs(), default_registry().names()),
         device_name="copy",
     )
     users = list(range(301, 305))

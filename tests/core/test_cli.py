@@ -132,7 +132,7 @@ def test_one_bad_file_does_not_stop_the_others(photo_png, tmp_path):
         (["-m", "esrgan-9000"], "unknown model 'esrgan-9000'; valid models: realesrgan-x4plus"),
         (["-t", "7"], "tile size 7 is too small"),
         (["-d", "9"], "no Vulkan device 9"),
-        (["-m", "realesr-animevideov3-x2", "-s", "4"], "-s 4 is larger"),
+        (["-m", "realesr-animevideov3-x2", "-s", "4"], "upscales x2; scale 4 is larger"),
     ],
 )
 def test_usage_errors_exit_2(photo_png, args, expected):
