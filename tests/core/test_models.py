@@ -68,7 +68,7 @@ def test_unknown_model_lists_the_valid_names():
         resolve_model("esrgan-9000")
     msg = str(info.value)
     assert "esrgan-9000" in msg and "\n" not in msg
-    for name in OFFICIAL + ["realesr-animevideov3"]:
+    for name in [*OFFICIAL, "realesr-animevideov3"]:
         assert name in msg
 
 
