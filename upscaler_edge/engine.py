@@ -180,15 +180,25 @@ class Engine:
     """One loaded ``ncnn.Net`` on one device.
 
     ``infer`` takes a float32 array (3, h, w) in [0, 1] and returns (3, h*s, w*s) float32,
-    unclipped. The Net is released by ``close()`` (or the ``with`` block), not by ``__del__``.
+    unclipped. ``precise`` turns fp16 off on a GPU (the retry for fp16 trouble). ``infer``
+    releases the GIL while ncnn computes, so other threads can prepare the next tile. The Net
+    is released by ``close()`` (or the ``with`` block), not by ``__del__``.
     """
 
-    def __init__(self, spec: ModelSpec, device: DeviceInfo, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        device: DeviceInfo,
+        *,
+        threads: int | None = None,
+        precise: bool = False,
+    ) -> None:
         import ncnn
 
         _tune_malloc()
         self.spec = spec
         self.device = device
+        self.precise = precise
         self._lock = threading.Lock()
         net = ncnn.Net()
         opt = net.opt
@@ -196,7 +206,12 @@ class Engine:
         if device.is_gpu:
             opt.use_vulkan_compute = True
             net.set_vulkan_device(device.index)
-            # fp16 storage/arithmetic stay at ncnn's defaults: on when the device supports it
+            # fp16 storage/arithmetic stay at ncnn's defaults (on when the device supports
+            # them) unless ``precise``: some GPUs give black or NaN tiles in fp16
+            if precise:
+                opt.use_fp16_packed = False
+                opt.use_fp16_storage = False
+                opt.use_fp16_arithmetic = False
         else:
             opt.use_vulkan_compute = False
         try:
