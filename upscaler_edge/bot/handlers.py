@@ -127,7 +127,7 @@ async def accept_image(service: BotService, event: Any) -> None:
             # refused on arrival but the reply may not have gone out: send it (at most once)
             reply_id = await send_text(
                 event.client,
-                existing.peer,
+                existing.chat_address,
                 existing.error,
                 random_id=existing.reply_random_id,
                 reply_to=msg.id,
@@ -177,7 +177,7 @@ async def accept_image(service: BotService, event: Any) -> None:
         event.chat_id,
         msg.id,
         event.sender_id,
-        peer=peer,
+        chat_address=peer,
         params=params,
         state=FAILED if refusal else QUEUED,
         error=refusal,
@@ -244,7 +244,7 @@ async def cmd_cancel(service: BotService, event: Any) -> None:
         if job.state == RUNNING:
             service.cancel_running(event.sender_id)
         elif job.status_message_id is not None:
-            service.editor.show(job.chat_id, job.peer, job.status_message_id, "cancelled")
+            service.editor.show(job.chat_id, job.chat_address, job.status_message_id, "cancelled")
     await event.reply(f"Cancelled {len(jobs)} job{'s' if len(jobs) != 1 else ''}.")
 
 

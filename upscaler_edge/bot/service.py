@@ -345,7 +345,7 @@ class BotService:
 
     def _show(self, job: Job, text: str) -> None:
         if job.status_message_id is not None:
-            self.editor.show(job.chat_id, job.peer, job.status_message_id, text)
+            self.editor.show(job.chat_id, job.chat_address, job.status_message_id, text)
 
     async def _execute(self, view: JobView) -> tuple[Path, str, str]:
         """Download, check and upscale; returns (output path, file name, caption)."""
@@ -358,10 +358,10 @@ class BotService:
                 "status message",
                 lambda c: send_text(
                     c,
-                    job.peer,
+                    job.chat_address,
                     "starting…",
                     random_id=job.reply_random_id ^ 1,
-                    reply_to=job.message_id,
+                    reply_to=job.request_message_id,
                 ),
             )
             if msg_id is not None:
@@ -386,7 +386,9 @@ class BotService:
         if message is None:
             message = await self.tg(
                 "fetch message",
-                lambda c: c.get_messages(peer_from_string(job.peer), ids=job.message_id),
+                lambda c: c.get_messages(
+                    peer_from_string(job.chat_address), ids=job.request_message_id
+                ),
             )
         if message is None or (message.photo is None and message.document is None):
             raise _Refused("I can no longer see that message; please send the image again")
@@ -404,7 +406,9 @@ class BotService:
             # the job waited long enough for Telegram's file reference to expire: refetch
             message = await self.tg(
                 "refetch message",
-                lambda c: c.get_messages(peer_from_string(job.peer), ids=job.message_id),
+                lambda c: c.get_messages(
+                    peer_from_string(job.chat_address), ids=job.request_message_id
+                ),
             )
             if message is None:
                 raise _Refused("I can no longer see that message; please send the image again")
@@ -430,7 +434,7 @@ class BotService:
                     f"the result ({out_w}x{out_h}) would be over Telegram's 2000 MiB file limit"
                 )
             fmt, note = "jpg", " (JPEG: as PNG it would pass Telegram's 2000 MiB limit)"
-        stem = Path(params.get("file_name") or f"image_{job.message_id}").stem
+        stem = Path(params.get("file_name") or f"image_{job.request_message_id}").stem
         file_name = f"{stem}_x{scale}.{fmt}"
         dst = spool / file_name
         options = options_for(params, cfg, fmt)
@@ -491,12 +495,12 @@ class BotService:
                 "send result",
                 lambda c: send_document(
                     c,
-                    job.peer,
+                    job.chat_address,
                     path,
                     file_name=file_name,
                     caption=caption,
                     random_id=job.reply_random_id,
-                    reply_to=job.message_id,
+                    reply_to=job.request_message_id,
                     progress=on_upload,
                 ),
             )
@@ -520,7 +524,11 @@ class BotService:
                 reply_id = await self.tg(
                     "send reply",
                     lambda c: send_text(
-                        c, job.peer, text, random_id=job.reply_random_id, reply_to=job.message_id
+                        c,
+                        job.chat_address,
+                        text,
+                        random_id=job.reply_random_id,
+                        reply_to=job.request_message_id,
                     ),
                 )
             except _Stopping:
@@ -544,7 +552,9 @@ class BotService:
         try:
             await self.tg(
                 "delete status",
-                lambda c: c.delete_messages(peer_from_string(job.peer), [job.status_message_id]),
+                lambda c: c.delete_messages(
+                    peer_from_string(job.chat_address), [job.status_message_id]
+                ),
             )
         except _Stopping:
             pass
@@ -560,7 +570,11 @@ class BotService:
             reply_id = await self.tg(
                 "send reply",
                 lambda c, job=job, text=text: send_text(
-                    c, job.peer, text, random_id=job.reply_random_id, reply_to=job.message_id
+                    c,
+                    job.chat_address,
+                    text,
+                    random_id=job.reply_random_id,
+                    reply_to=job.request_message_id,
                 ),
             )
             if reply_id is not None:
