@@ -572,7 +572,7 @@ def test_expired_file_reference_is_refetched(
     tmp_path: Path, fake: FakeTelegram, real_core: Core
 ) -> None:
     user = fake.user(OWNER)
-    fake.fail(functions.upload.GetFileRequest, lambda r: errors.FileReferenceExpiredError(r))
+    fake.fail(functions.upload.GetFileRequest, errors.FileReferenceExpiredError)
 
     async def main() -> None:
         h = await start(tmp_path, fake, real_core)

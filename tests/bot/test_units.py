@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,7 @@ def test_status_editor_throttles_and_coalesces() -> None:
     asyncio.run(main())
     times = [t for t, _ in sent]
     assert 3 <= len(sent) <= 5
-    assert all(b - a >= 0.28 for a, b in zip(times, times[1:]))
+    assert all(b - a >= 0.28 for a, b in itertools.pairwise(times))
     assert sent[-1][1] == "upscaling 29%"  # the latest text wins
 
 

@@ -18,14 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from telethon import TelegramClient, errors
-
 from ..jobs import JobQueue
 from .captions import Catalog
 from .config import BotConfig, create_private, ensure_private
 from .handlers import register
 from .prefs import Prefs
 from .service import BotService, Upscale
+from .telethon_api import TelegramClient, errors
 
 __all__ = ["Core", "FatalBotError", "make_client", "run_bot"]
 
@@ -60,7 +59,7 @@ class Core:
         return cls(
             upscale=worker.run,
             probe=probe,
-            resolve=lambda name, scale: resolve_model(name, scale),
+            resolve=resolve_model,
             catalog=Catalog.from_specs(list_models(), model_names()),
             # Naming the GPU here would load ncnn/Vulkan into the bot process, which only the
             # worker child may do; the runner learns the real name from the first result.

@@ -18,14 +18,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from telethon import Button, TelegramClient, errors, events
-
 from ..errors import UpscalerError
 from ..jobs import FAILED, QUEUED, RUNNING
 from .access import REFUSAL
 from .captions import CaptionError, command_of, parse_caption
 from .service import INTERNAL_ERROR, BotService
 from .telegram import describe_media, peer_to_string, send_text
+from .telethon_api import Button, TelegramClient, errors, events
 
 __all__ = ["guarded", "help_text", "register"]
 

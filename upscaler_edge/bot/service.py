@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from telethon import TelegramClient, errors
-
 from ..errors import Cancelled, JobFailed, UpscalerError
 from ..jobs import CANCELLED, DONE, FAILED, Job, JobQueue
 from .access import Access
@@ -40,6 +38,7 @@ from .config import TELEGRAM_FILE_LIMIT, BotConfig
 from .prefs import Prefs
 from .progress import StatusEditor, format_eta, progress_text
 from .telegram import peer_from_string, send_document, send_text
+from .telethon_api import TelegramClient, errors
 
 __all__ = ["BotService", "JobView", "Upscale"]
 
