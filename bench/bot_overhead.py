@@ -100,14 +100,20 @@ async def _through_bot(tmp: Path, n: int) -> float:
     from upscaler_edge.bot.captions import Catalog
     from upscaler_edge.imageio import probe
     from upscaler_edge.models import list_models, model_names, resolve_model
+    from upscaler_edge.pipeline import UpscaleResult
 
-    class Result:
-        def __init__(self, dst: Path) -> None:
-            self.dst, self.in_size, self.out_size, self.seconds = dst, (32, 24), (128, 96), 0.001
-
-    def copy(src: Path, dst: Path, options: Any, **kw: Any) -> Result:
+    def copy(src: Path, dst: Path, options: Any, **kw: Any) -> UpscaleResult:
         shutil.copyfile(src, dst)
-        return Result(dst)
+        return UpscaleResult(
+            src=src,
+            dst=dst,
+            in_size=(32, 24),
+            out_size=(128, 96),
+            model=options.model,
+            scale=4,
+            device="copy",
+            seconds=0.001,
+        )
 
     core = Core(
         upscale=copy,

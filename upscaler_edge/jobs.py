@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -137,48 +137,15 @@ class Job:
         return self.state in FINAL_STATES
 
 
-_COLUMNS = (
-    "id, chat_id, request_message_id, user_id, chat_address, state, attempts, params_json, "
-    "status_message_id, reply_message_id, reply_random_id, error, created_at, started_at, "
-    "finished_at"
-)
+# Job's fields in table order; the table stores ``params`` as JSON text in ``params_json``.
+_FIELDS = tuple(f.name for f in fields(Job))
+_COLUMNS = ", ".join("params_json" if name == "params" else name for name in _FIELDS)
 
 
 def _row_to_job(row: tuple[Any, ...]) -> Job:
-    (
-        id_,
-        chat_id,
-        request_message_id,
-        user_id,
-        chat_address,
-        state,
-        attempts,
-        params,
-        status_id,
-        reply_id,
-        random_id,
-        error,
-        created,
-        started,
-        finished,
-    ) = row
-    return Job(
-        id=id_,
-        chat_id=chat_id,
-        request_message_id=request_message_id,
-        user_id=user_id,
-        chat_address=chat_address,
-        state=state,
-        attempts=attempts,
-        params=json.loads(params),
-        status_message_id=status_id,
-        reply_message_id=reply_id,
-        reply_random_id=random_id,
-        error=error,
-        created_at=created,
-        started_at=started,
-        finished_at=finished,
-    )
+    values = dict(zip(_FIELDS, row, strict=True))
+    values["params"] = json.loads(values["params"])
+    return Job(**values)
 
 
 class JobQueue:
