@@ -680,3 +680,63 @@ def test_unexpected_error_fails_that_job_and_the_next_one_runs(
     assert "\n" not in reply.current_text and "bot's log" in reply.current_text
     logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is struct.error]
     assert logged, "no traceback in the log"
+
+
+def test_bot_keeps_sqlite_off_the_event_loop(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every queue and preferences call the bot's own code makes runs in a worker thread, not
+    on the event loop's (the test's own polling of the queue is not counted)."""
+    import functools
+    import inspect
+    import threading
+
+    from upscaler_edge.bot.prefs import Prefs
+    from upscaler_edge.jobs import JobQueue
+
+    on_loop: list[str] = []
+    loop_thread = threading.get_ident()  # asyncio.run() runs the loop in this thread
+    watched = {
+        JobQueue: [n for n in vars(JobQueue) if not n.startswith("_") and n != "close"],
+        Prefs: [n for n in vars(Prefs) if not n.startswith("_") and n != "close"],
+    }
+
+    def watch(cls: type, name: str) -> None:
+        original = getattr(cls, name)
+
+        @functools.wraps(original)
+        def wrapper(self: Any, *args: Any, **kw: Any) -> Any:
+            frame = inspect.currentframe()
+            caller = frame.f_back.f_globals.get("__name__", "") if frame and frame.f_back else ""
+            if threading.get_ident() == loop_thread and caller.startswith("upscaler_edge.bot"):
+                on_loop.append(f"{cls.__name__}.{name} from {caller}")
+            return original(self, *args, **kw)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    for cls, names in watched.items():
+        for name in names:
+            watch(cls, name)
+    user = fake.user(OWNER)
+
+    async def main() -> None:
+        h = await start(tmp_path, fake, real_core)
+        for cmd in ("/help", "/models", "/model", "/status", "/cancel"):
+            await h.send(fake.text(user, cmd), user)
+        await h.send(fake.button_press(user, fake.messages_to(OWNER)[2].id, b"set:scale:2"), user)
+        photo = fake.photo(user, jpeg_bytes(40, 30), 40, 30)
+        await h.send(photo, user)
+        assert (await h.finished(photo)).state == DONE
+        h.service.detach()
+        queued = fake.document(user, png_bytes(), "q.png")
+        await h.send(queued, user)
+        await h.send(fake.text(user, "/status"), user)
+        await h.send(fake.text(user, "/cancel"), user)
+        h.service.attach(h.clients[-1])
+        assert (await h.finished(queued)).state == CANCELLED
+        await h.send(fake.document(user, b"", "empty.png", mime_type="image/png"), user)
+        await h.close()
+
+    run(main())
+    assert on_loop == []
+    assert len(fake.documents_to(OWNER)) == 1

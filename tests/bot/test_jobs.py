@@ -248,12 +248,15 @@ def test_old_database_is_migrated_and_keeps_working(tmp_path: Path) -> None:
     db, spool = tmp_path / "jobs.sqlite3", tmp_path / "spool"
     _old_database(db)
     with JobQueue(db, spool, max_attempts=3) as q:
-        columns = [r[1] for r in q._db.execute("PRAGMA table_info(jobs)")]
+        with sqlite3.connect(db) as raw:
+            columns = [r[1] for r in raw.execute("PRAGMA table_info(jobs)")]
+            indexes = {r[1] for r in raw.execute("PRAGMA index_list(jobs)")}
+            version = raw.execute("PRAGMA user_version").fetchone()[0]
         assert "request_message_id" in columns and "chat_address" in columns
         assert "params_json" in columns and "claim_number" in columns
         assert not {"message_id", "peer", "params", "served_seq"} & set(columns)
-        indexes = {r[1] for r in q._db.execute("PRAGMA index_list(jobs)")}
         assert "jobs_user_claim" in indexes and "jobs_user_served" not in indexes
+        assert version == SCHEMA_VERSION
 
         done = q.get(1)
         assert done is not None and done.state == DONE and done.request_message_id == 10
@@ -277,14 +280,14 @@ def test_old_database_is_migrated_and_keeps_working(tmp_path: Path) -> None:
         assert order == [4, 3, 5, 6]
         new, created = q.add(3, 30, 3, chat_address="user:3:33", params={"scale": 4})
         assert created and new.id > 6 and new.chat_address == "user:3:33"
-        assert q._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
     with JobQueue(db, spool) as q:  # opening a migrated file again changes nothing
         assert len(q.all_jobs()) == 7 and q.all_jobs()[-1].params == {"scale": 4}
 
 
 def test_new_database_has_the_current_version(queue: JobQueue) -> None:
-    assert queue._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    with sqlite3.connect(queue.db_path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:

@@ -137,3 +137,35 @@ def test_prefs(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         prefs.set(1, "colour", "red")
     prefs.close()
+
+
+def test_until_returns_on_completion_stop_or_timeout() -> None:
+    from upscaler_edge.bot.waiting import until
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        assert await until(asyncio.sleep(0), stop) is False  # completed
+        began = asyncio.get_running_loop().time()
+        assert await until(asyncio.sleep(10), stop, timeout=0.05) is False  # timed out
+        assert asyncio.get_running_loop().time() - began < 1
+
+        cancelled = []
+
+        async def long() -> None:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+
+        asyncio.get_running_loop().call_later(0.05, stop.set)
+        assert await until(long(), stop) is True  # stopped, and the wait was cancelled
+        await asyncio.sleep(0)
+        assert cancelled == [True]
+
+        async def broken() -> None:
+            raise ConnectionError("the link died")
+
+        assert await until(broken(), asyncio.Event()) is False  # its exception is dropped
+
+    asyncio.run(main())
