@@ -99,7 +99,7 @@ async def _through_bot(tmp: Path, n: int) -> float:
     from upscaler_edge.bot.app import Core
     from upscaler_edge.bot.captions import Catalog
     from upscaler_edge.imageio import probe
-    from upscaler_edge.models import list_models, model_names, resolve_model
+    from upscaler_edge.models import default_registry
     from upscaler_edge.pipeline import UpscaleResult
 
     def copy(src: Path, dst: Path, options: Any, **kw: Any) -> UpscaleResult:
@@ -118,8 +118,8 @@ async def _through_bot(tmp: Path, n: int) -> float:
     core = Core(
         upscale=copy,
         probe=probe,
-        resolve=resolve_model,
-        catalog=Catalog.from_specs(list_models(), model_names()),
+        resolve=default_registry().resolve,
+        catalog=Catalog.from_registry(default_registry()),
         device_name="copy",
     )
     users = list(range(301, 305))

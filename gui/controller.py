@@ -180,9 +180,10 @@ class MainController(QObject):
 
     def _load_models(self) -> None:
         try:
-            from upscaler_edge.models import list_models, model_names
+            from upscaler_edge.models import default_registry
 
-            entries = model_entries(list_models(), model_names())
+            registry = default_registry()
+            entries = model_entries(registry.specs(), registry.names())
         except Exception as exc:
             log.exception("cannot list models")
             self.window.status.showMessage(f"Cannot list models: {exc}", 0)

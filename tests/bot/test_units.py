@@ -169,3 +169,16 @@ def test_until_returns_on_completion_stop_or_timeout() -> None:
         assert await until(broken(), asyncio.Event()) is False  # its exception is dropped
 
     asyncio.run(main())
+
+
+def test_catalog_from_registry_offers_families() -> None:
+    from upscaler_edge.models import default_registry
+
+    registry = default_registry()
+    catalog = Catalog.from_registry(registry)
+    assert [f.name for f in catalog.families] == [f.name for f in registry.families()]
+    assert "realesr-animevideov3" in catalog.names and "realesrgan-x4plus" in catalog.names
+    assert catalog.kinds["fast"] == "realesr-animevideov3"  # the family, not its x2 member
+    choice = parse_caption("x2 fast", catalog)
+    assert choice == Choice("realesr-animevideov3", 2)
+    assert registry.resolve(choice.model, choice.scale).scale == 2  # the native x2 member

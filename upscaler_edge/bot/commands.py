@@ -70,8 +70,14 @@ async def cmd_cancel(ctx: BotContext, event: Any) -> None:
 async def cmd_models(ctx: BotContext, event: Any) -> None:
     mine = (await ctx.prefs.get(event.sender_id)).model or ctx.config.model
     lines = ["Models (write one in a caption or pick a default with /model):"]
-    for spec in ctx.catalog.specs:
-        mark = " (your default)" if spec.name == mine else ""
-        line = f"- {spec.name}: x{spec.scale}, {spec.kind}{mark}. {spec.description}"
+    for family in ctx.catalog.families:
+        if mine == family.name:
+            mark = " (your default)"
+        elif mine in family.members:
+            mark = f" (your default: {mine})"
+        else:
+            mark = ""
+        scales = "/".join(f"x{s}" for s in family.scales)
+        line = f"- {family.name}: {scales}, {family.kind}{mark}. {family.description}"
         lines.append(line.rstrip())
     await event.reply("\n".join(lines))

@@ -28,7 +28,7 @@ def _buttons(field: str, options: list[tuple[str, str]]) -> list[list[Any]]:
 
 async def cmd_model(ctx: BotContext, event: Any) -> None:
     current = (await ctx.prefs.get(event.sender_id)).model or ctx.config.model
-    options = [(s.name, s.name) for s in ctx.catalog.specs]
+    options = [(f.name, f.name) for f in ctx.catalog.families]
     await event.reply(f"Your default model: {current}. Choose:", buttons=_buttons("model", options))
 
 
@@ -58,7 +58,7 @@ async def on_button(ctx: BotContext, event: Any) -> None:
         return
     _, field, value = parts
     if field == "model":
-        if value not in {s.name for s in ctx.catalog.specs}:
+        if value not in ctx.catalog.names:  # a family, or a model (an older keyboard)
             await event.answer("That model is no longer available.", alert=True)
             return
         await ctx.prefs.set(event.sender_id, "model", value)

@@ -61,8 +61,6 @@ async def accept_image(ctx: BotContext, event: Any) -> None:
     fmt = choice.format or prefs.format or "png"
     try:
         spec = await asyncio.to_thread(ctx.resolve, model, scale)
-        if scale is not None and scale > spec.scale:
-            raise UpscalerError(f"{spec.name} goes up to x{spec.scale}, not x{scale}")
     except UpscalerError as exc:
         await event.reply(f"Sorry: {exc}")
         return

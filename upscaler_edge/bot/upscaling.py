@@ -44,8 +44,10 @@ class Core:
     """The core library functions the bot uses (swappable in tests).
 
     ``probe(path, max_pixels=...)`` -> (format, width, height) from the header, raising
-    ``InputError``/``ImageTooLargeError``; ``resolve(name, scale)`` -> the ``ModelSpec``, raising
-    ``UpscalerError``; ``device_name`` is shown until the first result names the real device.
+    ``InputError``/``ImageTooLargeError``; ``resolve(name, scale)`` -> the ``ModelSpec`` (a
+    family's member for that scale), raising ``UsageError``/``UnknownModelError`` (the
+    registry's rule: no scale above the model's); ``device_name`` is shown until the first
+    result names the real device.
     """
 
     upscale: Upscale
@@ -59,15 +61,16 @@ class Core:
     def load(cls, config: BotConfig) -> Core:
         """The real core: a supervised worker process, header probe, model registry."""
         from ..imageio import probe
-        from ..models import list_models, model_names, resolve_model
+        from ..models import default_registry
         from ..worker import Worker
 
         worker = Worker(timeout=config.job_timeout)
+        registry = default_registry()
         return cls(
             upscale=worker.run,
             probe=probe,
-            resolve=resolve_model,
-            catalog=Catalog.from_specs(list_models(), model_names()),
+            resolve=registry.resolve,
+            catalog=Catalog.from_registry(registry),
             # Naming the GPU here would load ncnn/Vulkan into the bot process, which only the
             # worker child may do; the runner learns the real name from the first result.
             device_name="CPU" if config.device == "cpu" else f"device '{config.device}'",
