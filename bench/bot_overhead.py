@@ -70,7 +70,7 @@ async def _overhead(tmp: Path, jobs: int) -> dict[str, float]:
         await h.finished(update)
     await h.close()
     core.close()
-    overhead = [t - u for t, u in zip(totals, inside, strict=False)]
+    overhead = [t - u for t, u in zip(totals, inside, strict=True)]
     return {
         "jobs": jobs,
         "total_median_ms": 1000 * statistics.median(totals),
@@ -100,20 +100,26 @@ async def _through_bot(tmp: Path, n: int) -> float:
     from upscaler_edge.bot.captions import Catalog
     from upscaler_edge.imageio import probe
     from upscaler_edge.models import default_registry
+    from upscaler_edge.pipeline import UpscaleResult
 
-    class Result:
-        def __init__(self, dst: Path) -> None:
-            self.dst, self.in_size, self.out_size, self.seconds = dst, (32, 24), (128, 96), 0.001
-
-    def copy(src: Path, dst: Path, options: Any, **kw: Any) -> Result:
+    def copy(src: Path, dst: Path, options: Any, **kw: Any) -> UpscaleResult:
         shutil.copyfile(src, dst)
-        return Result(dst)
+        return UpscaleResult(
+            src=src,
+            dst=dst,
+            in_size=(32, 24),
+            out_size=(128, 96),
+            model=options.model,
+            scale=4,
+            device="copy",
+            seconds=0.001,
+        )
 
     core = Core(
         upscale=copy,
         probe=probe,
-        resolve=lambda m, s: default_registry().resolve(m, s),
-        catalog=Catalog.from_specs(default_registry().specs(), default_registry().names()),
+        resolve=default_registry().resolve,
+        catalog=Catalog.from_registry(default_registry()),
         device_name="copy",
     )
     users = list(range(301, 305))
