@@ -20,7 +20,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any, Final, TextIO
+from typing import Any, TextIO
 
 from ..errors import ExitStatus
 from .config import (
@@ -38,8 +38,6 @@ __all__ = ["build_parser", "main"]
 
 log = logging.getLogger(__name__)
 
-# Not an ExitStatus member (yet): systemd's RestartPreventExitStatus in docs/BOT.md names it.
-EXIT_ALREADY_RUNNING: Final = 3
 
 TELETHON_MISSING = (
     'upscaler-edge --bot: Telethon is not installed; run: pip install "upscaler-edge[bot]"'
@@ -213,7 +211,7 @@ def main(
             lock.acquire()
         except AlreadyRunningError as exc:
             print(f"upscaler-edge --bot: {exc}", file=err)
-            return EXIT_ALREADY_RUNNING
+            return ExitStatus.ALREADY_RUNNING
         try:
             return asyncio.run(_serve(config, runner))
         except KeyboardInterrupt:  # a signal before the handlers were installed
