@@ -17,7 +17,7 @@ from pathlib import Path
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QImage
 
-__all__ = ["ITEM_ROLE", "ItemState", "QueueItem", "QueueModel", "format_size"]
+__all__ = ["ITEM_ROLE", "ItemState", "QueueItem", "QueueModel", "format_size", "scaled_size"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,11 @@ class ItemState(enum.Enum):
 def format_size(size: tuple[int, int] | None) -> str:
     """``(w, h)`` as ``"w×h"``; ``"?"`` when unknown."""
     return f"{size[0]}×{size[1]}" if size else "?"
+
+
+def scaled_size(size: tuple[int, int] | None, scale: int) -> tuple[int, int] | None:
+    """``size`` times ``scale`` (the predicted output size); None when unknown."""
+    return (size[0] * scale, size[1] * scale) if size else None
 
 
 @dataclass(frozen=True)
@@ -182,7 +187,7 @@ class QueueModel(QAbstractListModel):
 
     def add(self, paths: Iterable[Path]) -> list[int]:
         """Append one queued row per path; returns the new ids (duplicates of pending skipped)."""
-        new = []
+        new: list[QueueItem] = []
         for path in paths:
             if self.has_pending(path) or any(path == n.src for n in new):
                 log.info("already in the queue: %s", path)

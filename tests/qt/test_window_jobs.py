@@ -33,7 +33,7 @@ def test_drop_two_images_upscales_them_4x(qtbot, make_window, images):
 
     run_queue(qtbot, controller)
 
-    for item, src in zip(controller.model, images):
+    for item, src in zip(controller.model, images, strict=True):
         assert item.state is ItemState.DONE, item.state_text()
         assert item.dst == src.with_name(f"{src.stem}_x4.png")
         assert item.dst.is_file()
@@ -252,5 +252,5 @@ def test_closing_the_window_mid_job_cancels_and_cleans_up(qtbot, make_window, sl
     started = time.monotonic()
     window.close()  # saves settings, cancels, stops the worker thread and process
     assert time.monotonic() - started < 15
-    assert not any(host.thread.isRunning() for host in controller._runners.values())
+    assert not any(host.is_busy() for host in controller.runs.hosts())
     assert sorted(p.name for p in slow_image.parent.iterdir()) == ["slow.png"]

@@ -7,10 +7,11 @@ from pathlib import Path
 from PySide6.QtCore import QMimeData, QSettings, QSize, QUrl
 from PySide6.QtGui import QColor, QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog
-from upscaler_edge_gui.controller import model_entries, output_path_for
+from upscaler_edge_gui.devices import DeviceProbe, auto_choice, parse_devices
+from upscaler_edge_gui.model_choice import model_entries
+from upscaler_edge_gui.outputs import output_path_for
 from upscaler_edge_gui.queue_model import ItemState
 from upscaler_edge_gui.settings import GuiSettings, load_settings, save_settings
-from upscaler_edge_gui.workers import DeviceProbe, auto_choice, parse_devices
 
 
 def test_settings_round_trip(qtbot, make_window, settings_file, tmp_path):
@@ -229,7 +230,7 @@ def test_failed_item_shows_its_reason_in_the_compare_pane(qtbot, make_window, im
     controller.model.update(item_id, state=ItemState.FAILED, error="the file is truncated")
     controller.select(item_id)
     assert not window.compare.has_images()
-    assert window.compare._message == "Failed: the file is truncated"
+    assert window.compare.message() == "Failed: the file is truncated"
     assert not window.open_result_button.isEnabled()
 
 
