@@ -60,6 +60,31 @@ def test_settings_round_trip(qtbot, make_window, settings_file, tmp_path):
         assert again.size() != QSize(1440, 900) and again.width() < 1200
 
 
+def test_window_state_and_splitter_are_restored(qtbot, make_window, settings_file, monkeypatch):
+    from upscaler_edge_gui.main_window import MainWindow
+
+    window, _controller = make_window()
+    window.splitter.setSizes([520, 700])
+    sizes = window.splitter.sizes()
+    window.close()  # saves on close
+    stored = load_settings(QSettings(str(settings_file), QSettings.Format.IniFormat))
+    assert not stored.window_state.isEmpty() and not stored.splitter.isEmpty()
+
+    restored: list[bytes] = []
+    real = MainWindow.restoreState
+
+    def restore_state(self, state, version=0):
+        restored.append(bytes(state.data()))
+        return real(self, state, version)
+
+    monkeypatch.setattr(MainWindow, "restoreState", restore_state)
+    again, _ = make_window(QSettings(str(settings_file), QSettings.Format.IniFormat))
+    assert restored == [bytes(stored.window_state.data())]
+    screen = again.screen().availableGeometry()
+    if screen.width() >= 1500 and screen.height() >= 950:  # else Qt shrinks the window to fit
+        assert again.splitter.sizes() == sizes
+
+
 def test_bad_stored_settings_fall_back_to_defaults(tmp_path):
     qs = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
     for key, value in (("scale", 7), ("format", "tiff"), ("quality", 900), ("advanced/tile", 5)):
