@@ -65,12 +65,12 @@ async def _overhead(tmp: Path, jobs: int) -> dict[str, float]:
         before = len(fake.documents_to(OWNER))
         began = time.perf_counter()
         await h.send(update, user)
-        await wait_for(lambda: len(fake.documents_to(OWNER)) > before, 60, "a result")
+        await wait_for(lambda n=before: len(fake.documents_to(OWNER)) > n, 60, "a result")
         totals.append(time.perf_counter() - began)
         await h.finished(update)
     await h.close()
     core.close()
-    overhead = [t - u for t, u in zip(totals, inside)]
+    overhead = [t - u for t, u in zip(totals, inside, strict=False)]
     return {
         "jobs": jobs,
         "total_median_ms": 1000 * statistics.median(totals),
@@ -99,7 +99,7 @@ async def _through_bot(tmp: Path, n: int) -> float:
     from upscaler_edge.bot.app import Core
     from upscaler_edge.bot.captions import Catalog
     from upscaler_edge.imageio import probe
-    from upscaler_edge.models import list_models, model_names, resolve_model
+    from upscaler_edge.models import default_registry
 
     class Result:
         def __init__(self, dst: Path) -> None:
@@ -112,8 +112,8 @@ async def _through_bot(tmp: Path, n: int) -> float:
     core = Core(
         upscale=copy,
         probe=probe,
-        resolve=lambda m, s: resolve_model(m, s),
-        catalog=Catalog.from_specs(list_models(), model_names()),
+        resolve=lambda m, s: default_registry().resolve(m, s),
+        catalog=Catalog.from_specs(default_registry().specs(), default_registry().names()),
         device_name="copy",
     )
     users = list(range(301, 305))

@@ -18,9 +18,9 @@ CHILD = r"""
 import json, resource, sys
 import numpy as np
 from upscaler_edge.engine import Engine, pick_device
-from upscaler_edge.models import resolve_model
+from upscaler_edge.models import default_registry
 name, side = sys.argv[1], int(sys.argv[2])
-eng = Engine(resolve_model(name), pick_device("cpu"))
+eng = Engine(default_registry().resolve(name), pick_device("cpu"))
 x = np.random.default_rng(0).random((3, side, side), dtype=np.float32)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 for _ in range(3):

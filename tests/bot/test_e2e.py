@@ -285,13 +285,18 @@ def test_worker_abort_then_next_job_succeeds(
     tmp_path: Path, fake: FakeTelegram, real_core: Core
 ) -> None:
     user = fake.user(OWNER)
+    from worker_faults import faulty_child
+
     from upscaler_edge.worker import Worker
 
-    worker = Worker(timeout=60)
+    worker = Worker(timeout=60, child_entry=faulty_child)
 
     def upscale(src: Path, dst: Path, options: Any, **kw: Any) -> Any:
-        fault = "abort" if (src.parent / ".crash").exists() else None
-        return worker.run(src, dst, options, _fault=fault, **kw)
+        if (src.parent / ".crash").exists():
+            (src.parent / ".fault-abort").touch()
+        else:
+            (src.parent / ".fault-abort").unlink(missing_ok=True)
+        return worker.run(src, dst, options, **kw)
 
     core = Core(
         upscale=upscale,

@@ -253,14 +253,22 @@ def test_cancel_all_clears_the_rest(qtbot, make_window, slow_image, images):
 
 
 def test_worker_crash_fails_the_item_not_the_window(qtbot, make_window, images):
+    from worker_faults import faulty_child
+
     class CrashOnce(Worker):
         crashed = False
 
-        def run(self, *args, **kwargs):  # type: ignore[override]
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, child_entry=faulty_child, **kwargs)
+
+        def run(self, src, *args, **kwargs):  # type: ignore[override]
+            marker = Path(src).parent / ".fault-abort"
             if not CrashOnce.crashed:
                 CrashOnce.crashed = True
-                kwargs["_fault"] = "abort"
-            return super().run(*args, **kwargs)
+                marker.touch()
+            else:
+                marker.unlink(missing_ok=True)
+            return super().run(src, *args, **kwargs)
 
     window, controller = make_window(worker_factory=CrashOnce)
     drop_paths(window.drop_zone, images)

@@ -172,24 +172,29 @@ def test_model_picker_lists_families_with_descriptions(qtbot, make_window):
     assert all(b.isEnabled() for b in window.panel.scale_buttons.values())
 
 
-def test_model_entries_collapse_variants_and_cap_scales():
-    from dataclasses import dataclass
+def test_model_entries_are_the_registrys_families_with_their_largest_scale():
+    from upscaler_edge.models import ModelFamily
 
-    @dataclass
-    class Spec:
-        name: str
-        scale: int
-        description: str
+    def family(name: str, scales: tuple[int, ...], description: str) -> ModelFamily:
+        return ModelFamily(
+            name=name,
+            scales=scales,
+            default_scale=scales[-1],
+            denoise=(),
+            default_denoise=None,
+            description=description,
+            kind="custom",
+            members=(name,),
+        )
 
-    specs = [
-        Spec("photo", 4, "Photos"),
-        Spec("fast-x2", 2, "Fast, x2 (tiny)"),
-        Spec("fast-x3", 3, "Fast, x3 (tiny)"),
-        Spec("mine-x2", 2, "User model"),
+    families = [
+        family("photo", (4,), "Photos"),
+        family("fast", (2, 3), "Fast (tiny), x2/x3"),
+        family("mine-x2", (2,), "User model"),
     ]
-    entries = model_entries(specs, ["photo", "fast-x2", "fast-x3", "mine-x2", "fast"])
+    entries = model_entries(families)
     assert [(e.name, e.max_scale) for e in entries] == [("photo", 4), ("fast", 3), ("mine-x2", 2)]
-    assert entries[1].description == "Fast (tiny) — ×2/×3"
+    assert entries[1].description == "Fast (tiny), x2/x3"
 
 
 def test_scale_buttons_follow_the_models_largest_scale(qtbot, make_window):

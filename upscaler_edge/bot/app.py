@@ -53,15 +53,16 @@ class Core:
     def load(cls, config: BotConfig) -> Core:
         """The real core: a supervised worker process, header probe, model registry."""
         from ..imageio import probe
-        from ..models import list_models, model_names, resolve_model
+        from ..models import default_registry
         from ..worker import Worker
 
         worker = Worker(timeout=config.job_timeout)
+        registry = default_registry()
         return cls(
             upscale=worker.run,
             probe=probe,
-            resolve=lambda name, scale: resolve_model(name, scale),
-            catalog=Catalog.from_specs(list_models(), model_names()),
+            resolve=lambda name, scale: registry.resolve(name, scale),
+            catalog=Catalog.from_specs(registry.specs(), registry.names()),
             # Naming the GPU here would load ncnn/Vulkan into the bot process, which only the
             # worker child may do; the runner learns the real name from the first result.
             device_name="CPU" if config.device == "cpu" else f"device '{config.device}'",

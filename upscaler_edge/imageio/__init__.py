@@ -10,17 +10,27 @@ from __future__ import annotations
 
 from .atomic import leftovers, remove_leftovers
 from .decode import SUPPORTED_INPUTS, probe, read_picture
-from .encode import OUTPUT_FORMATS, encode_picture, write_picture
+from .encode import (
+    FORMAT_SUFFIX,
+    OUTPUT_FORMATS,
+    check_output_format,
+    encode_picture,
+    format_from_suffix,
+    write_picture,
+)
 from .picture import DEFAULT_MAX_PIXELS, Frame, Picture, Source
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "FORMAT_SUFFIX",
     "OUTPUT_FORMATS",
     "SUPPORTED_INPUTS",
     "Frame",
     "Picture",
     "Source",
+    "check_output_format",
     "encode_picture",
+    "format_from_suffix",
     "leftovers",
     "probe",
     "read_picture",

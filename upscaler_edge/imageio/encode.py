@@ -17,7 +17,14 @@ from .metadata import icc_for
 from .picture import Picture, detail
 from .png import encode_png, stack
 
-__all__ = ["OUTPUT_FORMATS", "encode_picture", "write_picture"]
+__all__ = [
+    "FORMAT_SUFFIX",
+    "OUTPUT_FORMATS",
+    "check_output_format",
+    "encode_picture",
+    "format_from_suffix",
+    "write_picture",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +179,7 @@ def _save_animation(pic: Picture, target: str, quality: int, buf: io.BytesIO) ->
     for frame in pic.frames:
         arr = stack(frame, False, eight_bit=True)
         if alpha and arr.shape[2] == 3:
-            arr = np.concatenate([arr, np.full(arr.shape[:2] + (1,), 255, np.uint8)], axis=2)
+            arr = np.concatenate([arr, np.full((*arr.shape[:2], 1), 255, np.uint8)], axis=2)
         images.append(_to_pil(arr))
     options = _save_options(pic, target, quality, images[0].mode)
     options.pop("dpi", None)
@@ -184,3 +191,20 @@ def _save_animation(pic: Picture, target: str, quality: int, buf: io.BytesIO) ->
     if pic.loop is not None:
         options["loop"] = pic.loop
     images[0].save(buf, _PIL_FORMAT[target], **options)
+
+
+# The output-format table the CLI checks before any work (format names, suffixes).
+FORMAT_SUFFIX: dict[str, str] = dict(_FORMAT_SUFFIX)
+
+
+def format_from_suffix(path: str | os.PathLike[str]) -> str | None:
+    """The output format a path's suffix names ("jpg" for .jpeg), None for other suffixes."""
+    return _SUFFIX_FORMATS.get(Path(os.fspath(path)).suffix.lower())
+
+
+def check_output_format(fmt: str) -> str:
+    """The canonical name of an output format; UsageError naming the supported ones."""
+    found = _FORMAT_ALIASES.get(str(fmt).lower().lstrip("."))
+    if found is None:
+        raise UsageError(f"unknown output format {fmt!r}: use one of {', '.join(OUTPUT_FORMATS)}")
+    return found
