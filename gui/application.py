@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QColor, QIcon, QPainter, QPainterPath, QPixmap
@@ -66,17 +67,19 @@ def application() -> QApplication:
     return app
 
 
-def _report_uncaught_in(window: MainWindow) -> Callable[..., object]:
+def _report_uncaught_in(
+    window: MainWindow,
+) -> Callable[[type[BaseException], BaseException, TracebackType | None], object]:
     """A bug in a slot is logged with its traceback and shown in the status bar; the window
     stays up (Qt would otherwise only print it to a console the user may not have).
     Returns the hook it replaced."""
     previous = sys.excepthook
 
-    def hook(kind: type[BaseException], exc: BaseException, tb: object) -> None:
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         if issubclass(kind, KeyboardInterrupt):
-            previous(kind, exc, tb)  # type: ignore[arg-type]
+            previous(kind, exc, tb)
             return
-        log.error("unexpected error", exc_info=(kind, exc, tb))  # type: ignore[arg-type]
+        log.error("unexpected error", exc_info=(kind, exc, tb))
         with contextlib.suppress(RuntimeError):  # the window is already gone
             window.show_status(f"Unexpected error: {exc} (details in the log)")
 

@@ -13,8 +13,16 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QImage
 
 __all__ = ["ITEM_ROLE", "ItemState", "QueueItem", "QueueModel", "format_size", "scaled_size"]
@@ -116,8 +124,8 @@ class QueueModel(QAbstractListModel):
     item_changed = Signal(int)
     counts_changed = Signal()
 
-    def __init__(self, parent: object | None = None) -> None:
-        super().__init__(parent)  # type: ignore[arg-type]
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
         self._items: list[QueueItem] = []
         self._ids = itertools.count(1)
 
@@ -202,13 +210,13 @@ class QueueModel(QAbstractListModel):
         self.counts_changed.emit()
         return [i.id for i in new]
 
-    def update(self, item_id: int, **changes: object) -> QueueItem | None:
+    def update(self, item_id: int, **changes: Any) -> QueueItem | None:
         """Replace fields of one item (see :class:`QueueItem`); None when it is gone."""
         row = self.row_of(item_id)
         if row < 0:
             return None
         old = self._items[row]
-        new = replace(old, **changes)  # type: ignore[arg-type]
+        new = replace(old, **changes)
         self._items[row] = new
         index = self.index(row)
         self.dataChanged.emit(index, index)
