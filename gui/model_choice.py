@@ -17,7 +17,7 @@ from .panels import ModelEntry
 if TYPE_CHECKING:
     from upscaler_edge.models import ModelFamily
 
-__all__ = ["FALLBACK_MODEL", "load_model_entries", "model_entries"]
+__all__ = ["FALLBACK_MODEL", "KIND_ORDER", "load_model_entries", "model_entries"]
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,18 @@ log = logging.getLogger(__name__)
 FALLBACK_MODEL = ModelEntry("realesrgan-x4plus", "realesrgan-x4plus", "", 4)
 
 
+#: Picker order by purpose: photos first (the default model), user models last.
+KIND_ORDER = ("photo", "anime", "fast", "custom")
+
+
+def _kind_rank(family: ModelFamily) -> int:
+    return KIND_ORDER.index(family.kind) if family.kind in KIND_ORDER else len(KIND_ORDER) - 1
+
+
 def model_entries(families: Iterable[ModelFamily]) -> list[ModelEntry]:
-    """Picker rows, in the registry's order (the manifest's, then user models)."""
-    return [ModelEntry(f.name, f.name, f.description, max(f.scales)) for f in families]
+    """Picker rows grouped by kind (:data:`KIND_ORDER`), the registry's order within a kind."""
+    ordered = sorted(families, key=_kind_rank)
+    return [ModelEntry(f.name, f.name, f.description, max(f.scales)) for f in ordered]
 
 
 def load_model_entries() -> tuple[list[ModelEntry], str | None]:

@@ -175,7 +175,9 @@ def test_model_picker_lists_families_with_descriptions(qtbot, make_window):
 def test_model_entries_are_the_registrys_families_with_their_largest_scale():
     from upscaler_edge.models import ModelFamily
 
-    def family(name: str, scales: tuple[int, ...], description: str) -> ModelFamily:
+    def family(
+        name: str, scales: tuple[int, ...], description: str, kind: str = "custom"
+    ) -> ModelFamily:
         return ModelFamily(
             name=name,
             scales=scales,
@@ -183,18 +185,18 @@ def test_model_entries_are_the_registrys_families_with_their_largest_scale():
             denoise=(),
             default_denoise=None,
             description=description,
-            kind="custom",
+            kind=kind,
             members=(name,),
         )
 
-    families = [
-        family("photo", (4,), "Photos"),
-        family("fast", (2, 3), "Fast (tiny), x2/x3"),
+    families = [  # the registry lists families before single models
+        family("fast", (2, 3), "Fast (tiny), x2/x3", "fast"),
+        family("photo", (4,), "Photos", "photo"),
         family("mine-x2", (2,), "User model"),
     ]
     entries = model_entries(families)
     assert [(e.name, e.max_scale) for e in entries] == [("photo", 4), ("fast", 3), ("mine-x2", 2)]
-    assert entries[1].description == "Fast (tiny), x2/x3"
+    assert entries[1].description == "Fast (tiny), x2/x3"  # photos first, user models last
 
 
 def test_scale_buttons_follow_the_models_largest_scale(qtbot, make_window):
