@@ -79,14 +79,6 @@ class QueueController(QObject):
         """Ids of the selected rows, in list order."""
         return [self._model.item_at(r).id for r in self._window.queue_view.selected_rows()]
 
-    def select(self, item_id: int) -> bool:
-        """Make ``item_id`` the current row; False when it is not in the queue."""
-        row = self._model.row_of(item_id)
-        if row < 0:
-            return False
-        self._window.queue_view.select_row(row)
-        return True
-
     def requeue_selected(self) -> list[int]:
         """Queue the selected finished items again (done ones run again with the current
         settings, into a new file unless overwriting is on); returns their ids."""
