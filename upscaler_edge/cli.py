@@ -247,7 +247,7 @@ def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
         except ImportError as exc:
             stderr.write(
                 f"{PROG}: the Telegram bot needs the bot extra: "
-                f"pip install 'upscaler-edge[bot]' ({exc})\n"
+                f'pip install "upscaler-edge[bot]" ({exc})\n'
             )
             return ExitStatus.USAGE
         return bot_main(rest)
@@ -257,7 +257,7 @@ def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
             import PySide6  # noqa: F401
         except ImportError:
             stderr.write(
-                f"{PROG}: the desktop window needs PySide6: pip install 'upscaler-edge[gui]'\n"
+                f'{PROG}: the desktop window needs PySide6: pip install "upscaler-edge[gui]"\n'
             )
             return ExitStatus.USAGE
         from upscaler_edge_gui.app import main as gui_main
