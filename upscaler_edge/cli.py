@@ -70,7 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="tile size in input pixels, >= 32; 0 = auto (default)",
     )
     p.add_argument(
-        "-d", "--device", default="auto", help="auto (default), cpu, or a Vulkan GPU index"
+        "-d",
+        "--device",
+        default="auto",
+        help="auto (default), cpu (OpenVINO if installed, else ncnn), cpu-ncnn, cpu-openvino, "
+        "openvino-gpu, openvino-npu, or a Vulkan GPU index (see --list-devices)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="OpenVINO's precision: auto (default: bf16 on CPUs with AMX/AVX512-BF16 for "
+        "models where it was measured to keep quality), fp32 or bf16",
     )
     p.add_argument(
         "-f",
@@ -232,11 +243,14 @@ def _print_devices(out: TextIO) -> None:
     from .engine import list_devices, pick_device
 
     auto = pick_device("auto")
-    for d in list_devices():
-        idx = "cpu" if d.index < 0 else str(d.index)
+    for d in list_devices(backends=True):
         mark = "  <- auto" if d == auto else ""
         extra = f", {d.heap_budget_mb} MB heap" if d.is_gpu else ""
-        out.write(f"{idx:>4}  {d.name} ({d.kind}{extra}){mark}\n")
+        if d.backend == "best":
+            extra += ", OpenVINO where the model converts, else ncnn"
+        elif not d.is_gpu:
+            extra += ", ncnn" if d.backend == "ncnn" else ""
+        out.write(f"{d.option:>12}  {d.name} ({d.kind}{extra}){mark}\n")
 
 
 def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
@@ -321,6 +335,7 @@ def _options(args: argparse.Namespace, fmt: str | None) -> Options:
         all_frames=args.all_frames,
         overwrite=args.overwrite,
         max_pixels=max(1, int(args.max_megapixels * 1_000_000)),
+        precision=args.precision,
     )
 
 

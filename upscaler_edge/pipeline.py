@@ -22,12 +22,13 @@ import numpy as np
 from PIL import Image
 
 from . import imageio
-from .engine import DeviceInfo, Engine, TileFault, pick_device
+from .engine import DeviceInfo, TileEngine, TileFault, pick_device
 from .errors import Cancelled, DeviceError, ImageTooLargeError, OutputError, UpscalerError
 from .imageio import Frame, Picture
 from .models import ModelSpec, Registry, default_registry, verify_model
 from .naming import output_name
 from .options import Options
+from .ov_engine import open_engine
 from .tiling import MIN_TILE, Tile, auto_tiles, plan_tiles, split_tile
 
 __all__ = [
@@ -71,6 +72,7 @@ class Plan:
     spec: ModelSpec
     device: DeviceInfo
     scale: int
+    precision: str = "auto"
 
 
 def default_output_path(src: Path, scale: int, fmt: str | None = None) -> Path:
@@ -126,16 +128,19 @@ class Upscaler:
     def __init__(self, options: Options | None = None, registry: Registry | None = None) -> None:
         self.options = options or Options()
         self._registry = registry
-        self._engines: dict[tuple[str, int, bool], Engine] = {}
+        self._engines: dict[tuple[str, DeviceInfo, bool, str], TileEngine] = {}
 
     # -- engines --------------------------------------------------------------------------
-    def engine_for(self, spec: ModelSpec, dev: DeviceInfo, *, precise: bool = False) -> Engine:
-        """The loaded engine for (model, device); ``precise`` = fp32 on a GPU."""
-        key = (spec.name, dev.index, precise and dev.is_gpu)
+    def engine_for(
+        self, spec: ModelSpec, dev: DeviceInfo, *, precise: bool = False, precision: str = "auto"
+    ) -> TileEngine:
+        """The loaded engine for (model, device): ncnn's, or OpenVINO's for OpenVINO devices
+        and the CPU where it can (``ov_engine.open_engine``); ``precise`` = fp32 on a GPU."""
+        key = (spec.name, dev, precise and dev.is_gpu, precision)
         eng = self._engines.get(key)
         if eng is None:
             verify_model(spec)
-            eng = Engine(spec, dev, precise=precise)
+            eng = open_engine(spec, dev, precise=precise, precision=precision)
             self._engines[key] = eng
         return eng
 
@@ -151,7 +156,7 @@ class Upscaler:
         self.close()
 
     # -- one tile, with the fallbacks ------------------------------------------------------
-    def _infer(self, eng: Engine, x: np.ndarray, tta: bool) -> np.ndarray:
+    def _infer(self, eng: TileEngine, x: np.ndarray, tta: bool) -> np.ndarray:
         if not tta:
             y = eng.infer(x)
         else:
@@ -173,7 +178,7 @@ class Upscaler:
         out: np.ndarray,
         t: Tile,
         spec: ModelSpec,
-        eng: Engine,
+        eng: TileEngine,
         tta: bool,
         maxval: float,
     ) -> None:
@@ -191,7 +196,7 @@ class Upscaler:
         out: np.ndarray,
         t: Tile,
         spec: ModelSpec,
-        eng: Engine,
+        eng: TileEngine,
         tta: bool,
         maxval: float,
         fault: TileFault,
@@ -225,7 +230,7 @@ class Upscaler:
         self,
         src: np.ndarray,
         spec: ModelSpec,
-        eng: Engine,
+        eng: TileEngine,
         tiles: list[Tile],
         tta: bool,
         job: _Job,
@@ -275,7 +280,7 @@ class Upscaler:
         opts = options or self.options
         registry = self._registry or default_registry(tuple(opts.models_dirs))
         spec = registry.resolve(opts.model, opts.scale)
-        return Plan(spec, pick_device(opts.device), opts.scale or spec.scale)
+        return Plan(spec, pick_device(opts.device), opts.scale or spec.scale, opts.precision)
 
     def tiles(self, width: int, height: int, plan: Plan, options: Options) -> list[Tile]:
         """The tiles of a ``width`` x ``height`` input: the user's tile size, exactly, or
@@ -307,7 +312,7 @@ class Upscaler:
         plan = plan or self.prepare(opts)
         spec, target = plan.spec, plan.scale
         tiles = self.tiles(pic.width, pic.height, plan, opts)
-        eng = self.engine_for(spec, plan.device)
+        eng = self.engine_for(spec, plan.device, precision=plan.precision)
         alpha_runs = [
             f.alpha is not None and opts.alpha == "model" and not _is_constant(f.alpha)
             for f in pic.frames
