@@ -443,11 +443,16 @@ def _crop(b: _Builder, layer: NcnnLayer, w: _Weights, ins: list[str], out: str) 
         starts = [int(v) for v in layer.get(9, [])]
         ends = [int(v) for v in layer.get(10, [])]
         axes = [int(v) for v in layer.get(11, list(range(len(starts))))]
-        ends = [big if e == 0 and s >= 0 else e for s, e in zip(starts, ends, strict=True)]
+        ends = [big if e == -233 else e for e in ends]  # -233: to the end
         onnx_axes = [_onnx_axis(a) for a in axes]
+    elif len(ins) == 2:  # crop to the size of the second blob, from the offsets given
+        offsets = b.const("starts", np.array([layer.get(k, 0) for k in (2, 1, 0)], np.int64))
+        size = b.node("Shape", [ins[1]], b.fresh(f"{layer.name}_size"), start=1)
+        stop = b.node("Add", [offsets, size], b.fresh(f"{layer.name}_ends"))
+        axes = b.const("axes", np.array([1, 2, 3], np.int64))
+        b.node("Slice", [ins[0], offsets, stop, axes], out)
+        return
     else:
-        if len(ins) != 1:
-            raise UnsupportedModelError(f"layer {layer.name}: Crop to another blob's size")
         starts, ends, onnx_axes = [], [], []
         for axis, off, size, off2 in ((1, 2, 5, 8), (2, 1, 4, 7), (3, 0, 3, 6)):
             o, n, o2 = int(layer.get(off, 0)), int(layer.get(size, 0)), int(layer.get(off2, 0))
@@ -461,6 +466,25 @@ def _crop(b: _Builder, layer: NcnnLayer, w: _Weights, ins: list[str], out: str) 
     arrays = [np.array(v, np.int64) for v in (starts, ends, onnx_axes)]
     names = [b.const(h, a) for h, a in zip(("starts", "ends", "axes"), arrays, strict=True)]
     b.node("Slice", [ins[0], *names], out)
+
+
+def _inner_product(b: _Builder, layer: NcnnLayer, w: _Weights, ins: list[str], out: str) -> None:
+    # ncnn flattens its input (c, h, w) and gives a 1-D blob; here a 1-D blob of n values is
+    # (1, n, 1, 1), which broadcasts against (1, n, h, w) as ncnn's per-channel rule does
+    if layer.get(8, 0):
+        raise UnsupportedModelError(f"layer {layer.name}: int8 inner product is not supported")
+    n_out, size = int(layer.get(0)), int(layer.get(2))
+    weight = w.tagged(size, f"layer {layer.name}").reshape(n_out, size // n_out)
+    flat = b.node("Flatten", [ins[0]], b.fresh(layer.name), axis=1)
+    inputs = [flat, b.const(f"{layer.name}_w", weight)]
+    if layer.get(1, 0):
+        inputs.append(b.const(f"{layer.name}_b", w.raw(n_out)))
+    y = b.node("Gemm", inputs, b.fresh(layer.name), transB=1)
+    shape = b.const("shape", np.array([1, n_out, 1, 1], np.int64))
+    act = layer.get(9, 0)
+    z = b.node("Reshape", [y, shape], b.fresh(layer.name) if act else out)
+    if act:
+        _activation(b, layer, z, out)
 
 
 def _padding(b: _Builder, layer: NcnnLayer, w: _Weights, ins: list[str], out: str) -> None:
@@ -510,6 +534,7 @@ _CONVERTERS: dict[str, _Conv] = {
     "Crop": _crop,
     "Padding": _padding,
     "Scale": _scale,
+    "InnerProduct": _inner_product,
     "Dropout": _unary("Identity"),
     "Noop": _unary("Identity"),
 }

@@ -59,9 +59,16 @@ class Bf16Verdict:
         return self.psnr_db >= MIN_BF16_PSNR_DB and self.max_diff <= MAX_BF16_PIXEL_DIFF
 
 
-#: bf16 vs fp32 per model (bench/openvino.py; astronaut, coffee and chelsea crops).
-#: A model missing here (a user model) runs fp32 under "auto".
-BF16_VERDICTS: dict[str, Bf16Verdict] = {}
+#: bf16 vs fp32 per model: the worst of 128x128 crops of astronaut, coffee and chelsea
+#: (``python bench/openvino.py --only verdicts``; OpenVINO 2026.4.1, Xeon with AMX). A model
+#: missing here (a user model, a family added later) runs fp32 under "auto".
+BF16_VERDICTS: dict[str, Bf16Verdict] = {
+    "realesrgan-x4plus": Bf16Verdict(50.4, 7, "2026-11-27"),  # fp32: 7 steps on chelsea
+    "realesrgan-x4plus-anime": Bf16Verdict(53.8, 5, "2026-11-27"),  # fp32
+    "realesr-animevideov3-x2": Bf16Verdict(54.0, 3, "2026-11-27"),
+    "realesr-animevideov3-x3": Bf16Verdict(53.8, 3, "2026-11-27"),
+    "realesr-animevideov3-x4": Bf16Verdict(53.9, 4, "2026-11-27"),
+}
 
 
 @functools.cache
