@@ -33,7 +33,10 @@ from upscaler_edge.imageio import (
 )
 from upscaler_edge.naming import IMAGE_SUFFIXES
 
-SUPPORTED_LINE = "not a supported image (png, jpeg, webp, bmp, tiff, gif, avif, heic)"
+SUPPORTED_LINE = (
+    "not a supported image "
+    "(png, jpeg, webp, bmp, tiff, gif, avif, heic, tga, dds, pnm, qoi, ico, jpeg2000, psd)"
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,20 +168,52 @@ def no_temp_files(folder: Path) -> bool:
 
 
 def test_public_constants() -> None:
-    assert SUPPORTED_INPUTS == ("png", "jpeg", "webp", "bmp", "tiff", "gif", "avif", "heic")
+    assert SUPPORTED_INPUTS == (
+        "png",
+        "jpeg",
+        "webp",
+        "bmp",
+        "tiff",
+        "gif",
+        "avif",
+        "heic",
+        "tga",
+        "dds",
+        "pnm",
+        "qoi",
+        "ico",
+        "jpeg2000",
+        "psd",
+    )
     assert {
         ".png",
+        ".apng",
         ".jpg",
         ".jpeg",
+        ".jpe",
         ".jfif",
+        ".mpo",
         ".webp",
         ".bmp",
         ".tif",
         ".tiff",
         ".gif",
         ".avif",
+        ".avifs",
         ".heic",
         ".heif",
+        ".tga",
+        ".dds",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".qoi",
+        ".ico",
+        ".jp2",
+        ".j2k",
+        ".jpx",
+        ".psd",
     } == set(IMAGE_SUFFIXES)
 
 
@@ -270,7 +305,7 @@ def test_truncated_jpeg(tmp_path: Path) -> None:
 
 def test_truncated_png() -> None:
     data = png_bytes(Image.fromarray(gradient(32, 32)))
-    with pytest.raises(errors.InputError, match="truncated|damaged"):
+    with pytest.raises(errors.InputError, match=r"truncated|damaged"):
         read_picture(data[:-40])
 
 
@@ -294,19 +329,66 @@ def test_own_cap_is_configurable() -> None:
     assert read_picture(data, max_pixels=200).width == 20
 
 
-def test_pillow_bomb_warning_becomes_error() -> None:
+def test_our_cap_is_the_only_limit_above_pillows() -> None:
+    """--max-megapixels above Pillow's 89.5 MP bomb limit: only our cap counts."""
     limit = Image.MAX_IMAGE_PIXELS
-    data = bmp_header_only(10000, 10000)  # 100 MP: over Pillow's 89.5 MP warning level
-    with pytest.raises(errors.ImageTooLargeError, match="decompression-bomb limit"):
-        probe(data, max_pixels=10**10)
-    with pytest.raises(errors.ImageTooLargeError, match=r"100\.0 MP, over the 50\.0 MP limit"):
-        read_picture(data)
+    header = png_header_only(10000, 10000)  # claims 100 MP, holds no pixels
+    assert probe(header, max_pixels=120_000_000) == ("PNG", 10000, 10000)
+    with pytest.raises(errors.InputError) as info:
+        read_picture(header, max_pixels=120_000_000)
+    assert not isinstance(info.value, errors.ImageTooLargeError)
+    assert "bomb" not in str(info.value) and "limit" not in str(info.value)
+    assert "truncated" in str(info.value) or "damaged" in str(info.value)
+    # over twice Pillow's limit, where Pillow itself raises instead of warning
+    assert probe(bmp_header_only(20000, 20000), max_pixels=500_000_000) == ("BMP", 20000, 20000)
+    with pytest.raises(errors.ImageTooLargeError, match=r"400\.0 MP, over the 399\.0 MP limit"):
+        probe(bmp_header_only(20000, 20000), max_pixels=399_000_000)
     assert limit == Image.MAX_IMAGE_PIXELS
 
 
-def test_pillow_bomb_error_becomes_error() -> None:
-    with pytest.raises(errors.ImageTooLargeError, match="400.0 MP"):
-        read_picture(bmp_header_only(20000, 20000), max_pixels=10**10)
+def test_default_cap_still_refuses_before_pillow() -> None:
+    with pytest.raises(errors.ImageTooLargeError, match=r"100\.0 MP, over the 50\.0 MP limit"):
+        read_picture(bmp_header_only(10000, 10000))
+
+
+def test_pillow_bomb_check_unchanged_outside_our_calls() -> None:
+    read_picture(png_bytes(Image.new("RGB", (3, 3))), max_pixels=10**12)
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(bmp_header_only(20000, 20000)))
+
+
+def test_bomb_check_is_per_thread() -> None:
+    """Another thread opening a file while we decode still gets Pillow's own check."""
+    import threading
+
+    seen: list[BaseException] = []
+    entered, release = threading.Event(), threading.Event()
+    original = decode._to_arrays
+
+    def slow_to_arrays(*args: object, **kw: object) -> object:
+        entered.set()
+        release.wait(5)
+        return original(*args, **kw)  # type: ignore[arg-type]
+
+    def other() -> None:
+        entered.wait(5)
+        try:
+            Image.open(io.BytesIO(bmp_header_only(20000, 20000)))
+        except BaseException as exc:
+            seen.append(exc)
+        finally:
+            release.set()
+
+    decode._to_arrays = slow_to_arrays  # type: ignore[assignment]
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        read_picture(png_bytes(Image.new("RGB", (3, 3))), max_pixels=10**12)
+    finally:
+        decode._to_arrays = original  # type: ignore[assignment]
+        release.set()
+        thread.join(5)
+    assert len(seen) == 1 and isinstance(seen[0], Image.DecompressionBombError)
 
 
 def test_animation_total_pixels_capped() -> None:
@@ -329,7 +411,7 @@ def test_probe_reads_header_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     assert probe(data) == ("PNG", 9, 7)
-    with pytest.raises(AssertionError, match="decoded"):  # the trap works
+    with pytest.raises(errors.InputError, match="probe decoded pixels"):  # the trap works
         read_picture(data)
 
 
@@ -672,7 +754,7 @@ def test_png16_exif_orientation() -> None:
 
 def test_png16_damage_is_an_input_error() -> None:
     good, _ = encode_picture(rgb_picture(_ramp16(8, 8, 3)))
-    with pytest.raises(errors.InputError, match="truncated|damaged"):
+    with pytest.raises(errors.InputError, match=r"truncated|damaged"):
         read_picture(good[:-30])
     idat = good.rindex(b"IDAT")
     broken = bytearray(good)
@@ -755,7 +837,7 @@ def test_animated_transparency_kept(tmp_path: Path) -> None:
 def test_encode_unknown_format_and_quality() -> None:
     pic = rgb_picture(gradient())
     with pytest.raises(errors.UsageError, match="unknown output format"):
-        encode_picture(pic, "tga")
+        encode_picture(pic, "xcf")
     with pytest.raises(errors.UsageError, match="quality"):
         encode_picture(pic, "jpg", quality=0)
     with pytest.raises(errors.UsageError, match="quality"):
@@ -867,7 +949,7 @@ def test_failed_write_leaves_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_parent_is_a_file(tmp_path: Path) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a folder")
-    with pytest.raises(errors.OutputError, match="cannot write .*not a folder") as info:
+    with pytest.raises(errors.OutputError, match=r"cannot write .*not a folder") as info:
         write_picture(rgb_picture(gradient()), blocker / "out.png")
     assert not isinstance(info.value, errors.OutputExistsError)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
