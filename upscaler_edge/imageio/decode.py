@@ -41,6 +41,7 @@ import functools
 import io
 import logging
 import os
+import re
 import stat
 import struct
 from collections.abc import Iterator
@@ -248,7 +249,8 @@ def _decoding(fp: BinaryIO, max_pixels: int) -> Iterator[list[str]]:
 def _failure_message(fmt: str, exc: BaseException) -> str:
     text = detail(exc)
     if text.lower().startswith("unsupported") or "not supported" in text.lower():
-        return f"unsupported {fmt} variant ({text})"
+        what = re.sub(rf"^unsupported\s+(?:{re.escape(fmt)}\s+)?", "", text, flags=re.I)
+        return f"unsupported {fmt} variant ({what or text})"
     if isinstance(exc, (KeyError, IndexError, TypeError, AttributeError)):
         text = f"{type(exc).__name__}: {text}"
     return f"damaged or truncated {fmt} data ({text})"
