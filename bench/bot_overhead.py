@@ -65,12 +65,12 @@ async def _overhead(tmp: Path, jobs: int) -> dict[str, float]:
         before = len(fake.documents_to(OWNER))
         began = time.perf_counter()
         await h.send(update, user)
-        await wait_for(lambda: len(fake.documents_to(OWNER)) > before, 60, "a result")
+        await wait_for(lambda n=before: len(fake.documents_to(OWNER)) > n, 60, "a result")
         totals.append(time.perf_counter() - began)
         await h.finished(update)
     await h.close()
     core.close()
-    overhead = [t - u for t, u in zip(totals, inside)]
+    overhead = [t - u for t, u in zip(totals, inside, strict=True)]
     return {
         "jobs": jobs,
         "total_median_ms": 1000 * statistics.median(totals),
@@ -99,21 +99,27 @@ async def _through_bot(tmp: Path, n: int) -> float:
     from upscaler_edge.bot.app import Core
     from upscaler_edge.bot.captions import Catalog
     from upscaler_edge.imageio import probe
-    from upscaler_edge.models import list_models, model_names, resolve_model
+    from upscaler_edge.models import default_registry
+    from upscaler_edge.pipeline import UpscaleResult
 
-    class Result:
-        def __init__(self, dst: Path) -> None:
-            self.dst, self.in_size, self.out_size, self.seconds = dst, (32, 24), (128, 96), 0.001
-
-    def copy(src: Path, dst: Path, options: Any, **kw: Any) -> Result:
+    def copy(src: Path, dst: Path, options: Any, **kw: Any) -> UpscaleResult:
         shutil.copyfile(src, dst)
-        return Result(dst)
+        return UpscaleResult(
+            src=src,
+            dst=dst,
+            in_size=(32, 24),
+            out_size=(128, 96),
+            model=options.model,
+            scale=4,
+            device="copy",
+            seconds=0.001,
+        )
 
     core = Core(
         upscale=copy,
         probe=probe,
-        resolve=lambda m, s: resolve_model(m, s),
-        catalog=Catalog.from_specs(list_models(), model_names()),
+        resolve=default_registry().resolve,
+        catalog=Catalog.from_registry(default_registry()),
         device_name="copy",
     )
     users = list(range(301, 305))

@@ -224,7 +224,7 @@ def make_screenshot(size: int = 256) -> np.ndarray:
         (200, 90, 140),
         (100, 120, 140),
     ]
-    for i, (n, c) in enumerate(zip(names, colours)):
+    for i, (n, c) in enumerate(zip(names, colours, strict=False)):
         y = 30 + i * 36
         if y + 30 > s:
             break
@@ -560,7 +560,7 @@ def kind_table(scores: Sequence[Score], methods: Sequence[str]) -> str:
 
 def image_table(scores: Sequence[Score], methods: Sequence[str]) -> str:
     """PSNR / SSIM / sharpness ratio for every image and degradation."""
-    head = ["Image", "Degradation"] + list(methods)
+    head = ["Image", "Degradation", *list(methods)]
     lines = [
         "| " + " | ".join(head) + " |",
         "|" + "|".join(["---", "---"] + ["--:"] * len(methods)) + "|",

@@ -15,12 +15,11 @@ import argparse
 import dataclasses
 import importlib.resources
 import time
-from unittest import mock
 
 import numpy as np
 from PIL import Image
 
-from upscaler_edge import models, pipeline
+from upscaler_edge import models
 from upscaler_edge.imageio import Frame, Picture
 from upscaler_edge.options import Options
 from upscaler_edge.pipeline import Upscaler
@@ -47,7 +46,7 @@ def main() -> None:
     args = ap.parse_args()
     src = photo(args.size)
     pic = Picture([Frame(src, None, None)], "PNG", False, None, None, None, None)
-    spec = models.resolve_model(args.model)
+    spec = models.default_registry().resolve(args.model)
     opts = Options(model=args.model, device="cpu")
     with Upscaler(opts) as up:
         whole = up.upscale_picture(pic, opts.replace(tile=10_000)).frames[0].rgb.astype(np.int16)
@@ -57,11 +56,10 @@ def main() -> None:
         for tile in (int(t) for t in args.tiles.split(",")):
             for ctx in (int(c) for c in args.contexts.split(",")):
                 patched = dataclasses.replace(spec, context=ctx)
-                # the pipeline resolves the model by name: hand it this context instead
-                with mock.patch.object(pipeline, "resolve_model", return_value=patched):
-                    t = time.perf_counter()
-                    tiled = up.upscale_picture(pic, opts.replace(tile=tile)).frames[0].rgb
-                    took = time.perf_counter() - t
+                plan = dataclasses.replace(up.prepare(opts), spec=patched)
+                t = time.perf_counter()
+                tiled = up.upscale_picture(pic, opts.replace(tile=tile), plan=plan).frames[0].rgb
+                took = time.perf_counter() - t
                 diff = np.abs(tiled.astype(np.int16) - whole)
                 mse = float(np.mean(diff.astype(np.float64) ** 2))
                 db = float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)

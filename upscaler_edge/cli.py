@@ -1,8 +1,11 @@
 """``upscaler-edge`` / ``python -m upscaler_edge``: argv -> Options -> pipeline -> exit status.
 
-Exit 0 when every input was upscaled (or skipped), 1 when any input failed (the rest are still
-done; one line per failure on stderr, no traceback), 2 on usage errors, 130 on Ctrl-C.
-``--bot`` and ``--gui`` hand the rest of argv to the Telegram bot and the desktop window.
+``main(argv)`` turns every outcome into an :class:`~upscaler_edge.errors.ExitStatus` and never
+raises; ``run(args, env)`` does the work and raises ``UsageError`` for what must stop it
+before any work (httpie's split). Exit 0 when every input was upscaled (or skipped), 1 when any
+input failed (the rest are still done; one line per failure on stderr, no traceback), 2 on
+usage errors, 130 on Ctrl-C. ``--bot`` and ``--gui`` hand the rest of argv to the Telegram bot
+and the desktop window.
 """
 
 from __future__ import annotations
@@ -10,21 +13,26 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
-from .errors import UpscalerError, UsageError
-from .naming import find_images
-from .options import DEFAULT_MODEL, OUTPUT_FORMATS, Options
+from .errors import ExitStatus, UnknownModelError, UpscalerError, UsageError
+from .naming import find_images, output_names
+from .options import DEFAULT_MODEL, Options
 
-__all__ = ["build_parser", "main"]
+if TYPE_CHECKING:
+    from .models import Registry
+
+__all__ = ["Env", "build_parser", "main", "plan_tasks", "run"]
 
 PROG = "upscaler-edge"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         metavar="OUT",
         type=Path,
-        help="output file (one input) or folder; default: NAME_x4.png beside each input",
+        help="output file (one input; its suffix picks the format) or folder; "
+        "default: NAME_x4.png beside each input",
     )
     p.add_argument(
         "-m",
@@ -66,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-f",
         "--format",
-        choices=OUTPUT_FORMATS,
-        help="output format (default png, or from -o's suffix)",
+        help="output format: png (default), jpg, webp, tiff, bmp, tga, gif, ... "
+        "(default: from -o's suffix, else png)",
     )
     p.add_argument("--quality", type=int, default=95, help="jpg/webp quality 1-100 (default 95)")
     p.add_argument(
@@ -82,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--all-frames",
         action="store_true",
-        help="animated GIF/WebP: every frame, not just the first",
+        help="animated GIF/WebP/PNG: every frame, not just the first",
     )
     p.add_argument(
         "-r",
@@ -106,29 +115,67 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @dataclass(frozen=True)
-class _Task:
+class Env:
+    """Where the CLI talks: injected so tests never touch the real terminal."""
+
+    stdout: TextIO
+    stderr: TextIO
+
+    @property
+    def interactive(self) -> bool:
+        return bool(self.stderr.isatty())
+
+
+@dataclass(frozen=True)
+class Task:
+    """One input and the one path its result goes to."""
+
     src: Path
     dst: Path
 
 
-def _out_name(src: Path, scale: int, fmt: str | None) -> str:
-    ext = fmt or "png"
-    return f"{src.stem}_x{scale}.{'jpg' if ext == 'jpeg' else ext}"
+def _output_format(output: Path | None, fmt: str | None, single_file: bool) -> str | None:
+    """The output format asked for (-f, or -o's suffix for one file); UsageError when they
+    conflict or the format cannot be written here."""
+    from . import imageio
+
+    asked = imageio.check_output_format(fmt) if fmt else None
+    if output is None or not single_file:
+        return asked
+    from_suffix = imageio.format_from_suffix(output)
+    if from_suffix is None:
+        raise UsageError(
+            f"cannot tell the output format from {output.name!r}: "
+            f"use one of {', '.join(imageio.OUTPUT_FORMATS)}"
+        )
+    if asked is not None and asked != from_suffix:
+        raise UsageError(f"-f {fmt} conflicts with the suffix of {output.name!r}")
+    return from_suffix
 
 
-def plan_tasks(
-    inputs: list[Path], output: Path | None, scale: int, fmt: str | None, recursive: bool
-) -> tuple[list[_Task], list[str]]:
-    """Inputs and -o -> (src, dst) pairs, plus one error line per input that does not exist."""
-    tasks: list[_Task] = []
-    problems: list[str] = []
-    single_file_out = (
+def _is_single_file(inputs: list[Path], output: Path | None) -> bool:
+    return (
         output is not None
         and len(inputs) == 1
         and inputs[0].is_file()
         and not output.is_dir()
         and output.suffix != ""
     )
+
+
+def plan_tasks(
+    inputs: list[Path], output: Path | None, scale: int, fmt: str | None, recursive: bool
+) -> tuple[list[Task], list[str]]:
+    """Inputs and -o -> (src, dst) pairs, plus one error line per input that does not exist.
+
+    Output names follow ``naming``: unique within the run (inputs whose names would collide
+    carry their source suffix) and the same on every run over the same inputs.
+    """
+    found: list[tuple[Path, Path]] = []  # (source, output folder)
+    problems: list[str] = []
+    if _is_single_file(inputs, output):
+        assert output is not None
+        return [Task(inputs[0], output)], problems
     for inp in inputs:
         if inp.is_dir():
             files = find_images(inp, recursive=recursive)
@@ -138,28 +185,47 @@ def plan_tasks(
                 )
             for f in files:
                 rel = f.relative_to(inp).parent
-                folder = (output / inp.name / rel) if output is not None else f.parent
-                tasks.append(_Task(f, folder / _out_name(f, scale, fmt)))
+                found.append((f, (output / inp.name / rel) if output is not None else f.parent))
         elif inp.is_file():
-            if single_file_out:
-                assert output is not None
-                tasks.append(_Task(inp, output))
-            else:
-                folder = output if output is not None else inp.parent
-                tasks.append(_Task(inp, folder / _out_name(inp, scale, fmt)))
+            found.append((inp, output if output is not None else inp.parent))
         else:
             problems.append(f"{inp}: no such file or folder")
-    return tasks, problems
+    seen: set[Path] = set()
+    unique = []
+    for src, folder in found:  # the same file named twice is one task
+        key = src.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append((src, folder))
+    dsts = output_names(unique, scale, fmt or "png")
+    return [Task(src, dst) for (src, _), dst in zip(unique, dsts, strict=True)], problems
 
 
-def _print_models(out: TextIO) -> None:
-    from .models import list_models
+def _unwritable(tasks: Iterable[Task]) -> dict[Path, str]:
+    """Output folders that cannot be written, with the reason: checked before the model
+    runs, so a long job does not end in 'permission denied'."""
+    bad: dict[Path, str] = {}
+    for folder in sorted({t.dst.parent for t in tasks}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder, prefix=".upscaler-edge-check."):
+                pass
+        except FileExistsError:
+            bad[folder] = f"cannot write to {folder}: not a folder"
+        except OSError as exc:
+            bad[folder] = f"cannot write to {folder}: {exc.strerror or exc}"
+    return bad
 
-    specs = list_models()
-    width = max(len(s.name) for s in specs) + 2
-    for s in specs:
-        out.write(f"{s.name:<{width}}x{s.scale}  {s.kind:<7}{s.description}\n")
-    out.write(f"{'realesr-animevideov3':<{width}}x2-4 (picks the -xN variant from -s)\n")
+
+def _print_models(out: TextIO, registry: Registry) -> None:
+    fams = registry.families()
+    width = max(len(f.name) for f in fams) + 2
+    for f in fams:
+        scales = "/".join(f"x{s}" for s in f.scales)
+        denoise = f"  denoise {', '.join(map(str, f.denoise))}" if f.denoise else ""
+        out.write(f"{f.name:<{width}}{scales:<10}{f.kind:<7}{f.description}{denoise}\n")
+        if len(f.members) > 1:
+            out.write(f"{'':<{width}}(-s picks: {', '.join(f.members)})\n")
 
 
 def _print_devices(out: TextIO) -> None:
@@ -183,7 +249,7 @@ def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
                 f"{PROG}: the Telegram bot needs the bot extra: "
                 f"pip install 'upscaler-edge[bot]' ({exc})\n"
             )
-            return EXIT_USAGE
+            return ExitStatus.USAGE
         return bot_main(rest)
     if "--gui" in argv:
         rest = [a for a in argv if a != "--gui"]
@@ -193,7 +259,7 @@ def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
             stderr.write(
                 f"{PROG}: the desktop window needs PySide6: pip install 'upscaler-edge[gui]'\n"
             )
-            return EXIT_USAGE
+            return ExitStatus.USAGE
         from upscaler_edge_gui.app import main as gui_main
 
         return gui_main(rest)
@@ -203,112 +269,133 @@ def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
 def main(
     argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
-    """Run the CLI; returns the exit status (never raises for user errors)."""
+    """Run the CLI; returns the exit status (never raises)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    front = _dispatch_front_end(argv, err)
+    env = Env(stdout or sys.stdout, stderr or sys.stderr)
+    front = _dispatch_front_end(argv, env.stderr)
     if front is not None:
         return front
-
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed its message
-        return int(exc.code or 0) and EXIT_USAGE
+        return int(exc.code or 0) and ExitStatus.USAGE
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format=f"{PROG}: %(levelname)s: %(message)s",
-        stream=err,
+        stream=env.stderr,
     )
-    if args.list_models:
-        _print_models(out)
-        return EXIT_OK
-    if args.list_devices:
-        _print_devices(out)
-        return EXIT_OK
-    if not args.inputs:
-        parser.print_usage(err)
-        err.write(f"{PROG}: error: give at least one INPUT (file or folder), or --gui / --bot\n")
-        return EXIT_USAGE
+    if not (args.inputs or args.list_models or args.list_devices):
+        parser.print_usage(env.stderr)
+        env.stderr.write(
+            f"{PROG}: error: give at least one INPUT (file or folder), or --gui / --bot\n"
+        )
+        return ExitStatus.USAGE
+    try:
+        return run(args, env)
+    except (UsageError, UnknownModelError) as exc:
+        env.stderr.write(f"{PROG}: error: {exc}\n")
+        return ExitStatus.USAGE
+    except KeyboardInterrupt:
+        env.stderr.write(f"\n{PROG}: cancelled; no partial files were written\n")
+        return ExitStatus.INTERRUPTED
+    except UpscalerError as exc:  # a device or model failure that stops the whole batch
+        env.stderr.write(f"{PROG}: error: {exc}\n")
+        return ExitStatus.FAILED
+    except Exception as exc:  # a bug: one line for the user, the traceback with -v
+        log.info("internal error", exc_info=True)
+        env.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {exc} (-v for details)\n")
+        return ExitStatus.FAILED
 
-    from .models import resolve_model
+
+def _options(args: argparse.Namespace, fmt: str | None) -> Options:
+    return Options(
+        model=args.model,
+        scale=args.scale,
+        tile=args.tile,
+        device=args.device,
+        format=fmt,
+        quality=args.quality,
+        tta=args.tta,
+        alpha=args.alpha,
+        all_frames=args.all_frames,
+        overwrite=args.overwrite,
+        max_pixels=max(1, int(args.max_megapixels * 1_000_000)),
+    )
+
+
+def run(args: argparse.Namespace, env: Env) -> ExitStatus:
+    """Do what the parsed arguments ask. Raises UsageError before any work when the request
+    makes no sense; a failing input is reported and counted, never raised."""
+    from .models import default_registry
+
+    registry = default_registry()
+    if args.list_models:
+        _print_models(env.stdout, registry)
+        return ExitStatus.OK
+    if args.list_devices:
+        _print_devices(env.stdout)
+        return ExitStatus.OK
+
+    from .engine import pick_device
     from .pipeline import Upscaler
 
-    try:
-        options = Options(
-            model=args.model,
-            scale=args.scale,
-            tile=args.tile,
-            device=args.device,
-            format=args.format,
-            quality=args.quality,
-            tta=args.tta,
-            alpha=args.alpha,
-            all_frames=args.all_frames,
-            overwrite=args.overwrite,
-            max_pixels=int(args.max_megapixels * 1_000_000),
-        )
-        spec = resolve_model(options.model, options.scale, options.models_dirs)
-        if options.scale is not None and options.scale > spec.scale:
-            raise UsageError(f"{spec.name} upscales x{spec.scale}; -s {options.scale} is larger")
-        from .engine import pick_device
-
-        device = pick_device(options.device)
-    except UpscalerError as exc:
-        err.write(f"{PROG}: error: {exc}\n")
-        return EXIT_USAGE
+    inputs = [Path(p) for p in args.inputs]
+    fmt = _output_format(args.output, args.format, _is_single_file(inputs, args.output))
+    options = _options(args, fmt)
+    spec = registry.resolve(options.model, options.scale)
+    device = pick_device(options.device)
     scale = options.scale or spec.scale
-    fmt = options.format
-    tasks, problems = plan_tasks(
-        [Path(p) for p in args.inputs], args.output, scale, fmt, args.recursive
-    )
+    tasks, problems = plan_tasks(inputs, args.output, scale, fmt, args.recursive)
     for problem in problems:  # inputs that do not exist: said at once, counted as failures
-        err.write(f"{PROG}: error: {problem}\n")
+        env.stderr.write(f"{PROG}: error: {problem}\n")
     failed = len(problems)
+    skipped = 0
     if args.skip_existing:
         kept = [t for t in tasks if not t.dst.exists()]
         skipped = len(tasks) - len(kept)
         tasks = kept
-    else:
-        skipped = 0
-    show = not args.quiet and err.isatty()
+    blocked = _unwritable(tasks)
+    for t in tasks:
+        if t.dst.parent in blocked:
+            env.stderr.write(f"{PROG}: error: {t.src}: {blocked[t.dst.parent]}\n")
+            failed += 1
+    tasks = [t for t in tasks if t.dst.parent not in blocked]
+
     done = 0
     started = time.perf_counter()
     cancel = threading.Event()
     try:
-        with Upscaler(options) as up, _Bars(len(tasks), show, err) as bars:
+        with (
+            Upscaler(options, registry) as up,
+            _Bars(len(tasks), not args.quiet and env.interactive, env.stderr) as bars,
+        ):
             for item in up.upscale_many(
                 [(t.src, t.dst) for t in tasks], options, bars.tile, cancel
             ):
-                bars.file_done(item.src)
-                if item.error is not None:
+                bars.file_done()
+                if item.error is not None or item.result is None:
                     failed += 1
                     bars.write(f"{PROG}: error: {item.src}: {item.error}")
-                else:
-                    done += 1
-                    if not args.quiet:
-                        r = item.result
-                        assert r is not None
-                        bars.write(
-                            f"{item.src} -> {r.dst} ({r.in_size[0]}x{r.in_size[1]} -> "
-                            f"{r.out_size[0]}x{r.out_size[1]}, {r.seconds:.1f} s)",
-                            out,
-                        )
+                    continue
+                done += 1
+                if not args.quiet:
+                    r = item.result
+                    bars.write(
+                        f"{item.src} -> {r.dst} ({r.in_size[0]}x{r.in_size[1]} -> "
+                        f"{r.out_size[0]}x{r.out_size[1]}, {r.seconds:.1f} s)",
+                        env.stdout,
+                    )
     except KeyboardInterrupt:
         cancel.set()
-        err.write(f"\n{PROG}: cancelled; no partial files were written\n")
-        return EXIT_INTERRUPTED
-    except UpscalerError as exc:  # a device or model failure that stops the whole batch
-        err.write(f"{PROG}: error: {exc}\n")
-        return EXIT_FAILED
+        raise
     if not args.quiet:
         took = time.perf_counter() - started
         summary = f"{done} done, {failed} failed"
         if skipped:
             summary += f", {skipped} skipped (exist)"
-        err.write(f"{summary} in {took:.1f} s with {spec.name} on {device.name}\n")
-    return EXIT_FAILED if failed else EXIT_OK
+        env.stderr.write(f"{summary} in {took:.1f} s with {spec.name} on {device.name}\n")
+    return ExitStatus.FAILED if failed else ExitStatus.OK
 
 
 class _Bars:
@@ -316,26 +403,27 @@ class _Bars:
 
     def __init__(self, files: int, show: bool, stream: TextIO) -> None:
         self.show, self.stream, self.files = show, stream, files
-        self._files_bar = self._tiles_bar = None
+        self._files_bar: Any = None
+        self._tiles_bar: Any = None
 
     def __enter__(self) -> _Bars:
-        if self.show:
+        if self.show and self.files > 1:
             from tqdm import tqdm
 
-            self._tqdm = tqdm
-            if self.files > 1:
-                self._files_bar = tqdm(
-                    total=self.files, unit="file", desc="files", file=self.stream, position=0
-                )
+            self._files_bar = tqdm(
+                total=self.files, unit="file", desc="files", file=self.stream, position=0
+            )
         return self
 
     def tile(self, done: int, total: int) -> None:
         if not self.show:
             return
         if self._tiles_bar is None or done == 0:
+            from tqdm import tqdm
+
             if self._tiles_bar is not None:
                 self._tiles_bar.close()
-            self._tiles_bar = self._tqdm(
+            self._tiles_bar = tqdm(
                 total=total,
                 unit="tile",
                 desc="tiles",
@@ -346,14 +434,16 @@ class _Bars:
         self._tiles_bar.n = done
         self._tiles_bar.refresh()
 
-    def file_done(self, src: Path) -> None:
+    def file_done(self) -> None:
         if self._files_bar is not None:
             self._files_bar.update(1)
 
     def write(self, line: str, stream: TextIO | None = None) -> None:
         target = stream or self.stream
         if self.show:
-            self._tqdm.write(line, file=target)
+            from tqdm import tqdm
+
+            tqdm.write(line, file=target)
         else:
             target.write(line + "\n")
 

@@ -5,17 +5,13 @@ software Vulkan device (llvmpipe/lavapipe, SwiftShader) only when asked for by i
 it is ~30x slower than ncnn's own CPU path; else the CPU. With no Vulkan loader or driver the
 CPU is used and one log line says so; nothing here crashes for want of a GPU.
 
-Auto tile size on a GPU follows the reference CLI (Real-ESRGAN-ncnn-vulkan), from the
-device's heap budget: > 1900 MB -> 200, > 550 MB -> 100, > 190 MB -> 64, else 32. On the
-CPU it is the largest tile whose working memory (the model's ``work_bytes_per_pixel`` times
-the padded tile's pixels) fits the model's ``cpu_budget_mb`` plus a quarter of the output's size,
-capped at a quarter of the memory available; a whole image that fits is one tile.
+Tile sizes are chosen in ``tiling``; this module only runs the tiles it is given.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import math
 import os
 import sys
 import tempfile
@@ -29,19 +25,7 @@ import numpy as np
 from .errors import DeviceError, ModelError, UsageError
 from .models import ModelSpec
 
-__all__ = [
-    "DeviceInfo",
-    "Engine",
-    "TileFault",
-    "auto_tile",
-    "cpu_threads",
-    "cpu_tile_budget",
-    "cpu_window_pixels",
-    "describe_device",
-    "gpu_auto_tile",
-    "list_devices",
-    "pick_device",
-]
+__all__ = ["DeviceInfo", "Engine", "TileFault", "cpu_threads", "list_devices", "pick_device"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +53,6 @@ class TileFault(DeviceError):
 
 
 _gpu_lock = threading.Lock()
-_gpus: list[DeviceInfo] | None = None
 
 
 @contextmanager
@@ -95,9 +78,7 @@ def _quiet_stderr() -> Iterator[None]:
                 log.debug("ncnn: %s", text)
 
 
-_malloc_tuned = False
-
-
+@functools.cache
 def _tune_malloc() -> None:
     """Give freed tile memory back to the OS (glibc only).
 
@@ -106,10 +87,8 @@ def _tune_malloc() -> None:
     job peaked 16% higher. A fixed 1 MB trim threshold keeps the peak at one tile's working set
     at no measurable cost in speed.
     """
-    global _malloc_tuned
-    if _malloc_tuned or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return
-    _malloc_tuned = True
     try:
         import ctypes
 
@@ -146,17 +125,22 @@ def _probe_gpus() -> list[DeviceInfo]:
 
 def list_devices() -> list[DeviceInfo]:
     """Vulkan devices, then the CPU (always present, index -1). Never raises."""
-    global _gpus
     with _gpu_lock:
-        if _gpus is None:
-            try:
-                _gpus = _probe_gpus()
-            except Exception as exc:  # a broken loader must not take the app down
-                log.warning("Vulkan is unavailable (%s); using the CPU", exc)
-                _gpus = []
-            if not _gpus:
-                log.info("no Vulkan GPU found (no loader or driver); using the CPU")
-    return [*_gpus, DeviceInfo(-1, _cpu_name(), "cpu")]
+        gpus = _gpus_once()
+    return [*gpus, DeviceInfo(-1, _cpu_name(), "cpu")]
+
+
+@functools.cache
+def _gpus_once() -> tuple[DeviceInfo, ...]:
+    """The Vulkan devices, probed once per process (callers hold ``_gpu_lock``)."""
+    try:
+        gpus = tuple(_probe_gpus())
+    except Exception as exc:  # a broken loader must not take the app down
+        log.warning("Vulkan is unavailable (%s); using the CPU", exc)
+        gpus = ()
+    if not gpus:
+        log.info("no Vulkan GPU found (no loader or driver); using the CPU")
+    return gpus
 
 
 def _cpu_name() -> str:
@@ -188,76 +172,33 @@ def pick_device(device: str = "auto") -> DeviceInfo:
     for d in devices:
         if d.index == index and d.is_gpu:
             return d
-    gpus = ", ".join(f"{d.index} ({d.name})" for d in devices if d.is_gpu) or "none"
-    raise UsageError(f"no Vulkan device {index}; devices: {gpus}; or use cpu")
-
-
-def describe_device(device: str = "auto") -> str:
-    d = pick_device(device)
-    return d.name if not d.is_gpu else f"GPU {d.index}: {d.name} ({d.kind})"
-
-
-def _available_memory() -> int | None:
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # not on this platform
-        return None
-
-
-def cpu_tile_budget(spec: ModelSpec, out_bytes: int = 0) -> int:
-    """Bytes of working memory one CPU tile may use for this model and output size."""
-    # The memory target is 400 MB + 2.5x the output: the output buffer and its encoded file
-    # take about 1.5x of that, so tiles grow only slowly with the output.
-    budget = spec.cpu_budget_mb * 2**20 + out_bytes // 4
-    avail = _available_memory()
-    if avail is not None:
-        budget = min(budget, max(avail // 4, 64 * 2**20))
-    return budget
-
-
-def gpu_auto_tile(dev: DeviceInfo) -> int:
-    """The reference's rule, from the device's heap budget."""
-    mb = dev.heap_budget_mb
-    return 200 if mb > 1900 else 100 if mb > 550 else 64 if mb > 190 else 32
-
-
-def cpu_window_pixels(spec: ModelSpec, out_bytes: int = 0) -> int:
-    """How many input pixels (context included) one CPU tile may hold for this model."""
-    return cpu_tile_budget(spec, out_bytes) // max(1, spec.work_bytes_per_pixel)
-
-
-def auto_tile(
-    spec: ModelSpec, dev: DeviceInfo, budget: int | None = None, *, width: int = 0, height: int = 0
-) -> int:
-    """Tile side in input pixels when the user asked for auto (see the module docstring).
-
-    On the CPU, ``budget`` defaults to ``cpu_tile_budget`` for a ``width`` x ``height``
-    input; an image whose whole-image inference fits the budget is returned as one tile.
-    """
-    if dev.is_gpu:
-        return gpu_auto_tile(dev)
-    if budget is None:
-        budget = cpu_tile_budget(spec, width * height * spec.scale**2 * 3)
-    fits = budget // max(1, spec.work_bytes_per_pixel)
-    if width and height and width * height <= fits:
-        return max(width, height)
-    side = int(math.sqrt(fits)) - 2 * spec.context
-    return max(32, side)
+    known = ", ".join(f"{d.index} ({d.name})" for d in devices if d.is_gpu) or "none"
+    raise UsageError(f"no Vulkan device {index}; devices: {known}; or use cpu")
 
 
 class Engine:
     """One loaded ``ncnn.Net`` on one device.
 
     ``infer`` takes a float32 array (3, h, w) in [0, 1] and returns (3, h*s, w*s) float32,
-    unclipped. The Net is released by ``close()`` (or the ``with`` block), not by ``__del__``.
+    unclipped. ``precise`` turns fp16 off on a GPU (the retry for fp16 trouble). ``infer``
+    releases the GIL while ncnn computes, so other threads can prepare the next tile. The Net
+    is released by ``close()`` (or the ``with`` block), not by ``__del__``.
     """
 
-    def __init__(self, spec: ModelSpec, device: DeviceInfo, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        device: DeviceInfo,
+        *,
+        threads: int | None = None,
+        precise: bool = False,
+    ) -> None:
         import ncnn
 
         _tune_malloc()
         self.spec = spec
         self.device = device
+        self.precise = precise
         self._lock = threading.Lock()
         net = ncnn.Net()
         opt = net.opt
@@ -265,7 +206,12 @@ class Engine:
         if device.is_gpu:
             opt.use_vulkan_compute = True
             net.set_vulkan_device(device.index)
-            # fp16 storage/arithmetic stay at ncnn's defaults: on when the device supports it
+            # fp16 storage/arithmetic stay at ncnn's defaults (on when the device supports
+            # them) unless ``precise``: some GPUs give black or NaN tiles in fp16
+            if precise:
+                opt.use_fp16_packed = False
+                opt.use_fp16_storage = False
+                opt.use_fp16_arithmetic = False
         else:
             opt.use_vulkan_compute = False
         try:

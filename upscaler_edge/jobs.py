@@ -2,7 +2,7 @@
 
 Contract
 --------
-* One row per request, keyed by ``(chat_id, message_id)``: adding the same request twice
+* One row per request, keyed by ``(chat_id, request_message_id)``: adding the same request twice
   (a repeated update, a catch-up after a crash) returns the existing row, never a second job.
 * States: ``queued -> running -> done | failed | cancelled``; ``queued -> cancelled | failed``.
   ``done``, ``failed`` and ``cancelled`` are final: :meth:`JobQueue.finish` never moves a
@@ -20,8 +20,13 @@ Contract
 * :meth:`spool_dir` is the job's private folder (inputs, outputs). It is deleted when the job
   reaches a final state; :meth:`clean_spool` removes folders of jobs that no longer need one.
 
-The module knows nothing about Telegram: ``peer`` and ``params`` are opaque to it.
-Every method may be called from one thread at a time per :class:`JobQueue` instance.
+* The schema carries a version (``PRAGMA user_version``, :data:`SCHEMA_VERSION`); opening an
+  older file upgrades it in place, keeping its rows; a newer one raises
+  :class:`QueueVersionError`.
+
+The module knows nothing about Telegram: ``chat_address`` and ``params`` are opaque to it.
+Methods may be called from any thread (the front ends call them off their event loop); calls
+on one :class:`JobQueue` instance take turns on its connection.
 """
 
 from __future__ import annotations
@@ -35,11 +40,22 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CANCELLED", "DONE", "FAILED", "FINAL_STATES", "QUEUED", "RUNNING", "Job", "JobQueue"]
+__all__ = [
+    "CANCELLED",
+    "DONE",
+    "FAILED",
+    "FINAL_STATES",
+    "QUEUED",
+    "RUNNING",
+    "SCHEMA_VERSION",
+    "Job",
+    "JobQueue",
+    "QueueVersionError",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,30 +67,48 @@ CANCELLED = "cancelled"
 FINAL_STATES = frozenset({DONE, FAILED, CANCELLED})
 _STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
-    chat_id            INTEGER NOT NULL,
-    message_id         INTEGER NOT NULL,
-    user_id            INTEGER NOT NULL,
-    peer               TEXT    NOT NULL DEFAULT '',
-    state              TEXT    NOT NULL DEFAULT 'queued'
-                       CHECK (state IN ('queued','running','done','failed','cancelled')),
-    attempts           INTEGER NOT NULL DEFAULT 0,
-    params             TEXT    NOT NULL DEFAULT '{}',
-    status_message_id  INTEGER,
-    reply_message_id   INTEGER,
-    reply_random_id    INTEGER NOT NULL,
-    error              TEXT,
-    served_seq         INTEGER,
-    created_at         REAL    NOT NULL,
-    started_at         REAL,
-    finished_at        REAL,
-    UNIQUE (chat_id, message_id)
-);
-CREATE INDEX IF NOT EXISTS jobs_state_user ON jobs (state, user_id, id);
-CREATE INDEX IF NOT EXISTS jobs_user_served ON jobs (user_id, served_seq);
-"""
+SCHEMA_VERSION = 1  # PRAGMA user_version of a database this module has set up
+
+# Times are Unix seconds (time.time()). Front-end facts (chat, message and user ids, the chat
+# address) are opaque here: the queue only compares and returns them.
+_CREATE = (
+    """CREATE TABLE IF NOT EXISTS jobs (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    chat_id             INTEGER NOT NULL,
+    request_message_id  INTEGER NOT NULL,  -- the message that asked for the job
+    user_id             INTEGER NOT NULL,
+    chat_address        TEXT    NOT NULL DEFAULT '',  -- how to reach the chat after a restart
+    state               TEXT    NOT NULL DEFAULT 'queued'
+                        CHECK (state IN ('queued','running','done','failed','cancelled')),
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    params_json         TEXT    NOT NULL DEFAULT '{}',  -- the front end's options, a JSON object
+    status_message_id   INTEGER,  -- the message edited with progress
+    reply_message_id    INTEGER,  -- the final reply (result or reason), once sent
+    reply_random_id     INTEGER NOT NULL,  -- idempotency key of the final reply
+    error               TEXT,  -- why the job ended without a result (one line)
+    claim_number        INTEGER,  -- queue-wide count of claims when this job was last claimed
+    created_at          REAL    NOT NULL,
+    started_at          REAL,
+    finished_at         REAL,
+    UNIQUE (chat_id, request_message_id)
+)""",
+    "CREATE INDEX IF NOT EXISTS jobs_state_user ON jobs (state, user_id, id)",
+    "CREATE INDEX IF NOT EXISTS jobs_user_claim ON jobs (user_id, claim_number)",
+)
+
+# Version 0 (no user_version) had the same table with unclear column names.
+_FROM_V0 = (
+    "ALTER TABLE jobs RENAME COLUMN message_id TO request_message_id",
+    "ALTER TABLE jobs RENAME COLUMN peer TO chat_address",
+    "ALTER TABLE jobs RENAME COLUMN params TO params_json",
+    "ALTER TABLE jobs RENAME COLUMN served_seq TO claim_number",
+    "DROP INDEX IF EXISTS jobs_user_served",
+    "CREATE INDEX IF NOT EXISTS jobs_user_claim ON jobs (user_id, claim_number)",
+)
+
+
+class QueueVersionError(Exception):
+    """The database was set up by a newer version of this module; ``str()`` says so."""
 
 
 @dataclass(frozen=True)
@@ -83,9 +117,9 @@ class Job:
 
     id: int
     chat_id: int
-    message_id: int
+    request_message_id: int
     user_id: int
-    peer: str
+    chat_address: str
     state: str
     attempts: int
     params: dict[str, Any] = field(hash=False, compare=False)
@@ -103,47 +137,15 @@ class Job:
         return self.state in FINAL_STATES
 
 
-_COLUMNS = (
-    "id, chat_id, message_id, user_id, peer, state, attempts, params, status_message_id, "
-    "reply_message_id, reply_random_id, error, created_at, started_at, finished_at"
-)
+# Job's fields in table order; the table stores ``params`` as JSON text in ``params_json``.
+_FIELDS = tuple(f.name for f in fields(Job))
+_COLUMNS = ", ".join("params_json" if name == "params" else name for name in _FIELDS)
 
 
 def _row_to_job(row: tuple[Any, ...]) -> Job:
-    (
-        id_,
-        chat_id,
-        message_id,
-        user_id,
-        peer,
-        state,
-        attempts,
-        params,
-        status_id,
-        reply_id,
-        random_id,
-        error,
-        created,
-        started,
-        finished,
-    ) = row
-    return Job(
-        id=id_,
-        chat_id=chat_id,
-        message_id=message_id,
-        user_id=user_id,
-        peer=peer,
-        state=state,
-        attempts=attempts,
-        params=json.loads(params),
-        status_message_id=status_id,
-        reply_message_id=reply_id,
-        reply_random_id=random_id,
-        error=error,
-        created_at=created,
-        started_at=started,
-        finished_at=finished,
-    )
+    values = dict(zip(_FIELDS, row, strict=True))
+    values["params"] = json.loads(values["params"])
+    return Job(**values)
 
 
 class JobQueue:
@@ -166,7 +168,11 @@ class JobQueue:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._set_up_schema()
+        except BaseException:
+            self._db.close()
+            raise
 
     # -- plumbing -----------------------------------------------------------------------
     def close(self) -> None:
@@ -193,6 +199,32 @@ class JobQueue:
             else:
                 self._db.execute("COMMIT")
 
+    def _set_up_schema(self) -> None:
+        """Create the table, or bring an older database up to :data:`SCHEMA_VERSION`.
+
+        Inside one write transaction, so two processes opening an old file at once migrate
+        it once; the rows keep their ids, states and reply keys.
+        """
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        with self._write() as db:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise QueueVersionError(
+                    f"{self.db_path} was written by a newer upscaler-edge (queue schema "
+                    f"{version}, this one knows up to {SCHEMA_VERSION}); upgrade, or move it away"
+                )
+            has_jobs = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
+            ).fetchone()
+            if version == 0 and has_jobs:
+                log.info("%s: renaming the queue's columns (schema 0 -> 1)", self.db_path)
+                for statement in _FROM_V0:
+                    db.execute(statement)
+            for statement in _CREATE:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
     def _select(self, where: str, args: Iterable[Any] = ()) -> list[Job]:
         with self._lock:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs {where}", tuple(args))
@@ -202,18 +234,18 @@ class JobQueue:
     def add(
         self,
         chat_id: int,
-        message_id: int,
+        request_message_id: int,
         user_id: int,
         *,
-        peer: str = "",
+        chat_address: str = "",
         params: dict[str, Any] | None = None,
         state: str = QUEUED,
         error: str | None = None,
     ) -> tuple[Job, bool]:
         """Create the job for this request, or return the existing one.
 
-        Returns ``(job, created)``; ``created`` is False when ``(chat_id, message_id)`` was
-        already known (its row is returned unchanged). ``state`` may be ``failed`` to record a
+        Returns ``(job, created)``; ``created`` is False when the request was already known
+        (its row is returned unchanged). ``state`` may be ``failed`` to record a
         request refused on arrival (with ``error``); such a row never gets a spool folder.
         """
         if state not in (QUEUED, FAILED):
@@ -221,14 +253,14 @@ class JobQueue:
         now = time.time()
         with self._write() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO jobs (chat_id, message_id, user_id, peer, state, params,"
-                " reply_random_id, error, created_at, finished_at)"
+                "INSERT OR IGNORE INTO jobs (chat_id, request_message_id, user_id, chat_address,"
+                " state, params_json, reply_random_id, error, created_at, finished_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     chat_id,
-                    message_id,
+                    request_message_id,
                     user_id,
-                    peer,
+                    chat_address,
                     state,
                     json.dumps(params or {}),
                     secrets.randbits(63),
@@ -239,8 +271,8 @@ class JobQueue:
             )
             created = cur.rowcount == 1
             row = db.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE chat_id = ? AND message_id = ?",
-                (chat_id, message_id),
+                f"SELECT {_COLUMNS} FROM jobs WHERE chat_id = ? AND request_message_id = ?",
+                (chat_id, request_message_id),
             ).fetchone()
         return _row_to_job(row), created
 
@@ -249,9 +281,11 @@ class JobQueue:
         found = self._select("WHERE id = ?", (job_id,))
         return found[0] if found else None
 
-    def find(self, chat_id: int, message_id: int) -> Job | None:
+    def find(self, chat_id: int, request_message_id: int) -> Job | None:
         """The job for this request, or None."""
-        found = self._select("WHERE chat_id = ? AND message_id = ?", (chat_id, message_id))
+        found = self._select(
+            "WHERE chat_id = ? AND request_message_id = ?", (chat_id, request_message_id)
+        )
         return found[0] if found else None
 
     def jobs_for_user(self, user_id: int, states: Iterable[str] = (QUEUED, RUNNING)) -> list[Job]:
@@ -280,7 +314,7 @@ class JobQueue:
         with self._lock:
             last = dict(
                 self._db.execute(
-                    "SELECT user_id, COALESCE(MAX(served_seq), 0) FROM jobs GROUP BY user_id"
+                    "SELECT user_id, COALESCE(MAX(claim_number), 0) FROM jobs GROUP BY user_id"
                 ).fetchall()
             )
         queued = self._select("WHERE state = 'queued' ORDER BY id")
@@ -310,18 +344,19 @@ class JobQueue:
         with self._write() as db:
             row = db.execute(
                 "SELECT j.id FROM jobs j WHERE j.state = 'queued' ORDER BY"
-                " (SELECT COALESCE(MAX(k.served_seq), 0) FROM jobs k WHERE k.user_id = j.user_id),"
+                " (SELECT COALESCE(MAX(k.claim_number), 0) FROM jobs k"
+                "  WHERE k.user_id = j.user_id),"
                 " (SELECT MIN(m.id) FROM jobs m"
                 "  WHERE m.user_id = j.user_id AND m.state = 'queued'),"
                 " j.id LIMIT 1"
             ).fetchone()
             if row is None:
                 return None
-            (seq,) = db.execute("SELECT COALESCE(MAX(served_seq), 0) + 1 FROM jobs").fetchone()
+            (number,) = db.execute("SELECT COALESCE(MAX(claim_number), 0) + 1 FROM jobs").fetchone()
             db.execute(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1, served_seq = ?,"
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, claim_number = ?,"
                 " started_at = ? WHERE id = ?",
-                (seq, now, row[0]),
+                (number, now, row[0]),
             )
             job = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", row).fetchone()
         return _row_to_job(job)
@@ -335,12 +370,12 @@ class JobQueue:
     def update_params(self, job_id: int, **changes: Any) -> Job | None:
         """Merge ``changes`` into the job's params (e.g. sizes learnt after download)."""
         with self._write() as db:
-            row = db.execute("SELECT params FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute("SELECT params_json FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 return None
             params = json.loads(row[0])
             params.update(changes)
-            db.execute("UPDATE jobs SET params = ? WHERE id = ?", (json.dumps(params), job_id))
+            db.execute("UPDATE jobs SET params_json = ? WHERE id = ?", (json.dumps(params), job_id))
         return self.get(job_id)
 
     def finish(

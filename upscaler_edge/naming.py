@@ -86,7 +86,7 @@ def output_names(sources: Iterable[tuple[Path, Path]], scale: int, ext: str) -> 
         folder / output_name(src, scale, ext, with_suffix=True)
         if counts[str(path).lower()] > 1
         else path
-        for (src, folder), path in zip(pairs, plain)
+        for (src, folder), path in zip(pairs, plain, strict=True)
     ]
 
 

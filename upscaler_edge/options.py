@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
+from .tiling import MIN_TILE
 
-__all__ = ["DEFAULT_MODEL", "MIN_TILE", "OUTPUT_FORMATS", "Options"]
+__all__ = ["DEFAULT_MODEL", "Options"]
 
 DEFAULT_MODEL = "realesrgan-x4plus"
-OUTPUT_FORMATS = ("png", "jpg", "webp")
-MIN_TILE = 32
 
 
 @dataclass(frozen=True)
@@ -46,10 +45,10 @@ class Options:
             raise UsageError(f"tile size {self.tile} is too small: use 0 (auto) or >= {MIN_TILE}")
         if self.scale is not None and not 1 <= self.scale <= 16:
             raise UsageError(f"scale {self.scale} is out of range 1..16")
-        if self.format is not None and self.format.lower() not in (*OUTPUT_FORMATS, "jpeg"):
-            raise UsageError(
-                f"unknown output format {self.format!r}: use one of {', '.join(OUTPUT_FORMATS)}"
-            )
+        if self.format is not None:
+            from .imageio import check_output_format
+
+            check_output_format(self.format)
         if not 1 <= self.quality <= 100:
             raise UsageError(f"quality {self.quality} is out of range 1..100")
         if self.alpha not in ("model", "bicubic"):

@@ -9,27 +9,31 @@ by one tile's working set plus the output image.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from . import imageio
-from .engine import DeviceInfo, Engine, TileFault, cpu_window_pixels, gpu_auto_tile, pick_device
-from .errors import Cancelled, DeviceError, OutputError, UpscalerError, UsageError
+from .engine import DeviceInfo, Engine, TileFault, pick_device
+from .errors import Cancelled, DeviceError, ImageTooLargeError, OutputError, UpscalerError
 from .imageio import Frame, Picture
-from .models import ModelSpec, resolve_model, verify_model
+from .models import ModelSpec, Registry, default_registry, verify_model
+from .naming import output_name
 from .options import Options
-from .tiling import Tile, best_grid, plan_tiles, split_tile
+from .tiling import MIN_TILE, Tile, auto_tiles, plan_tiles, split_tile
 
 __all__ = [
     "BatchItem",
     "CancelToken",
+    "Plan",
     "Progress",
     "UpscaleResult",
     "Upscaler",
@@ -40,7 +44,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-MIN_RETRY_TILE = 32
 
 
 class CancelToken(Protocol):
@@ -61,10 +64,18 @@ class UpscaleResult:
     seconds: float
 
 
-def default_output_path(src: Path, scale: int, fmt: str = "png") -> Path:
+@dataclass(frozen=True)
+class Plan:
+    """What a job resolved once: the model, the device and the output scale."""
+
+    spec: ModelSpec
+    device: DeviceInfo
+    scale: int
+
+
+def default_output_path(src: Path, scale: int, fmt: str | None = None) -> Path:
     """``NAME_x4.png`` beside the input."""
-    ext = "jpg" if fmt in ("jpg", "jpeg") else fmt
-    return src.with_name(f"{src.stem}_x{scale}.{ext}")
+    return src.with_name(output_name(src, scale, fmt or "png"))
 
 
 def _check_cancel(cancel: CancelToken | None) -> None:
@@ -112,17 +123,19 @@ class Upscaler:
     Not thread-safe: use one per thread (the worker process uses one).
     """
 
-    def __init__(self, options: Options | None = None) -> None:
+    def __init__(self, options: Options | None = None, registry: Registry | None = None) -> None:
         self.options = options or Options()
-        self._engines: dict[tuple[str, int], Engine] = {}
+        self._registry = registry
+        self._engines: dict[tuple[str, int, bool], Engine] = {}
 
     # -- engines --------------------------------------------------------------------------
-    def engine_for(self, spec: ModelSpec, dev: DeviceInfo) -> Engine:
-        key = (spec.name, dev.index)
+    def engine_for(self, spec: ModelSpec, dev: DeviceInfo, *, precise: bool = False) -> Engine:
+        """The loaded engine for (model, device); ``precise`` = fp32 on a GPU."""
+        key = (spec.name, dev.index, precise and dev.is_gpu)
         eng = self._engines.get(key)
         if eng is None:
             verify_model(spec)
-            eng = Engine(spec, dev)
+            eng = Engine(spec, dev, precise=precise)
             self._engines[key] = eng
         return eng
 
@@ -142,12 +155,14 @@ class Upscaler:
         if not tta:
             y = eng.infer(x)
         else:
-            acc = None
-            for k in range(8):
-                yk = _tta_inverse(eng.infer(_tta_forward(x, k)), k)
-                acc = yk.copy() if acc is None else acc.__iadd__(yk)
+            acc = _tta_inverse(eng.infer(x), 0).copy()
+            for k in range(1, 8):
+                acc += _tta_inverse(eng.infer(_tta_forward(x, k)), k)
             y = acc / 8.0
-        if float(x.max() - x.min()) > 0.02 and float(y.max() - y.min()) < 1e-4:
+        spread = float(y.max() - y.min())
+        if not math.isfinite(spread):
+            raise TileFault(f"{eng.device.name} returned NaN or infinite values")
+        if float(x.max() - x.min()) > 0.02 and spread < 1e-4:
             # an all-black or flat result from a real image is a device fault, not a picture
             raise TileFault(f"{eng.device.name} returned a constant tile")
         return y
@@ -162,37 +177,49 @@ class Upscaler:
         tta: bool,
         maxval: float,
     ) -> None:
-        """Infer one tile and paste its core into ``out``; on a device fault retry the tile
-        in quarters down to 32 px, then on the CPU, then give up with DeviceError."""
-        s = spec.scale
-        h, w = src.shape[:2]
-        wx0, wy0, wx1, wy1 = t.window
-        win = src[max(wy0, 0) : min(wy1, h), max(wx0, 0) : min(wx1, w)]
-        if wx0 < 0 or wy0 < 0 or wx1 > w or wy1 > h:  # mirror beyond the image's edges
-            pads = ((max(-wy0, 0), max(wy1 - h, 0)), (max(-wx0, 0), max(wx1 - w, 0)), (0, 0))
-            win = np.pad(win, pads, mode="reflect")
-        x = np.ascontiguousarray(win.transpose(2, 0, 1), dtype=np.float32)
-        x *= 1.0 / maxval
+        """Infer one tile and paste its core into ``out`` (synchronously, with fallbacks)."""
         try:
-            y = self._infer(eng, x, tta)
+            y = self._infer(eng, _window(src, t, maxval), tta)
         except TileFault as fault:
-            if max(t.x1 - t.x0, t.y1 - t.y0) > MIN_RETRY_TILE:
-                log.warning("%s; retrying that tile at half size", fault)
-                for sub in split_tile(t, w, h, spec.context, spec.edge_pad):
-                    self._run_tile(src, out, sub, spec, eng, tta, maxval)
+            self._recover(src, out, t, spec, eng, tta, maxval, fault)
+            return
+        _paste(out, y, t, spec.scale, maxval)
+
+    def _recover(
+        self,
+        src: np.ndarray,
+        out: np.ndarray,
+        t: Tile,
+        spec: ModelSpec,
+        eng: Engine,
+        tta: bool,
+        maxval: float,
+        fault: TileFault,
+    ) -> None:
+        """A tile failed: on a GPU retry it in fp32 (some GPUs give black or NaN tiles in
+        fp16), then in quarters down to MIN_TILE px, then on the CPU; else DeviceError."""
+        h, w = src.shape[:2]
+        if eng.device.is_gpu and not eng.precise:
+            log.warning("%s; retrying that tile in fp32", fault)
+            precise = self.engine_for(spec, eng.device, precise=True)
+            try:
+                y = self._infer(precise, _window(src, t, maxval), tta)
+            except TileFault as again:
+                fault = again
+            else:
+                _paste(out, y, t, spec.scale, maxval)
                 return
-            if eng.device.is_gpu:
-                log.warning("%s at %d px; running that tile on the CPU", fault, MIN_RETRY_TILE)
-                cpu = self.engine_for(spec, pick_device("cpu"))
-                self._run_tile(src, out, t, spec, cpu, tta, maxval)
-                return
-            raise DeviceError(f"inference failed: {fault}") from fault
-        cx0, cy0, cx1, cy1 = t.crop
-        core = y[:, cy0 * s : cy1 * s, cx0 * s : cx1 * s]
-        core *= maxval
-        core += 0.5
-        np.clip(core, 0, maxval, out=core)
-        out[t.y0 * s : t.y1 * s, t.x0 * s : t.x1 * s] = core.transpose(1, 2, 0)
+        if max(t.x1 - t.x0, t.y1 - t.y0) > MIN_TILE:
+            log.warning("%s; retrying that tile at half size", fault)
+            for sub in split_tile(t, w, h, spec.context, spec.edge_pad):
+                self._run_tile(src, out, sub, spec, eng, tta, maxval)
+            return
+        if eng.device.is_gpu:
+            log.warning("%s at %d px; running that tile on the CPU", fault, MIN_TILE)
+            cpu = self.engine_for(spec, pick_device("cpu"))
+            self._run_tile(src, out, t, spec, cpu, tta, maxval)
+            return
+        raise DeviceError(f"inference failed: {fault}") from fault
 
     def _upscale_plane(
         self,
@@ -203,36 +230,68 @@ class Upscaler:
         tta: bool,
         job: _Job,
     ) -> np.ndarray:
-        """(H, W, 3) uint8/uint16 -> (H*s, W*s, 3) of the same dtype, tile by tile."""
+        """(H, W, 3) uint8/uint16 -> (H*s, W*s, 3) of the same dtype, tile by tile.
+
+        Three stages overlap: while the device runs tile n (ncnn releases the GIL in
+        ``extract``), one thread cuts, mirrors and converts tile n+1 and another pastes tile
+        n-1, so the device does not wait on numpy. At most one tile waits in each stage.
+        """
         h, w = src.shape[:2]
         s = spec.scale
         out = np.empty((h * s, w * s, 3), dtype=src.dtype)
         maxval = float(np.iinfo(src.dtype).max)
-        for t in tiles:
-            _check_cancel(job.cancel)
-            self._run_tile(src, out, t, spec, eng, tta, maxval)
-            job.step()
+        if not tiles:
+            return out
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="tile-prep") as prep,
+            ThreadPoolExecutor(1, thread_name_prefix="tile-paste") as paster,
+        ):
+            nxt = prep.submit(_window, src, tiles[0], maxval)
+            pasting: Future[None] | None = None
+            for i, t in enumerate(tiles):
+                _check_cancel(job.cancel)
+                x = nxt.result()
+                if i + 1 < len(tiles):
+                    nxt = prep.submit(_window, src, tiles[i + 1], maxval)
+                try:
+                    y = self._infer(eng, x, tta)
+                except TileFault as fault:
+                    if pasting is not None:
+                        pasting.result()
+                        pasting = None
+                    self._recover(src, out, t, spec, eng, tta, maxval, fault)
+                else:
+                    if pasting is not None:
+                        pasting.result()
+                    pasting = paster.submit(_paste, out, y, t, s, maxval)
+                job.step()
+            if pasting is not None:
+                pasting.result()
         return out
 
     # -- pictures ------------------------------------------------------------------------
+    def prepare(self, options: Options | None = None) -> Plan:
+        """Resolve the model and the device once for a job (or a batch)."""
+        opts = options or self.options
+        registry = self._registry or default_registry(tuple(opts.models_dirs))
+        spec = registry.resolve(opts.model, opts.scale)
+        return Plan(spec, pick_device(opts.device), opts.scale or spec.scale)
+
+    def tiles(self, width: int, height: int, plan: Plan, options: Options) -> list[Tile]:
+        """The tiles of a ``width`` x ``height`` input: the user's tile size, exactly, or
+        the automatic one for the device (see ``tiling``)."""
+        spec = plan.spec
+        if options.tile:
+            return plan_tiles(width, height, options.tile, spec.context, spec.edge_pad)
+        heap = plan.device.heap_budget_mb if plan.device.is_gpu else None
+        return auto_tiles(width, height, spec, heap, available_memory())
+
     def plan(
         self, width: int, height: int, options: Options
     ) -> tuple[ModelSpec, DeviceInfo, list[Tile]]:
-        spec = resolve_model(options.model, options.scale, options.models_dirs)
-        if options.scale is not None and options.scale > spec.scale:
-            raise UsageError(f"{spec.name} upscales x{spec.scale}; scale {options.scale} is larger")
-        dev = pick_device(options.device)
-        if options.tile:  # the user's tile size, honoured exactly
-            tiles = plan_tiles(width, height, options.tile, spec.context, spec.edge_pad)
-        elif dev.is_gpu:
-            tiles = plan_tiles(width, height, gpu_auto_tile(dev), spec.context, spec.edge_pad)
-        else:  # the grid with the least inference whose tiles fit the memory budget
-            out_bytes = width * height * spec.scale**2 * 3
-            tw, th = best_grid(
-                width, height, cpu_window_pixels(spec, out_bytes), spec.context, spec.edge_pad
-            )
-            tiles = plan_tiles(width, height, tw, spec.context, spec.edge_pad, tile_h=th)
-        return spec, dev, tiles
+        """Model, device and tiles for one input size (what a job would run)."""
+        plan = self.prepare(options)
+        return plan.spec, plan.device, self.tiles(width, height, plan, options)
 
     def upscale_picture(
         self,
@@ -240,12 +299,15 @@ class Upscaler:
         options: Options | None = None,
         progress: Progress | None = None,
         cancel: CancelToken | None = None,
+        *,
+        plan: Plan | None = None,
     ) -> Picture:
         """The picture upscaled; metadata carried (DPI scaled). Raises Cancelled between tiles."""
         opts = options or self.options
-        spec, dev, tiles = self.plan(pic.width, pic.height, opts)
-        eng = self.engine_for(spec, dev)
-        target = opts.scale or spec.scale
+        plan = plan or self.prepare(opts)
+        spec, target = plan.spec, plan.scale
+        tiles = self.tiles(pic.width, pic.height, plan, opts)
+        eng = self.engine_for(spec, plan.device)
         alpha_runs = [
             f.alpha is not None and opts.alpha == "model" and not _is_constant(f.alpha)
             for f in pic.frames
@@ -254,7 +316,7 @@ class Upscaler:
         if progress is not None:
             progress(0, job.total)
         frames = []
-        for frame, alpha_run in zip(pic.frames, alpha_runs):
+        for frame, alpha_run in zip(pic.frames, alpha_runs, strict=True):
             rgb = self._upscale_plane(frame.rgb, spec, eng, tiles, opts.tta, job)
             alpha = None
             if frame.alpha is not None:
@@ -265,15 +327,24 @@ class Upscaler:
                 elif opts.alpha == "model":  # constant alpha: no inference needed
                     alpha = np.full(rgb.shape[:2], frame.alpha.flat[0], dtype=frame.alpha.dtype)
                 else:
-                    alpha = _resize_plane(frame.alpha, rgb.shape[1], rgb.shape[0], Image.BICUBIC)
+                    alpha = _resize_plane(
+                        frame.alpha, rgb.shape[1], rgb.shape[0], Image.Resampling.BICUBIC
+                    )
             if target != spec.scale:
                 w, h = pic.width * target, pic.height * target
                 rgb = _resize_rgb(rgb, w, h)
                 if alpha is not None:
-                    alpha = _resize_plane(alpha, w, h, Image.LANCZOS)
+                    alpha = _resize_plane(alpha, w, h, Image.Resampling.LANCZOS)
             frames.append(Frame(rgb=rgb, alpha=alpha, duration_ms=frame.duration_ms))
         dpi = (pic.dpi[0] * target, pic.dpi[1] * target) if pic.dpi else None
         return replace(pic, frames=frames, dpi=dpi)
+
+    def _load(self, src: Path, dst: Path, opts: Options, plan: Plan) -> Picture:
+        """Check the output, the header and the memory it needs, then decode."""
+        _check_output(src, dst, opts.overwrite)
+        _, width, height = imageio.probe(src, max_pixels=opts.max_pixels)
+        _check_memory(width, height, plan.scale, plan.spec.scale)
+        return imageio.read_picture(src, max_pixels=opts.max_pixels, all_frames=opts.all_frames)
 
     def upscale_file(
         self,
@@ -287,39 +358,15 @@ class Upscaler:
         opts = options or self.options
         src = Path(src)
         started = time.perf_counter()
-        spec = resolve_model(opts.model, opts.scale, opts.models_dirs)
-        target = opts.scale or spec.scale
-        dst = (
-            Path(dst) if dst is not None else default_output_path(src, target, opts.format or "png")
-        )
-        _check_output(src, dst, opts.overwrite)
-        pic = imageio.read_picture(src, max_pixels=opts.max_pixels, all_frames=opts.all_frames)
-        out = self.upscale_picture(pic, opts, progress, cancel)
+        plan = self.prepare(opts)
+        dst = Path(dst) if dst is not None else default_output_path(src, plan.scale, opts.format)
+        pic = self._load(src, dst, opts, plan)
+        out = self.upscale_picture(pic, opts, progress, cancel, plan=plan)
         _check_cancel(cancel)
         written = imageio.write_picture(
             out, dst, fmt=opts.format, quality=opts.quality, overwrite=opts.overwrite
         )
-        return _result(src, written, pic, spec.name, target, opts, started)
-
-    def upscale_bytes(
-        self,
-        data: bytes,
-        options: Options | None = None,
-        progress: Progress | None = None,
-        cancel: CancelToken | None = None,
-    ) -> tuple[bytes, str, UpscaleResult]:
-        """In-memory form: encoded input -> (encoded output, format used, result)."""
-        opts = options or self.options
-        started = time.perf_counter()
-        pic = imageio.read_picture(data, max_pixels=opts.max_pixels, all_frames=opts.all_frames)
-        out = self.upscale_picture(pic, opts, progress, cancel)
-        payload, fmt = imageio.encode_picture(out, opts.format or "png", opts.quality)
-        spec = resolve_model(opts.model, opts.scale, opts.models_dirs)
-        return (
-            payload,
-            fmt,
-            _result(None, None, pic, spec.name, opts.scale or spec.scale, opts, started),
-        )
+        return _result(src, written, pic, plan, started)
 
     # -- batches -------------------------------------------------------------------------
     def upscale_many(
@@ -331,40 +378,48 @@ class Upscaler:
     ) -> Iterator[BatchItem]:
         """Upscale many files; decoding the next file and encoding the last one overlap with
         inference (the reference's load/proc/save stages). Yields one BatchItem per input, in
-        order, with the result or the error; an error never stops the batch (cancel does)."""
+        order, with the result or the error; an error never stops the batch (cancel does).
+        An unexpected exception in one file (a bug, a library's surprise) is that file's
+        "internal error", logged with its traceback."""
         opts = options or self.options
         pairs = list(items)
-        spec = resolve_model(opts.model, opts.scale, opts.models_dirs)
-        target = opts.scale or spec.scale
+        plan = self.prepare(opts)
 
         def load(pair: tuple[Path, Path]) -> Picture:
-            _check_output(pair[0], pair[1], opts.overwrite)
-            return imageio.read_picture(
-                pair[0], max_pixels=opts.max_pixels, all_frames=opts.all_frames
+            return _guarded(self._load, *pair, opts, plan)
+
+        def save(out: Picture, dst: Path) -> Path:
+            return _guarded(
+                imageio.write_picture,
+                out,
+                dst,
+                fmt=opts.format,
+                quality=opts.quality,
+                overwrite=opts.overwrite,
             )
 
-        def finish(flight: tuple[tuple[Path, Path], Future, Picture, float]) -> BatchItem:
-            (src, dst), save, pic, started = flight
+        def finish(flight: tuple[tuple[Path, Path], Future[Path], Picture, float]) -> BatchItem:
+            (src, dst), saving, pic, started = flight
             try:
-                written = save.result()
+                written = saving.result()
             except UpscalerError as exc:
                 return BatchItem(src, dst, None, exc)
-            result = _result(src, written, pic, spec.name, target, opts, started)
-            return BatchItem(src, written, result, None)
+            return BatchItem(src, written, _result(src, written, pic, plan, started), None)
 
         with (
             ThreadPoolExecutor(1, thread_name_prefix="load") as loader,
             ThreadPoolExecutor(1, thread_name_prefix="save") as saver,
         ):
             in_flight = None  # the one save still running while the next file computes
-            nxt: Future | None = loader.submit(load, pairs[0]) if pairs else None
+            nxt: Future[Picture] | None = loader.submit(load, pairs[0]) if pairs else None
             for i, pair in enumerate(pairs):
                 started = time.perf_counter()
                 fut = nxt
+                assert fut is not None
                 nxt = loader.submit(load, pairs[i + 1]) if i + 1 < len(pairs) else None
                 try:
-                    pic = fut.result()  # type: ignore[union-attr]
-                    out = self.upscale_picture(pic, opts, progress, cancel)
+                    pic = fut.result()
+                    out = _guarded(self.upscale_picture, pic, opts, progress, cancel, plan=plan)
                 except Cancelled:
                     if nxt is not None:
                         nxt.cancel()
@@ -377,17 +432,10 @@ class Upscaler:
                         in_flight = None
                     yield BatchItem(pair[0], pair[1], None, exc)
                     continue
-                save = saver.submit(
-                    imageio.write_picture,
-                    out,
-                    pair[1],
-                    fmt=opts.format,
-                    quality=opts.quality,
-                    overwrite=opts.overwrite,
-                )
+                saving = saver.submit(save, out, pair[1])
                 if in_flight is not None:
                     yield finish(in_flight)
-                in_flight = (pair, save, pic, started)
+                in_flight = (pair, saving, pic, started)
             if in_flight is not None:
                 yield finish(in_flight)
 
@@ -402,25 +450,63 @@ class BatchItem:
     error: UpscalerError | None
 
 
-def _result(
-    src: Path | None,
-    dst: Path | None,
-    pic: Picture,
-    model: str,
-    scale: int,
-    opts: Options,
-    started: float,
-) -> UpscaleResult:
+def _result(src: Path, dst: Path, pic: Picture, plan: Plan, started: float) -> UpscaleResult:
     return UpscaleResult(
         src=src,
         dst=dst,
         in_size=(pic.width, pic.height),
-        out_size=(pic.width * scale, pic.height * scale),
-        model=model,
-        scale=scale,
-        device=pick_device(opts.device).name,
+        out_size=(pic.width * plan.scale, pic.height * plan.scale),
+        model=plan.spec.name,
+        scale=plan.scale,
+        device=plan.device.name,
         seconds=time.perf_counter() - started,
     )
+
+
+_T = TypeVar("_T")
+
+
+def _guarded(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """Run one file's step; an exception that is not ours becomes that file's
+    "internal error" (an UpscalerError), with the traceback in the log (-v)."""
+    try:
+        return fn(*args, **kwargs)
+    except (UpscalerError, KeyboardInterrupt):
+        raise
+    except MemoryError:
+        raise ImageTooLargeError("not enough memory for this image") from None
+    except Exception as exc:
+        log.info("internal error", exc_info=True)
+        raise UpscalerError(f"internal error: {type(exc).__name__}: {exc}") from exc
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process could still get (Linux: MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not on this platform
+        return None
+
+
+def _check_memory(width: int, height: int, scale: int, model_scale: int) -> None:
+    """Refuse, before decoding, a job whose buffers cannot fit in the memory available:
+    the decoded input, the model's output, and its encoded file (about half again)."""
+    avail = available_memory()
+    if avail is None:
+        return
+    need = width * height * 3 * (1 + model_scale**2 + scale**2 // 2)
+    if need > avail:
+        raise ImageTooLargeError(
+            f"image is {width}x{height}: upscaling it x{scale} needs about "
+            f"{need / 2**30:.1f} GiB of memory, and {avail / 2**30:.1f} GiB is available"
+        )
 
 
 def _check_output(src: Path, dst: Path, overwrite: bool) -> None:
@@ -433,6 +519,30 @@ def _check_output(src: Path, dst: Path, overwrite: bool) -> None:
         raise OutputError(f"refusing to write over the input {src}")
     if dst.exists() and not overwrite:
         raise OutputError(f"{dst} exists (use --overwrite)")
+
+
+def _window(src: np.ndarray, t: Tile, maxval: float) -> np.ndarray:
+    """Tile ``t``'s window of ``src`` (H, W, 3), mirrored beyond the image's edges, as the
+    model's input: float32 (3, h, w) in [0, 1]."""
+    h, w = src.shape[:2]
+    wx0, wy0, wx1, wy1 = t.window
+    win = src[max(wy0, 0) : min(wy1, h), max(wx0, 0) : min(wx1, w)]
+    if wx0 < 0 or wy0 < 0 or wx1 > w or wy1 > h:  # mirror beyond the image's edges
+        pads = ((max(-wy0, 0), max(wy1 - h, 0)), (max(-wx0, 0), max(wx1 - w, 0)), (0, 0))
+        win = np.pad(win, pads, mode="reflect")
+    x = np.ascontiguousarray(win.transpose(2, 0, 1), dtype=np.float32)
+    x *= 1.0 / maxval
+    return x
+
+
+def _paste(out: np.ndarray, y: np.ndarray, t: Tile, s: int, maxval: float) -> None:
+    """Paste the core of a tile's model output ``y`` (3, h*s, w*s) into ``out``."""
+    cx0, cy0, cx1, cy1 = t.crop
+    core = y[:, cy0 * s : cy1 * s, cx0 * s : cx1 * s]
+    core *= maxval
+    core += 0.5
+    np.clip(core, 0, maxval, out=core)
+    out[t.y0 * s : t.y1 * s, t.x0 * s : t.x1 * s] = core.transpose(1, 2, 0)
 
 
 def _is_constant(a: np.ndarray) -> bool:
@@ -455,8 +565,10 @@ def _resize_plane(a: np.ndarray, w: int, h: int, resample: int) -> np.ndarray:
 
 def _resize_rgb(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
     if rgb.dtype == np.uint8:
-        return np.asarray(Image.fromarray(rgb, "RGB").resize((w, h), Image.LANCZOS))
-    return np.stack([_resize_plane(rgb[:, :, c], w, h, Image.LANCZOS) for c in range(3)], axis=2)
+        return np.asarray(Image.fromarray(rgb, "RGB").resize((w, h), Image.Resampling.LANCZOS))
+    return np.stack(
+        [_resize_plane(rgb[:, :, c], w, h, Image.Resampling.LANCZOS) for c in range(3)], axis=2
+    )
 
 
 def upscale_file(

@@ -1,4 +1,4 @@
-"""Pure integer tile math: no numpy, no ncnn.
+"""Pure integer tile math and the tile-size policy: no numpy, no ncnn.
 
 An image of ``width`` x ``height`` input pixels is cut into cores of at most ``tile`` x
 ``tile``. Each core is read with up to ``context`` pixels of the real image around it. At the
@@ -7,13 +7,42 @@ mirroring (as the reference, and a whole-image inference of the mirrored image, 
 stops there. After inference only the core's part of the output is pasted, so neighbouring
 tiles never overwrite each other and, with enough context, the result equals one whole-image
 inference.
+
+Tile size when the user asks for auto: on a GPU the grid with the least inference whose
+windows fit half the device's heap budget at the model's ``gpu_work_bytes_per_pixel``, at most
+``GPU_MAX_WINDOW`` pixels (so pasting and encoding overlap with inference), and never smaller
+than the reference CLI's rule (Real-ESRGAN-ncnn-vulkan) from the heap budget: > 1900 MB ->
+200, > 550 MB -> 100, > 190 MB -> 64, else 32. On the CPU the grid with the least inference
+whose windows fit the model's working memory budget (``cpu_budget_mb`` plus a quarter of the
+output's size, capped at a quarter of the memory available); a whole image that fits is one
+tile.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["Tile", "best_grid", "plan_tiles", "split_tile"]
+if TYPE_CHECKING:
+    from .models import ModelSpec
+
+__all__ = [
+    "MIN_TILE",
+    "Tile",
+    "auto_tiles",
+    "best_grid",
+    "cpu_window_pixels",
+    "gpu_auto_tile",
+    "gpu_window_pixels",
+    "plan_tiles",
+    "split_tile",
+]
+
+#: The smallest tile side a user may ask for, and the smallest a failing tile is split to.
+MIN_TILE = 32
+#: The largest automatic GPU window (pixels, context included): bigger ones gain little
+#: compute and leave nothing to overlap with.
+GPU_MAX_WINDOW = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -115,11 +144,11 @@ def best_grid(
 ) -> tuple[int, int]:
     """Core width and height of the grid whose windows each fit ``max_window_pixels`` and
     whose windows add up to the fewest pixels (the least inference). The whole image when it
-    fits; never a core below 32 px (then the windows may exceed the budget)."""
+    fits; never a core below MIN_TILE px (then the windows may exceed the budget)."""
     best: tuple[int, int, int] | None = None
-    for nx in range(1, max(1, width // 32) + 1):
+    for nx in range(1, max(1, width // MIN_TILE) + 1):
         wx = _window_side(width, nx, context, edge)
-        for ny in range(1, max(1, height // 32) + 1):
+        for ny in range(1, max(1, height // MIN_TILE) + 1):
             wy = _window_side(height, ny, context, edge)
             if wx * wy > max_window_pixels:
                 continue
@@ -128,7 +157,7 @@ def best_grid(
                 best = (total, -(-width // nx), -(-height // ny))
             break  # more rows only add context
     if best is None:
-        return min(width, 32), min(height, 32)
+        return min(width, MIN_TILE), min(height, MIN_TILE)
     return best[1], best[2]
 
 
@@ -138,3 +167,45 @@ def split_tile(t: Tile, width: int, height: int, context: int, edge: int = 0) ->
     xs = [(t.x0, mx), (mx, t.x1)] if t.x1 - t.x0 > 1 else [(t.x0, t.x1)]
     ys = [(t.y0, my), (my, t.y1)] if t.y1 - t.y0 > 1 else [(t.y0, t.y1)]
     return [_make(x0, y0, x1, y1, width, height, context, edge) for y0, y1 in ys for x0, x1 in xs]
+
+
+def gpu_auto_tile(heap_budget_mb: int) -> int:
+    """The reference's GPU tile side, from the device's heap budget."""
+    mb = heap_budget_mb
+    return 200 if mb > 1900 else 100 if mb > 550 else 64 if mb > 190 else MIN_TILE
+
+
+def cpu_window_pixels(spec: ModelSpec, out_bytes: int, available: int | None) -> int:
+    """How many input pixels (context included) one CPU tile may hold for this model.
+
+    The memory target is ~400 MB + 2.5x the output: the output buffer and its encoded file
+    take about 1.5x of that, so tiles grow only slowly with the output. ``available`` is the
+    memory free now (None: unknown), of which a tile takes at most a quarter.
+    """
+    budget = spec.cpu_budget_mb * 2**20 + out_bytes // 4
+    if available is not None:
+        budget = min(budget, max(available // 4, 64 * 2**20))
+    return budget // max(1, spec.work_bytes_per_pixel)
+
+
+def gpu_window_pixels(spec: ModelSpec, heap_budget_mb: int) -> int:
+    """How many input pixels (context included) one GPU tile may hold for this model."""
+    fits = heap_budget_mb * 2**20 // 2 // max(1, spec.gpu_work_bytes_per_pixel)
+    reference = (gpu_auto_tile(heap_budget_mb) + 2 * spec.context) ** 2
+    return max(reference, min(fits, GPU_MAX_WINDOW))
+
+
+def auto_tiles(
+    width: int, height: int, spec: ModelSpec, gpu_heap_mb: int | None, available: int | None
+) -> list[Tile]:
+    """The tiles for an auto tile size: the least-inference grid whose windows fit the GPU's
+    heap (when ``gpu_heap_mb`` is given) or the CPU's memory budget."""
+    if gpu_heap_mb is not None:
+        window = gpu_window_pixels(spec, gpu_heap_mb)
+        reference = gpu_auto_tile(gpu_heap_mb)
+        if window <= (reference + 2 * spec.context) ** 2:  # a small GPU: the reference's tile
+            return plan_tiles(width, height, reference, spec.context, spec.edge_pad)
+    else:
+        window = cpu_window_pixels(spec, width * height * spec.scale**2 * 3, available)
+    tw, th = best_grid(width, height, window, spec.context, spec.edge_pad)
+    return plan_tiles(width, height, tw, spec.context, spec.edge_pad, tile_h=th)

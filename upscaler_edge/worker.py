@@ -7,7 +7,7 @@ which, removes any temporary file the child left, and starts a fresh child for t
 It never hangs: every wait has a deadline or watches the child's liveness.
 
 Messages (tuples over a multiprocessing Pipe):
-  parent -> child: ("job", id, src, dst, Options, fault) | ("cancel", id) | ("stop",)
+  parent -> child: ("job", id, src, dst, Options) | ("cancel", id) | ("stop",)
   child -> parent: ("progress", id, done, total) | ("done", id, UpscaleResult)
                    | ("error", id, error class name, message)
 """
@@ -24,8 +24,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from . import errors
 from .errors import Cancelled, JobFailed, UpscalerError
@@ -33,7 +35,7 @@ from .imageio import remove_leftovers
 from .options import Options
 from .pipeline import CancelToken, Progress, UpscaleResult
 
-__all__ = ["Worker"]
+__all__ = ["TileHook", "Worker", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +43,22 @@ CANCEL_GRACE_S = 10.0  # a cancelled job that does not stop by then is killed
 _POLL_S = 0.05
 
 
-def _child_main(conn, log_level: int) -> None:  # runs in the child process
+#: Called in the child after each tile: (source path, tiles done, tiles total).
+TileHook = Callable[[str, int, int], None]
+
+
+def serve(conn: Connection, log_level: int, on_tile: TileHook | None = None) -> None:
+    """The child's loop: run each job it is sent, answer with its result or error.
+
+    The default child entry point; a test may start a child whose entry point calls this
+    with ``on_tile`` (to crash or hang at a chosen moment): see ``Worker(child_entry=...)``.
+    """
     logging.basicConfig(level=log_level, format="worker %(levelname)s %(name)s: %(message)s")
     from .pipeline import Upscaler
 
-    jobs: queue.Queue = queue.Queue()
+    jobs: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
     cancel = threading.Event()
-    current = [None]
+    current: list[int | None] = [None]
 
     def reader() -> None:
         while True:
@@ -68,19 +79,14 @@ def _child_main(conn, log_level: int) -> None:  # runs in the child process
     up = Upscaler()
     try:
         while (msg := jobs.get()) is not None:
-            _, job_id, src, dst, options, fault = msg
+            _, job_id, src, dst, options = msg
             cancel.clear()
             current[0] = job_id
 
-            def progress(
-                done: int, total: int, job_id: int = job_id, fault: str | None = fault
-            ) -> None:
+            def progress(done: int, total: int, job_id: int = job_id, src: str = src) -> None:
                 conn.send(("progress", job_id, done, total))
-                if fault and done >= 1:
-                    if fault == "abort":
-                        os.abort()
-                    if fault == "hang":
-                        time.sleep(3600)
+                if on_tile is not None:
+                    on_tile(src, done, total)
 
             try:
                 result = up.upscale_file(Path(src), Path(dst), options, progress, cancel)
@@ -106,7 +112,7 @@ def _main_module_hidden() -> Iterator[None]:
     "__main__"`` guard would start itself again.
     """
     main = sys.modules.get("__main__")
-    saved = {
+    saved: dict[str, Any] = {
         k: main.__dict__[k]
         for k in ("__file__", "__spec__")
         if main is not None and k in main.__dict__
@@ -147,12 +153,19 @@ class Worker:
     executor). Progress callbacks run in the calling thread.
     """
 
-    def __init__(self, *, timeout: float | None = None, options: Options | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float | None = None,
+        options: Options | None = None,
+        child_entry: Callable[[Connection, int], None] = serve,
+    ) -> None:
         self.timeout = timeout
         self.options = options or Options()
+        self._entry = child_entry
         self._ctx = mp.get_context("spawn")
         self._proc: mp.process.BaseProcess | None = None
-        self._conn = None
+        self._conn: Connection | None = None
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -163,7 +176,7 @@ class Worker:
         self._discard_child()
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
-            target=_child_main,
+            target=self._entry,
             args=(child, logging.getLogger().getEffectiveLevel()),
             name="upscaler-worker",
             daemon=True,
@@ -192,10 +205,8 @@ class Worker:
         with self._lock:
             proc, conn = self._proc, self._conn
             if proc is not None and proc.is_alive() and conn is not None:
-                try:
+                with contextlib.suppress(OSError):
                     conn.send(("stop",))
-                except OSError:
-                    pass
                 proc.join(5)
             self._discard_child()
 
@@ -215,7 +226,6 @@ class Worker:
         progress: Progress | None = None,
         cancel: CancelToken | None = None,
         timeout: float | None = None,
-        _fault: str | None = None,
     ) -> UpscaleResult:
         """Upscale ``src`` into ``dst`` in the child. Raises what the pipeline raises,
         Cancelled, or JobFailed when the child died or timed out (no output is left then)."""
@@ -225,7 +235,7 @@ class Worker:
             self._ensure_child()
             assert self._conn is not None and self._proc is not None
             job_id = next(self._ids)
-            self._conn.send(("job", job_id, str(src), str(dst), opts, _fault))
+            self._conn.send(("job", job_id, str(src), str(dst), opts))
             started = time.monotonic()
             cancel_sent_at: float | None = None
             while True:

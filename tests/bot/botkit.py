@@ -22,7 +22,7 @@ from faketg import BOT_TOKEN, FakeTelegram, attach
 
 from upscaler_edge.bot.app import Core, make_client, run_bot
 from upscaler_edge.bot.config import BotConfig
-from upscaler_edge.bot.service import BotService
+from upscaler_edge.bot.runner import JobRunner
 
 OWNER = 111
 FRIEND = 222
@@ -103,7 +103,7 @@ class BotHarness:
         self.config = config
         self.core = core
         self.stop = asyncio.Event()
-        self.service: BotService | None = None
+        self.service: JobRunner | None = None  # what run_bot hands to on_ready
         self.clients: list[Any] = []
         self.task: asyncio.Task[None] | None = None
 
@@ -112,8 +112,8 @@ class BotHarness:
         self.clients.append(client)
         return client
 
-    def _ready(self, service: BotService) -> None:
-        self.service = service
+    def _ready(self, runner: JobRunner) -> None:
+        self.service = runner
 
     async def start(self) -> BotHarness:
         self.task = asyncio.get_running_loop().create_task(
@@ -133,7 +133,7 @@ class BotHarness:
         await wait_for(
             lambda: (
                 self.service is not None
-                and self.service._connected.is_set()
+                and self.service.connected
                 and any(c.logged_in for c in self.fake.connections)
             ),
             what="bot online",

@@ -285,13 +285,18 @@ def test_worker_abort_then_next_job_succeeds(
     tmp_path: Path, fake: FakeTelegram, real_core: Core
 ) -> None:
     user = fake.user(OWNER)
+    from worker_faults import faulty_child
+
     from upscaler_edge.worker import Worker
 
-    worker = Worker(timeout=60)
+    worker = Worker(timeout=60, child_entry=faulty_child)
 
     def upscale(src: Path, dst: Path, options: Any, **kw: Any) -> Any:
-        fault = "abort" if (src.parent / ".crash").exists() else None
-        return worker.run(src, dst, options, _fault=fault, **kw)
+        if (src.parent / ".crash").exists():
+            (src.parent / ".fault-abort").touch()
+        else:
+            (src.parent / ".fault-abort").unlink(missing_ok=True)
+        return worker.run(src, dst, options, **kw)
 
     core = Core(
         upscale=upscale,
@@ -418,7 +423,7 @@ def test_handler_exception_still_replies(
     user = fake.user(OWNER)
     from upscaler_edge.bot import handlers
 
-    async def broken(service: Any, event: Any) -> None:
+    async def broken(ctx: Any, event: Any) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setitem(handlers.COMMANDS, "/status", broken)
@@ -466,9 +471,9 @@ def test_result_over_telegram_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The 2000 MiB rule, with the limit shrunk to 20 kB so a 32x24 image crosses it."""
-    from upscaler_edge.bot import service
+    from upscaler_edge.bot import attempt
 
-    monkeypatch.setattr(service, "TELEGRAM_FILE_LIMIT", 20_000)
+    monkeypatch.setattr(attempt, "TELEGRAM_FILE_LIMIT", 20_000)
     user = fake.user(OWNER)
 
     async def main() -> None:
@@ -572,7 +577,7 @@ def test_expired_file_reference_is_refetched(
     tmp_path: Path, fake: FakeTelegram, real_core: Core
 ) -> None:
     user = fake.user(OWNER)
-    fake.fail(functions.upload.GetFileRequest, lambda r: errors.FileReferenceExpiredError(r))
+    fake.fail(functions.upload.GetFileRequest, errors.FileReferenceExpiredError)
 
     async def main() -> None:
         h = await start(tmp_path, fake, real_core)
@@ -621,3 +626,122 @@ def test_cancel_running_job(tmp_path: Path, fake: FakeTelegram, real_core: Core)
     run(main())
     assert fake.documents_to(OWNER) == []
     assert [m.current_text for m in fake.messages_to(OWNER)] == ["Cancelled 1 job."]
+
+
+@pytest.mark.parametrize("where", ["probe", "upscale"])
+def test_unexpected_error_fails_that_job_and_the_next_one_runs(
+    where: str,
+    tmp_path: Path,
+    fake: FakeTelegram,
+    real_core: Core,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug-shaped exception (not an UpscalerError) while handling one job: that job fails
+    with an "internal error" reply and is not retried; the traceback is logged; the job
+    queued behind it still completes."""
+    user = fake.user(OWNER)
+    base_probe, base_upscale = real_core.probe, real_core.upscale
+
+    def probe(src: Path, **kw: Any) -> Any:
+        if where == "probe" and (src.parent / ".bad").exists():
+            raise struct.error("unpack requires a buffer of 4 bytes")
+        return base_probe(src, **kw)
+
+    def upscale(src: Path, dst: Path, options: Any, **kw: Any) -> Any:
+        if where == "upscale" and (src.parent / ".bad").exists():
+            raise struct.error("unpack requires a buffer of 4 bytes")
+        return base_upscale(src, dst, options, **kw)
+
+    core = Core(
+        upscale=upscale,
+        probe=probe,
+        resolve=real_core.resolve,
+        catalog=real_core.catalog,
+        device_name=real_core.device_name,
+    )
+
+    async def main() -> None:
+        h = await start(tmp_path, fake, core)
+        h.service.detach()  # both jobs wait in line, so the failure is followed by work
+        bad = fake.document(user, png_bytes(), "bad.png")
+        good = fake.document(user, png_bytes(), "good.png")
+        await h.send(bad, user)
+        await h.send(good, user)
+        h.queue.spool_dir(h.job_for(bad).id).joinpath(".bad").touch()
+        h.service.attach(h.clients[-1])
+        failed = await h.finished(bad)
+        assert failed.state == FAILED and failed.attempts == 1
+        assert (failed.error or "").startswith("Sorry: internal error: struct.error: unpack")
+        assert failed.reply_message_id is not None
+        assert (await h.finished(good)).state == DONE
+        assert h.queue.recover() == [] and h.job_for(bad).state == FAILED  # never retried
+        await h.close()
+
+    run(main())
+    (doc,) = fake.documents_to(OWNER)
+    assert doc.file_name == "good_x4.png"
+    (reply,) = [m for m in fake.messages_to(OWNER) if m.file_bytes is None]
+    assert reply.current_text.startswith("Sorry: internal error: struct.error")
+    assert "\n" not in reply.current_text and "bot's log" in reply.current_text
+    logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is struct.error]
+    assert logged, "no traceback in the log"
+
+
+def test_bot_keeps_sqlite_off_the_event_loop(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every queue and preferences call the bot's own code makes runs in a worker thread, not
+    on the event loop's (the test's own polling of the queue is not counted)."""
+    import functools
+    import inspect
+    import threading
+
+    from upscaler_edge.bot.prefs import Prefs
+    from upscaler_edge.jobs import JobQueue
+
+    on_loop: list[str] = []
+    loop_thread = threading.get_ident()  # asyncio.run() runs the loop in this thread
+    watched = {
+        JobQueue: [n for n in vars(JobQueue) if not n.startswith("_") and n != "close"],
+        Prefs: [n for n in vars(Prefs) if not n.startswith("_") and n != "close"],
+    }
+
+    def watch(cls: type, name: str) -> None:
+        original = getattr(cls, name)
+
+        @functools.wraps(original)
+        def wrapper(self: Any, *args: Any, **kw: Any) -> Any:
+            frame = inspect.currentframe()
+            caller = frame.f_back.f_globals.get("__name__", "") if frame and frame.f_back else ""
+            if threading.get_ident() == loop_thread and caller.startswith("upscaler_edge.bot"):
+                on_loop.append(f"{cls.__name__}.{name} from {caller}")
+            return original(self, *args, **kw)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    for cls, names in watched.items():
+        for name in names:
+            watch(cls, name)
+    user = fake.user(OWNER)
+
+    async def main() -> None:
+        h = await start(tmp_path, fake, real_core)
+        for cmd in ("/help", "/models", "/model", "/status", "/cancel"):
+            await h.send(fake.text(user, cmd), user)
+        await h.send(fake.button_press(user, fake.messages_to(OWNER)[2].id, b"set:scale:2"), user)
+        photo = fake.photo(user, jpeg_bytes(40, 30), 40, 30)
+        await h.send(photo, user)
+        assert (await h.finished(photo)).state == DONE
+        h.service.detach()
+        queued = fake.document(user, png_bytes(), "q.png")
+        await h.send(queued, user)
+        await h.send(fake.text(user, "/status"), user)
+        await h.send(fake.text(user, "/cancel"), user)
+        h.service.attach(h.clients[-1])
+        assert (await h.finished(queued)).state == CANCELLED
+        await h.send(fake.document(user, b"", "empty.png", mime_type="image/png"), user)
+        await h.close()
+
+    run(main())
+    assert on_loop == []
+    assert len(fake.documents_to(OWNER)) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from pathlib import Path
@@ -10,7 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from upscaler_edge.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobQueue
+from upscaler_edge.jobs import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SCHEMA_VERSION,
+    JobQueue,
+    QueueVersionError,
+)
 
 
 @pytest.fixture
@@ -93,7 +103,7 @@ def test_line_predicts_claim_order(
         by_id = {j.id: j.user_id for j in q.all_jobs()}
         seq = [by_id[i] for i in actual]
         remaining = {u: seq.count(u) for u in set(seq)}
-        for a, b in zip(seq, seq[1:]):
+        for a, b in itertools.pairwise(seq):
             remaining[a] -= 1
             if a == b:
                 assert all(n == 0 for u, n in remaining.items() if u != a)
@@ -179,4 +189,112 @@ def test_queue_module_does_not_import_telethon() -> None:
     import sys
 
     code = "import sys, upscaler_edge.jobs; sys.exit('telethon' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
+
+
+# The schema before user_version 1, copied from jobs.py as it was (do not edit).
+_SCHEMA_V0 = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    chat_id            INTEGER NOT NULL,
+    message_id         INTEGER NOT NULL,
+    user_id            INTEGER NOT NULL,
+    peer               TEXT    NOT NULL DEFAULT '',
+    state              TEXT    NOT NULL DEFAULT 'queued'
+                       CHECK (state IN ('queued','running','done','failed','cancelled')),
+    attempts           INTEGER NOT NULL DEFAULT 0,
+    params             TEXT    NOT NULL DEFAULT '{}',
+    status_message_id  INTEGER,
+    reply_message_id   INTEGER,
+    reply_random_id    INTEGER NOT NULL,
+    error              TEXT,
+    served_seq         INTEGER,
+    created_at         REAL    NOT NULL,
+    started_at         REAL,
+    finished_at        REAL,
+    UNIQUE (chat_id, message_id)
+);
+CREATE INDEX IF NOT EXISTS jobs_state_user ON jobs (state, user_id, id);
+CREATE INDEX IF NOT EXISTS jobs_user_served ON jobs (user_id, served_seq);
+"""
+
+
+def _old_database(path: Path) -> None:
+    """A version-0 queue as the bot left it: one job done, one failed, one running (crash),
+    three queued from two users; user 1 was served last."""
+    rows = [
+        # id, chat, message, user, peer, state, attempts, params, status, reply, random,
+        # error, served_seq, created, started, finished
+        (1, 1, 10, 1, "user:1:11", "done", 1, '{"model": "m"}', 500, 501, 7001, None, 1,
+         100.0, 101.0, 102.0),
+        (2, 2, 20, 2, "user:2:22", "failed", 1, "{}", None, 502, 7002, "the file is empty",
+         None, 103.0, None, 103.0),
+        (3, 2, 21, 2, "user:2:22", "running", 1, '{"model": "m", "scale": 2}', 503, None,
+         7003, None, 2, 104.0, 105.0, None),
+        (4, 1, 11, 1, "user:1:11", "queued", 0, '{"model": "m"}', 504, None, 7004, None,
+         None, 106.0, None, None),
+        (5, 1, 12, 1, "user:1:11", "queued", 0, "{}", None, None, 7005, None, None, 107.0,
+         None, None),
+        (6, 2, 22, 2, "user:2:22", "queued", 0, '{"file_name": "cat.png"}', 506, None, 7006,
+         None, None, 108.0, None, None),
+    ]  # fmt: skip
+    with sqlite3.connect(path) as db:
+        db.executescript(_SCHEMA_V0)
+        db.executemany(f"INSERT INTO jobs VALUES ({', '.join('?' * 16)})", rows)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 0
+
+
+def test_old_database_is_migrated_and_keeps_working(tmp_path: Path) -> None:
+    db, spool = tmp_path / "jobs.sqlite3", tmp_path / "spool"
+    _old_database(db)
+    with JobQueue(db, spool, max_attempts=3) as q:
+        with sqlite3.connect(db) as raw:
+            columns = [r[1] for r in raw.execute("PRAGMA table_info(jobs)")]
+            indexes = {r[1] for r in raw.execute("PRAGMA index_list(jobs)")}
+            version = raw.execute("PRAGMA user_version").fetchone()[0]
+        assert "request_message_id" in columns and "chat_address" in columns
+        assert "params_json" in columns and "claim_number" in columns
+        assert not {"message_id", "peer", "params", "served_seq"} & set(columns)
+        assert "jobs_user_claim" in indexes and "jobs_user_served" not in indexes
+        assert version == SCHEMA_VERSION
+
+        done = q.get(1)
+        assert done is not None and done.state == DONE and done.request_message_id == 10
+        assert done.chat_address == "user:1:11" and done.params == {"model": "m"}
+        assert (done.status_message_id, done.reply_message_id) == (500, 501)
+        assert done.reply_random_id == 7001 and done.finished_at == 102.0
+        failed = q.find(2, 20)
+        assert failed is not None and failed.state == FAILED and failed.error == "the file is empty"
+        assert [j.id for j in q.all_jobs()] == [1, 2, 3, 4, 5, 6]
+
+        # the queue still works: uniqueness, recovery, round-robin from the old served order
+        again, created = q.add(1, 11, 1, params={"model": "other"})
+        assert not created and again.id == 4 and again.params == {"model": "m"}
+        assert q.recover() == [] and q.get(3).state == QUEUED  # type: ignore[union-attr]
+        # user 2 was served last (served_seq 2): user 1 goes first, then they alternate
+        assert [j.id for j in q.line()] == [4, 3, 5, 6]
+        order = []
+        while (job := q.claim()) is not None:
+            order.append(job.id)
+            q.finish(job.id, DONE)
+        assert order == [4, 3, 5, 6]
+        new, created = q.add(3, 30, 3, chat_address="user:3:33", params={"scale": 4})
+        assert created and new.id > 6 and new.chat_address == "user:3:33"
+
+    with JobQueue(db, spool) as q:  # opening a migrated file again changes nothing
+        assert len(q.all_jobs()) == 7 and q.all_jobs()[-1].params == {"scale": 4}
+
+
+def test_new_database_has_the_current_version(queue: JobQueue) -> None:
+    with sqlite3.connect(queue.db_path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.sqlite3"
+    with JobQueue(db, tmp_path / "spool") as q:
+        q.add(1, 1, 1)
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(QueueVersionError, match="newer"):
+        JobQueue(db, tmp_path / "spool")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,7 @@ def test_status_editor_throttles_and_coalesces() -> None:
     asyncio.run(main())
     times = [t for t, _ in sent]
     assert 3 <= len(sent) <= 5
-    assert all(b - a >= 0.28 for a, b in zip(times, times[1:]))
+    assert all(b - a >= 0.28 for a, b in itertools.pairwise(times))
     assert sent[-1][1] == "upscaling 29%"  # the latest text wins
 
 
@@ -136,3 +137,48 @@ def test_prefs(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         prefs.set(1, "colour", "red")
     prefs.close()
+
+
+def test_until_returns_on_completion_stop_or_timeout() -> None:
+    from upscaler_edge.bot.waiting import until
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        assert await until(asyncio.sleep(0), stop) is False  # completed
+        began = asyncio.get_running_loop().time()
+        assert await until(asyncio.sleep(10), stop, timeout=0.05) is False  # timed out
+        assert asyncio.get_running_loop().time() - began < 1
+
+        cancelled = []
+
+        async def long() -> None:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+
+        asyncio.get_running_loop().call_later(0.05, stop.set)
+        assert await until(long(), stop) is True  # stopped, and the wait was cancelled
+        await asyncio.sleep(0)
+        assert cancelled == [True]
+
+        async def broken() -> None:
+            raise ConnectionError("the link died")
+
+        assert await until(broken(), asyncio.Event()) is False  # its exception is dropped
+
+    asyncio.run(main())
+
+
+def test_catalog_from_registry_offers_families() -> None:
+    from upscaler_edge.models import default_registry
+
+    registry = default_registry()
+    catalog = Catalog.from_registry(registry)
+    assert [f.name for f in catalog.families] == [f.name for f in registry.families()]
+    assert "realesr-animevideov3" in catalog.names and "realesrgan-x4plus" in catalog.names
+    assert catalog.kinds["fast"] == "realesr-animevideov3"  # the family, not its x2 member
+    choice = parse_caption("x2 fast", catalog)
+    assert choice == Choice("realesr-animevideov3", 2)
+    assert registry.resolve(choice.model, choice.scale).scale == 2  # the native x2 member

@@ -132,7 +132,7 @@ def test_one_bad_file_does_not_stop_the_others(photo_png, tmp_path):
         (["-m", "esrgan-9000"], "unknown model 'esrgan-9000'; valid models: realesrgan-x4plus"),
         (["-t", "7"], "tile size 7 is too small"),
         (["-d", "9"], "no Vulkan device 9"),
-        (["-m", "realesr-animevideov3-x2", "-s", "4"], "-s 4 is larger"),
+        (["-m", "realesr-animevideov3-x2", "-s", "4"], "upscales x2; scale 4 is larger"),
     ],
 )
 def test_usage_errors_exit_2(photo_png, args, expected):
@@ -161,6 +161,7 @@ def test_module_entry_point_runs_end_to_end(photo_png, tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "upscaler_edge", str(photo_png), "-o", str(dst), *FAST],
         capture_output=True,
+        check=False,
         text=True,
         timeout=120,
     )
@@ -168,7 +169,10 @@ def test_module_entry_point_runs_end_to_end(photo_png, tmp_path):
     with Image.open(dst) as im:
         assert im.format == "WEBP" and im.size == (128, 96)
     res = subprocess.run(
-        [sys.executable, "-m", "upscaler_edge", "--version"], capture_output=True, text=True
+        [sys.executable, "-m", "upscaler_edge", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert res.returncode == 0 and res.stdout.startswith("upscaler-edge 0.")
 
@@ -204,6 +208,7 @@ def test_bot_without_config_prints_the_setup_message(tmp_path, monkeypatch):
     res = subprocess.run(
         [sys.executable, "-m", "upscaler_edge", "--bot", "--config", str(tmp_path / "none.toml")],
         capture_output=True,
+        check=False,
         text=True,
         timeout=60,
     )
@@ -229,3 +234,121 @@ def test_running_twice_on_a_folder_does_not_upscale_the_results(photo, tmp_path)
         "b_x2.png",
         "b_x2_x2.png",
     ]
+
+
+# --- issue 8: real-world batches -------------------------------------------------------------
+
+
+def test_same_stem_inputs_get_distinct_stable_outputs(photo, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    crop = Image.fromarray(photo[:12, :16])
+    for ext in ("bmp", "gif", "jpg", "png"):
+        crop.save(src / f"hopper.{ext}")
+    crop.save(src / "other.png")
+    out = tmp_path / "out"
+    code, _, err = run([src, "-o", out, *FAST, "-q"])
+    assert code == 0, err
+    names = sorted(p.name for p in (out / "in").iterdir())
+    assert names == [
+        "hopper_bmp_x2.png",
+        "hopper_gif_x2.png",
+        "hopper_jpg_x2.png",
+        "hopper_png_x2.png",
+        "other_x2.png",
+    ]
+    # a second run finds them again: nothing to do, nothing overwritten
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "in").iterdir()}
+    code, _, err = run([src, "-o", out, *FAST, "--skip-existing"])
+    assert code == 0 and "0 done, 0 failed, 5 skipped" in err
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "in").iterdir()} == before
+    # with --overwrite each output is written once, by its own input
+    code, _, err = run([src, "-o", out, *FAST, "--overwrite"])
+    assert code == 0 and "5 done, 0 failed" in err
+    assert len(list((out / "in").iterdir())) == 5
+
+
+def test_the_same_file_named_twice_is_one_job(photo_png):
+    code, _, err = run([photo_png, photo_png, *FAST])
+    assert code == 0 and "1 done, 0 failed" in err
+
+
+def test_an_unexpected_exception_fails_one_file_not_the_batch(photo, tmp_path, monkeypatch):
+    import struct as struct_mod
+
+    from upscaler_edge import imageio
+
+    for name in ("a", "b", "c"):
+        Image.fromarray(photo[:8, :8]).save(tmp_path / f"{name}.png")
+    real = imageio.write_picture
+
+    def flaky(pic, dst, **kw):
+        if "b_x2" in str(dst):
+            raise struct_mod.error("argument out of range")
+        return real(pic, dst, **kw)
+
+    monkeypatch.setattr(imageio, "write_picture", flaky)
+    code, _, err = run([tmp_path, *FAST, "-q"])
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert lines == [
+        f"upscaler-edge: error: {tmp_path / 'b.png'}: internal error: error: argument out of range"
+    ]
+    assert sorted(p.name for p in tmp_path.glob("*_x2.png")) == ["a_x2.png", "c_x2.png"]
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["-o", "out.xyz"], "cannot tell the output format from 'out.xyz'"),
+        (["-o", "out.png", "-f", "jpg"], "-f jpg conflicts with the suffix of 'out.png'"),
+        (["-f", "doc"], "unknown output format 'doc'"),
+    ],
+)
+def test_output_format_problems_are_usage_errors_before_any_work(photo_png, args, expected):
+    code, _, err = run([photo_png, *FAST, *args])
+    assert code == 2 and expected in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in photo_png.parent.iterdir()) == ["photo.png"]
+
+
+def test_unwritable_output_folder_is_found_before_the_model_runs(photo_png, tmp_path, monkeypatch):
+    import os
+
+    if os.geteuid() == 0:
+        # root writes anywhere: make the folder a file instead, which no one can write into
+        target = tmp_path / "locked"
+        target.write_text("a file")
+        out = target / "sub"
+    else:  # pragma: no cover - CI runs as root
+        target = tmp_path / "locked"
+        target.mkdir(mode=0o500)
+        out = target
+    from upscaler_edge import pipeline
+
+    def no_model(*a, **kw):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(pipeline.Upscaler, "upscale_picture", no_model)
+    code, _, err = run([photo_png, "-o", out, *FAST, "-q"])
+    assert code == 1
+    assert err.count("cannot write to") == 1 and len(err.strip().splitlines()) == 1
+
+
+def test_memory_a_job_cannot_have_is_named(photo_png, monkeypatch):
+    from upscaler_edge import pipeline
+
+    monkeypatch.setattr(pipeline, "available_memory", lambda: 10_000)
+    code, _, err = run([photo_png, *FAST, "-q"])
+    assert code == 1
+    assert "GiB of memory" in err and len(err.strip().splitlines()) == 1
+    assert not photo_png.with_name("photo_x2.png").exists()
+
+
+def test_max_megapixels_is_the_one_cap(tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(png_header(10_000, 10_000))  # 100 MP claimed, truncated data
+    code, _, err = run([big, *FAST, "-q", "--max-megapixels", "60"])
+    assert code == 1 and "over the 60.0 MP limit" in err
+    code, _, err = run([big, *FAST, "-q", "--max-megapixels", "200"])
+    assert code == 1 and "decompression" not in err and "MP limit" not in err

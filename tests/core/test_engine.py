@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from upscaler_edge.engine import DeviceInfo, Engine, auto_tile, list_devices, pick_device
+from upscaler_edge.engine import Engine, list_devices, pick_device
 from upscaler_edge.errors import UsageError
-from upscaler_edge.models import resolve_model
+from upscaler_edge.models import default_registry
 
 
 def test_cpu_is_always_listed_last():
@@ -28,34 +28,8 @@ def test_unknown_gpu_index_is_a_clear_error():
         pick_device("42")
 
 
-@pytest.mark.parametrize(
-    "mb,tile", [(4000, 200), (1901, 200), (1024, 100), (551, 100), (300, 64), (191, 64), (100, 32)]
-)
-def test_gpu_auto_tile_follows_the_reference_heap_rule(mb, tile):
-    spec = resolve_model("realesrgan-x4plus")
-    assert auto_tile(spec, DeviceInfo(0, "gpu", "discrete", mb)) == tile
-
-
-def test_cpu_auto_tile_fits_the_memory_budget():
-    spec = resolve_model("realesr-animevideov3-x4")
-    cpu = DeviceInfo(-1, "cpu", "cpu")
-    side = auto_tile(spec, cpu, budget=256 * 2**20)
-    assert (side + 2 * spec.context) ** 2 * spec.work_bytes_per_pixel <= 256 * 2**20
-    assert (side + 2 + 2 * spec.context) ** 2 * spec.work_bytes_per_pixel > 256 * 2**20
-    assert auto_tile(spec, cpu, budget=1) == 32
-
-
-def test_cpu_auto_tile_is_the_whole_image_when_it_fits():
-    spec = resolve_model("realesrgan-x4plus")
-    cpu = DeviceInfo(-1, "cpu", "cpu")
-    assert auto_tile(spec, cpu, width=192, height=160) == 192  # one inference, no context
-    side = auto_tile(spec, cpu, width=4000, height=3000)
-    assert 32 <= side < 4000
-    assert auto_tile(spec, cpu, budget=2**40, width=4000, height=3000) == 4000
-
-
 def test_cpu_engine_upscales_a_tile(photo):
-    spec = resolve_model("realesr-animevideov3-x2")
+    spec = default_registry().resolve("realesr-animevideov3-x2")
     x = photo[:24, :40].transpose(2, 0, 1).astype(np.float32) / 255
     with Engine(spec, pick_device("cpu")) as eng:
         y = eng.infer(x)
@@ -77,7 +51,12 @@ def test_no_vulkan_driver_falls_back_to_cpu_with_a_log_line(tmp_path):
         "print([d.kind for d in list_devices()], pick_device('auto').kind)\n"
     )
     res = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "['cpu'] cpu"
@@ -86,7 +65,7 @@ def test_no_vulkan_driver_falls_back_to_cpu_with_a_log_line(tmp_path):
 
 @pytest.mark.vulkan
 def test_vulkan_engine_on_a_real_device_matches_the_cpu(photo, software_vulkan):
-    spec = resolve_model("realesr-animevideov3-x2")
+    spec = default_registry().resolve("realesr-animevideov3-x2")
     x = photo[:16, :16].transpose(2, 0, 1).astype(np.float32) / 255
     with Engine(spec, pick_device("cpu")) as cpu, Engine(spec, software_vulkan) as gpu:
         a, b = cpu.infer(x), gpu.infer(x)

@@ -8,7 +8,12 @@ import pytest
 
 from upscaler_edge import models
 from upscaler_edge.errors import ModelIntegrityError, UnknownModelError, UsageError
-from upscaler_edge.models import list_models, model_names, resolve_model, verify_model
+from upscaler_edge.models import Registry, verify_model
+
+
+def resolve_model(name, scale=None, models_dirs=()):
+    return Registry.load(models_dirs).resolve(name, scale)
+
 
 OFFICIAL = [
     "realesrgan-x4plus",
@@ -27,7 +32,7 @@ def private_dirs(tmp_path, monkeypatch):
 
 
 def test_manifest_lists_the_official_models_with_real_files():
-    specs = {s.name: s for s in list_models()}
+    specs = {s.name: s for s in Registry.load().specs()}
     for name in OFFICIAL:
         s = specs[name]
         assert s.param_path.is_file() and s.bin_path.is_file()
@@ -63,7 +68,7 @@ def test_unknown_model_lists_the_valid_names():
         resolve_model("esrgan-9000")
     msg = str(info.value)
     assert "esrgan-9000" in msg and "\n" not in msg
-    for name in OFFICIAL + ["realesr-animevideov3"]:
+    for name in [*OFFICIAL, "realesr-animevideov3"]:
         assert name in msg
 
 
@@ -103,7 +108,7 @@ def test_user_model_with_scale_suffix_is_found_by_name(tmp_path):
     spec = resolve_model("my-anime-x2", models_dirs=[extra])
     assert spec.scale == 2 and spec.kind == "custom"
     assert (spec.input_blob, spec.output_blob) == ("data", "output")
-    assert "my-anime-x2" in model_names([extra])
+    assert "my-anime-x2" in Registry.load([extra]).names()
 
 
 def test_user_model_in_the_user_folder_with_a_sidecar(tmp_path):
@@ -120,3 +125,21 @@ def test_user_model_without_a_scale_is_ignored_with_a_warning(tmp_path, caplog):
     with pytest.raises(UnknownModelError):
         resolve_model("mystery", models_dirs=[extra])
     assert "scale is unknown" in caplog.text
+
+
+def test_families_describe_what_each_front_end_offers():
+    fams = {f.name: f for f in Registry.load().families()}
+    anime = fams["realesr-animevideov3"]
+    assert anime.scales == (2, 3, 4) and anime.default_scale == 4 and anime.denoise == ()
+    assert anime.kind == "fast" and anime.description
+    assert anime.members == tuple(f"realesr-animevideov3-x{s}" for s in (2, 3, 4))
+    assert fams["realesrgan-x4plus"].scales == (4,)
+    # a family's members are not offered again on their own
+    assert "realesr-animevideov3-x2" not in fams
+
+
+def test_a_scale_above_a_single_model_is_a_usage_error():
+    with pytest.raises(UsageError, match="upscales x2; scale 4 is larger"):
+        resolve_model("realesr-animevideov3-x2", 4)
+    with pytest.raises(UsageError, match="no denoise level 1"):
+        Registry.load().resolve("realesrgan-x4plus", None, 1)

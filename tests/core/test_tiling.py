@@ -4,7 +4,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from upscaler_edge.tiling import plan_tiles, split_tile
+from upscaler_edge.tiling import (
+    GPU_MAX_WINDOW,
+    MIN_TILE,
+    auto_tiles,
+    cpu_window_pixels,
+    gpu_auto_tile,
+    gpu_window_pixels,
+    plan_tiles,
+    split_tile,
+)
 
 
 def covered(tiles, w, h):
@@ -102,3 +111,56 @@ def test_best_grid_is_whole_when_it_fits_and_fits_the_budget_otherwise():
             other = plan_tiles(800, 600, -(-800 // nx), 16, 10, tile_h=-(-600 // ny))
             if max(t.window_pixels for t in other) <= 60_000:
                 assert sum(t.window_pixels for t in other) >= total
+
+
+# --- the auto tile policy --------------------------------------------------------------------
+
+
+def _spec(name):
+    from upscaler_edge.models import default_registry
+
+    return default_registry().resolve(name)
+
+
+@pytest.mark.parametrize(
+    "mb,tile", [(4000, 200), (1901, 200), (1024, 100), (551, 100), (300, 64), (191, 64), (100, 32)]
+)
+def test_gpu_auto_tile_is_never_below_the_reference_heap_rule(mb, tile):
+    assert gpu_auto_tile(mb) == tile
+    spec = _spec("realesrgan-x4plus")
+    tiles = auto_tiles(500, 450, spec, mb, None)
+    assert len(tiles) <= -(-500 // tile) * -(-450 // tile)
+    assert max(t.x1 - t.x0 for t in tiles) >= min(tile, 500) * 0.8
+
+
+def test_gpu_auto_tiles_grow_with_the_heap_but_stay_overlappable():
+    spec = _spec("realesrgan-x4plus")
+    small = auto_tiles(3840, 2160, spec, 2000, None)  # the reference's 200 px rule
+    big = auto_tiles(3840, 2160, spec, 80_000, None)  # a data-centre GPU
+    assert len(big) < len(small) / 4
+    assert gpu_window_pixels(spec, 80_000) == GPU_MAX_WINDOW
+    windows = sum((t.window[2] - t.window[0]) * (t.window[3] - t.window[1]) for t in big)
+    assert windows < 1.25 * 3840 * 2160  # context costs < 25 % more pixels (1.7x at 200 px)
+    fast = _spec("realesr-animevideov3-x4")
+    assert len(auto_tiles(512, 512, fast, 80_000, None)) == 1  # whole image when it fits
+
+
+def test_cpu_auto_tiles_fit_the_memory_budget():
+    spec = _spec("realesr-animevideov3-x4")
+    avail = 512 * 2**20  # a tile may take a quarter of what is available: 128 MB
+    window = cpu_window_pixels(spec, 1600 * 1200 * 16 * 3, avail)
+    assert window == 128 * 2**20 // spec.work_bytes_per_pixel
+    tiles = auto_tiles(1600, 1200, spec, None, avail)
+    assert len(tiles) > 1
+    for t in tiles:
+        x0, y0, x1, y1 = t.window
+        assert (x1 - x0) * (y1 - y0) <= window
+    covered = sum((t.x1 - t.x0) * (t.y1 - t.y0) for t in tiles)
+    assert covered == 1600 * 1200
+
+
+def test_cpu_auto_tile_is_the_whole_image_when_it_fits():
+    spec = _spec("realesrgan-x4plus")
+    assert len(auto_tiles(192, 160, spec, None, None)) == 1  # one inference, no context
+    tiles = auto_tiles(4000, 3000, spec, None, None)
+    assert len(tiles) > 1 and min(t.x1 - t.x0 for t in tiles) >= MIN_TILE

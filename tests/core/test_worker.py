@@ -4,6 +4,7 @@ import threading
 
 import pytest
 from PIL import Image
+from worker_faults import faulty_child
 
 from upscaler_edge.errors import Cancelled, InputError, JobFailed
 from upscaler_edge.options import Options
@@ -14,7 +15,7 @@ FAST = Options(model="realesr-animevideov3", scale=2, device="cpu", tile=32)
 
 @pytest.fixture
 def worker():
-    with Worker(timeout=60) as w:
+    with Worker(timeout=60, child_entry=faulty_child) as w:
         yield w
 
 
@@ -30,8 +31,10 @@ def test_runs_a_job_and_streams_progress(worker, photo_png, tmp_path):
 def test_a_crashing_child_fails_the_job_and_the_next_job_succeeds(worker, photo_png, tmp_path):
     worker.run(photo_png, tmp_path / "warm.png", FAST)
     first_pid = worker.pid
+    (tmp_path / ".fault-abort").touch()
     with pytest.raises(JobFailed, match="SIGABRT"):
-        worker.run(photo_png, tmp_path / "a.png", FAST, _fault="abort")
+        worker.run(photo_png, tmp_path / "a.png", FAST)
+    (tmp_path / ".fault-abort").unlink()
     assert not (tmp_path / "a.png").exists()
     res = worker.run(photo_png, tmp_path / "b.png", FAST)
     assert res.out_size == (128, 96)
@@ -40,8 +43,10 @@ def test_a_crashing_child_fails_the_job_and_the_next_job_succeeds(worker, photo_
 
 
 def test_a_hung_child_is_stopped_at_the_timeout(worker, photo_png, tmp_path):
+    (tmp_path / ".fault-hang").touch()
     with pytest.raises(JobFailed, match="time limit"):
-        worker.run(photo_png, tmp_path / "h.png", FAST, timeout=3, _fault="hang")
+        worker.run(photo_png, tmp_path / "h.png", FAST, timeout=3)
+    (tmp_path / ".fault-hang").unlink()
     assert worker.run(photo_png, tmp_path / "ok.png", FAST).out_size == (128, 96)
 
 
@@ -100,6 +105,8 @@ def test_the_child_does_not_rerun_the_parents_script(tmp_path, photo_png):
         "              Options(model='realesr-animevideov3', scale=2, device='cpu'))\n"
         "print(r.out_size)\n"
     )
-    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == ["script body runs", "(128, 96)"]

@@ -3,7 +3,7 @@
 Pure functions over plain data, so they are tested without Telegram or models.
 
 Words understood (any order, case-insensitive): a scale (``2``, ``x2``, ``2x``, ``×2``), a model
-name or family alias from :data:`Catalog.names`, a model kind (``photo``, ``anime``, ``fast``),
+or family name from :data:`Catalog.names`, a model kind (``photo``, ``anime``, ``fast``),
 an output format (``png``, ``jpg``/``jpeg``, ``webp``). A caption that starts with ``/upscale``,
 or that contains at least one of these words, must consist of them only; any other caption
 (``my cat``) is ordinary text and ignored.
@@ -14,7 +14,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models import ModelFamily, Registry
 
 __all__ = ["CaptionError", "Catalog", "Choice", "command_of", "parse_caption"]
 
@@ -37,24 +40,21 @@ class Choice:
 
 @dataclass(frozen=True)
 class Catalog:
-    """Model names a user may type, kind -> model name (the first model of that kind), and
-    the model specs to list (objects with ``name``, ``scale``, ``kind``, ``description``)."""
+    """Model and family names a user may type, kind -> the first family of that kind, and the
+    families that /models and /model offer."""
 
     names: Sequence[str]
     kinds: Mapping[str, str]
-    specs: Sequence[Any] = ()
+    families: Sequence[ModelFamily] = ()
 
     @classmethod
-    def from_specs(cls, specs: Sequence[Any], names: Sequence[str] | None = None) -> Catalog:
-        """Build from core ``ModelSpec``s; ``names`` adds family aliases (default: spec names)."""
+    def from_registry(cls, registry: Registry) -> Catalog:
+        """What the core's model registry offers."""
+        families = registry.families()
         kinds: dict[str, str] = {}
-        for spec in specs:
-            kinds.setdefault(spec.kind, spec.name)
-        return cls(
-            names=list(names) if names is not None else [s.name for s in specs],
-            kinds=kinds,
-            specs=list(specs),
-        )
+        for family in families:
+            kinds.setdefault(family.kind, family.name)
+        return cls(names=registry.names(), kinds=kinds, families=families)
 
 
 def command_of(text: str | None) -> str | None:

@@ -11,12 +11,13 @@ raises into the caller: progress is best effort, the job's result is not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from telethon import errors
+from .telethon_api import errors
 
 __all__ = ["StatusEditor", "format_eta", "progress_text"]
 
@@ -66,10 +67,8 @@ class StatusEditor:
         task = chat.task
         if task is not None and not task.done():
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
         chat.last = None
 
     def flood_waits(self, chat_id: int) -> int:

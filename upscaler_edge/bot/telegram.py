@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from telethon import TelegramClient, errors, functions, types, utils
-
 from ..naming import IMAGE_SUFFIXES
+from .telethon_api import TelegramClient, errors, functions, types, utils
 
 __all__ = [
     "MediaInfo",
