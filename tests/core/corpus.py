@@ -482,6 +482,7 @@ _SUPPORTED = {
     "QOI",
     "ICO",
     "JPEG2000",
+    "HEIF",  # registered by pillow-heif, when installed
 }
 _MODES = (
     "1",
@@ -531,6 +532,12 @@ class _Writer:
 
 def build(root: Path) -> list[Entry]:
     """Write the corpus under ``root``; return the entries a folder scan will find."""
+    try:  # the same corpus whether or not an earlier test registered pillow-heif's formats
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    except ImportError:
+        pass
     w = _Writer(root)
     _every_format_and_mode(w)
     for name, data in samples().items():
@@ -563,7 +570,8 @@ def _every_format_and_mode(w: _Writer) -> None:
             data = _save(im, fmt)
             if data is None or not _reads_back(data):
                 continue
-            name = f"pillow/{fmt.lower()}_{mode.replace(';', '_')}{suffix}"
+            label = {"La": "LA_premultiplied", "RGBa": "RGBA_premultiplied"}.get(mode, mode)
+            name = f"pillow/{fmt.lower()}_{label.replace(';', '_')}{suffix}"
             if fmt in _SUPPORTED:
                 w.add(name, data, "ok", f"{fmt} written by Pillow from mode {mode}")
             else:

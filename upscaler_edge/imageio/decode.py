@@ -116,6 +116,7 @@ _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"\x00\x00\x00\x0cjP  \r\n\x87\n", 0, "JPEG2000"),
     (b"\xff\x4f\xff\x51", 0, "JPEG2000"),
 )
+_DISPLAY_NAMES = {"PPM": "PNM"}  # Pillow's name for the whole PBM/PGM/PPM family
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
@@ -247,6 +248,7 @@ def _decoding(fp: BinaryIO, max_pixels: int) -> Iterator[list[str]]:
 
 
 def _failure_message(fmt: str, exc: BaseException) -> str:
+    fmt = _DISPLAY_NAMES.get(fmt, fmt)
     text = detail(exc)
     if text.lower().startswith("unsupported") or "not supported" in text.lower():
         what = re.sub(rf"^unsupported\s+(?:{re.escape(fmt)}\s+)?", "", text, flags=re.I)
