@@ -18,8 +18,9 @@ asked format to ``.png``:
 
 What each format keeps:
 
-* bit depth: 16-bit pictures stay 16-bit in png/apng (stills) and tiff; everything else gets
-  8 bits (16-bit animations too);
+* bit depth: 16-bit pictures stay 16-bit in png/apng (stills) and tiff (16-bit gray+alpha as
+  16-bit RGBA there: Pillow cannot open gray+alpha TIFF); everything else gets 8 bits
+  (16-bit animations too);
 * gif: 256 colours per frame and one level of transparency (alpha below 128 is transparent);
 * gray pictures are written as gray where the format has it (png, jpg, tiff, bmp, tga), as
   RGB elsewhere;
@@ -250,7 +251,10 @@ def _encode(pic: Picture, target: str, quality: int) -> tuple[list[Any], str]:
         if target == "tiff" and frame.rgb.dtype == np.uint16:
             if pic.exif:
                 logger.info("EXIF data is not carried into a 16-bit TIFF")
-            return encode_tiff16(frame, pic.grayscale, gray_icc, pic.dpi), target
+            # 16-bit gray+alpha TIFF is valid but Pillow cannot open it: RGBA instead
+            gray = pic.grayscale and frame.alpha is None
+            icc = icc_for(pic.icc_profile, "GRAY" if gray else "RGB")
+            return encode_tiff16(frame, gray, icc, pic.dpi), target
         with library_call(capture_fd=target == "tiff"):
             return [_save_still(pic, target, quality)], target
 
@@ -402,8 +406,10 @@ def _checked_dpi(target: str, dpi: tuple[float, float]) -> tuple[float, float] |
 def _gif_frame(im: Image.Image) -> Image.Image:
     """L/LA/RGB/RGBA -> P with an adaptive palette; alpha below 128 becomes the transparent
     index 255."""
-    if im.mode in ("L", "LA"):
-        im = im.convert("RGBA" if im.mode == "LA" else "RGB")
+    if im.mode == "L":
+        return im.convert("P")  # a gray palette: every level kept
+    if im.mode == "LA":
+        im = im.convert("RGBA")
     if im.mode == "RGB":
         return im.convert("P", palette=Image.Palette.ADAPTIVE, colors=256)
     clear = np.asarray(im.getchannel("A")) < 128

@@ -65,7 +65,8 @@ def encode_tiff16(
     entries: list[tuple[int, int, int, bytes]] = []  # tag, type, count, packed values
 
     def add(tag: int, kind: int, values: list[int], fmt: str) -> None:
-        entries.append((tag, kind, len(values), struct.pack(f"<{len(values)}{fmt}", *values)))
+        count = len(values) // 2 if kind == _RATIONAL else len(values)
+        entries.append((tag, kind, count, struct.pack(f"<{len(values)}{fmt}", *values)))
 
     add(256, _LONG, [width], "I")
     add(257, _LONG, [height], "I")
