@@ -20,7 +20,7 @@ from upscaler_edge.errors import InputError
 from upscaler_edge.imageio import Picture, probe, read_picture
 
 SEEDS = samples()
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "50"))
 CAP = 2_000_000  # lying headers may claim up to this many pixels: keeps each try fast
 FUZZ = settings(
     max_examples=EXAMPLES,
@@ -35,6 +35,24 @@ _HUGE = [
     b"\xff\xff\xff\x7f",
     b"\x00\x00\x01\x00",
     b"\x00\x01\x00\x00",
+]
+
+
+_SIGNATURES = [
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"RIFF\x00\x00\x00\x00WEBP",
+    b"qoif",
+    b"DDS ",
+    b"8BPS",
+    b"\x00\x00\x01\x00",
+    b"P6\n",
+    b"\x00\x00\x00\x0cjP  \r\n\x87\n",
+    b"\x00\x00\x00\x18ftypavif",
 ]
 
 
@@ -105,10 +123,7 @@ def test_arbitrary_bytes_decode_or_refuse(blob: bytes, all_frames: bool) -> None
 
 @FUZZ
 @given(
-    magic=st.sampled_from(
-        [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*"]
-        + [b"RIFF\x00\x00\x00\x00WEBP", b"qoif", b"DDS ", b"8BPS", b"\x00\x00\x01\x00", b"P6\n"]
-    ),
+    magic=st.sampled_from(_SIGNATURES),
     rest=st.binary(max_size=256),
     all_frames=st.booleans(),
 )
