@@ -22,6 +22,7 @@ terminal:
   ``capture_fd=True`` points fd 2 at a temporary file around the call (dup2, under the same
   lock) and logs what was written; any other thread's writes to fd 2 in that window land there
   too, which is why the handler route is preferred where it exists.
+  ``UPSCALER_EDGE_LIBTIFF_HANDLERS=0`` in the environment turns the handler route off.
 * Pillow's decompression-bomb check (``Image.MAX_IMAGE_PIXELS``, 89.5 MP, an error at twice
   that) is not our limit: ``max_pixels`` is. ``Image._decompression_bomb_check`` is wrapped
   once at import; inside :func:`library_call` in *this thread* it checks against the caller's
