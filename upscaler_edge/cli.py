@@ -243,14 +243,22 @@ def _print_devices(out: TextIO) -> None:
     from .engine import list_devices, pick_device
 
     auto = pick_device("auto")
-    for d in list_devices(backends=True):
+    devices = list_devices(backends=True)
+    for d in devices:
         mark = "  <- auto" if d == auto else ""
-        extra = f", {d.heap_budget_mb} MB heap" if d.is_gpu else ""
-        if d.backend == "best":
-            extra += ", OpenVINO where the model converts, else ncnn"
-        elif not d.is_gpu:
-            extra += ", ncnn" if d.backend == "ncnn" else ""
+        extra = ""
+        if d.is_gpu:
+            fp16 = "fp16" if d.fp16 else "no fp16 storage"
+            extra = f", {d.driver}, {d.heap_budget_mb} MB heap budget, {fp16}"
+        elif d.backend == "best":
+            extra = ", OpenVINO where the model converts, else ncnn"
+        elif d.backend == "ncnn":
+            extra = ", ncnn"
         out.write(f"{d.option:>12}  {d.name} ({d.kind}{extra}){mark}\n")
+    if not any(d.is_gpu for d in devices):
+        from .vulkan_diag import diagnose
+
+        out.write(f"{'':>12}  no GPU: {diagnose()}\n")
 
 
 def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:

@@ -447,15 +447,15 @@ def _crop(b: _Builder, layer: NcnnLayer, w: _Weights, ins: list[str], out: str) 
         onnx_axes = [_onnx_axis(a) for a in axes]
     elif len(ins) == 2:  # crop to the size of the second blob, from the offsets given
         offsets = b.const("starts", np.array([layer.get(k, 0) for k in (2, 1, 0)], np.int64))
-        size = b.node("Shape", [ins[1]], b.fresh(f"{layer.name}_size"), start=1)
-        stop = b.node("Add", [offsets, size], b.fresh(f"{layer.name}_ends"))
-        axes = b.const("axes", np.array([1, 2, 3], np.int64))
-        b.node("Slice", [ins[0], offsets, stop, axes], out)
+        ref_size = b.node("Shape", [ins[1]], b.fresh(f"{layer.name}_size"), start=1)
+        stop = b.node("Add", [offsets, ref_size], b.fresh(f"{layer.name}_ends"))
+        all_axes = b.const("axes", np.array([1, 2, 3], np.int64))
+        b.node("Slice", [ins[0], offsets, stop, all_axes], out)
         return
     else:
         starts, ends, onnx_axes = [], [], []
-        for axis, off, size, off2 in ((1, 2, 5, 8), (2, 1, 4, 7), (3, 0, 3, 6)):
-            o, n, o2 = int(layer.get(off, 0)), int(layer.get(size, 0)), int(layer.get(off2, 0))
+        for axis, off, length, off2 in ((1, 2, 5, 8), (2, 1, 4, 7), (3, 0, 3, 6)):
+            o, n, o2 = int(layer.get(off, 0)), int(layer.get(length, 0)), int(layer.get(off2, 0))
             if n == -233 or n < 0:
                 raise UnsupportedModelError(f"layer {layer.name}: Crop size {n}")
             if o == 0 and n == 0 and o2 == 0:

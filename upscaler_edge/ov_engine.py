@@ -109,7 +109,9 @@ def openvino_devices() -> list[DeviceInfo]:
             kind = "discrete" if discrete else "integrated"
         else:
             kind = family.lower()
-        found.append(DeviceInfo(-1, f"{name}, OpenVINO {target}", kind, 0, "openvino", target))
+        found.append(
+            DeviceInfo(-1, f"{name}, OpenVINO {target}", kind, backend="openvino", target=target)
+        )
     return found
 
 
