@@ -340,6 +340,29 @@ def main() -> None:
     print(f"wrote {args.json} and {md}")
 
 
+DECISIONS = [
+    "## Decisions",
+    "",
+    "- **Dynamic shapes.** One compiled model with dynamic height and width serves every tile:"
+    " it compiles once in ~0.1 s, and OpenVINO's CPU plugin caches each shape's kernels, so a"
+    " job's tiles run as fast as with one static model per tile shape, whose compiles (one"
+    " per distinct shape, 0.1-0.3 s each) cost more than they save (table below). Only an"
+    " NPU, which needs static shapes, gets one compiled model per tile shape.",
+    "- **Precision by measurement.** `auto` runs bf16 only on CPUs with native bf16 (AMX or"
+    " AVX512-BF16) and only for models measured below to stay >= 50 dB from fp32 with no"
+    " pixel moving more than 4/255; the verdicts live in `ov_engine.BF16_VERDICTS` with the"
+    " date. Unmeasured models (user models) run fp32.",
+    '- **An extra, not a default dependency.** `pip install "upscaler-edge[openvino]"` adds'
+    " OpenVINO and onnx (~215 MB installed; the CLI with its weights is ~170 MB) for a"
+    " CPU-only path most users of a Vulkan GPU never run; once installed, `-d cpu` and `auto`"
+    " without a GPU use it with no further setting, and without it the CPU runs ncnn with"
+    " one log line.",
+    "- **Threads.** `INFERENCE_NUM_THREADS` is every core the process may use"
+    " (`os.sched_getaffinity`), as for ncnn; one stream, latency hint.",
+    "",
+]
+
+
 def _f(x: float, digits: int = 2) -> str:
     return f"{x:.{digits}f}"
 
@@ -360,6 +383,7 @@ def markdown(r: dict[str, Any]) -> str:
         " run are the sturdier numbers.",
         "",
     ]
+    out += DECISIONS
     if "verdicts" in r:
         out += [
             f"## bf16 against fp32 ({r['verdicts_date']}; load {_load(r, 'verdicts')})",

@@ -216,7 +216,10 @@ def list_devices(*, backends: bool = False) -> list[DeviceInfo]:
         if openvino_installed():
             from .ov_engine import openvino_devices
 
-            found += openvino_devices()
+            try:
+                found += openvino_devices()
+            except Exception as exc:  # a broken OpenVINO must not take the listing down
+                log.warning("OpenVINO's devices are unavailable (%s)", exc)
     return found
 
 
