@@ -222,3 +222,23 @@ def test_without_openvino_asking_for_it_is_a_usage_error(photo_png, tmp_path):
     assert res.returncode == 2
     assert 'pip install "upscaler-edge[openvino]"' in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_cpu_auto_tiles_are_sized_by_the_engine_memory():
+    opts = Options(model="realesrgan-x4plus", device="cpu-openvino")
+    with Upscaler() as up:
+        plan = up.prepare(opts)
+        spec = plan.spec
+
+        class Ncnn:  # the figure ncnn's engine reports: the manifest's
+            work_bytes_per_pixel = spec.work_bytes_per_pixel
+
+        class OpenVino:
+            work_bytes_per_pixel = spec.work_bytes_per_pixel // ov_engine.MEMORY_DIVISOR
+
+        ncnn_tiles = up.tiles(512, 512, plan, opts, Ncnn())
+        ov_tiles = up.tiles(512, 512, plan, opts, OpenVino())
+        fixed = up.tiles(512, 512, plan, opts.replace(tile=128), OpenVino())
+    assert len(ov_tiles) < len(ncnn_tiles)
+    assert sum(t.window_pixels for t in ov_tiles) < sum(t.window_pixels for t in ncnn_tiles)
+    assert len(fixed) == 16  # a tile size the user gives is honoured exactly
