@@ -104,6 +104,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-megapixels", type=float, default=50.0, help="refuse larger inputs (default 50)"
     )
+    v = p.add_argument_group("video (mp4, mkv, webm, mov, ...; see README, Video)")
+    v.add_argument(
+        "--video-codec",
+        metavar="CODEC",
+        help="h264, hevc, av1, vp9 or an FFmpeg encoder (default: h264; vp9 for webm; "
+        "hevc/av1 for 10-bit input)",
+    )
+    v.add_argument("--crf", type=int, help="encoder quality, lower is better (default per codec)")
+    v.add_argument("--preset", help="encoder speed preset (default: medium; svt-av1 8; vp9 4)")
+    v.add_argument(
+        "--segment",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="encode in independent pieces of this length; a resume redoes at most one "
+        "(default 10)",
+    )
+    v.add_argument(
+        "--no-resume", action="store_true", help="start over instead of resuming a killed run"
+    )
     p.add_argument("--list-models", action="store_true", help="list the models and exit")
     p.add_argument("--list-devices", action="store_true", help="list the compute devices and exit")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -341,6 +361,12 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     from .pipeline import Upscaler
 
     inputs = [Path(p) for p in args.inputs]
+    from .video.cli import run_videos, split_inputs  # video files go to upscaler_edge.video
+
+    videos, inputs = split_inputs(inputs, args.output)
+    video_status = run_videos(videos, args, env, registry) if videos else ExitStatus.OK
+    if not inputs:
+        return video_status
     fmt = _output_format(args.output, args.format, _is_single_file(inputs, args.output))
     options = _options(args, fmt)
     spec = registry.resolve(options.model, options.scale)
@@ -395,7 +421,7 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
         if skipped:
             summary += f", {skipped} skipped (exist)"
         env.stderr.write(f"{summary} in {took:.1f} s with {spec.name} on {device.name}\n")
-    return ExitStatus.FAILED if failed else ExitStatus.OK
+    return ExitStatus.FAILED if failed or video_status else ExitStatus.OK
 
 
 class _Bars:
