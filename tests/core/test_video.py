@@ -42,6 +42,7 @@ from upscaler_edge.video.cli import split_inputs  # noqa: E402
 FAST = ["-m", "realesr-animevideov3", "-s", "2", "-d", "cpu"]
 FAST_OPTS = Options(model="realesr-animevideov3", scale=2, device="cpu")
 FFPROBE = shutil.which("ffprobe")
+FFMPEG = shutil.which("ffmpeg")
 W, H = 32, 24
 
 
@@ -128,11 +129,23 @@ def make_vfr_mkv(path: Path, photo: np.ndarray, tmp: Path) -> Path:
 MASTER = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
 
 
-def make_hdr(path: Path, photo: np.ndarray) -> Path:
-    """10-bit HEVC, BT.2020 + PQ tags, mastering display and content light metadata."""
+def ten_bit_encoder() -> str | None:
+    """libx265 (HEVC Main10 with HDR metadata), else a 10-bit libx264, else None."""
+    if "libx265" in av.codecs_available:
+        return "libx265"
+    formats = {f.name for f in av.Codec("libx264", "w").video_formats or ()}
+    return "libx264" if "yuv420p10le" in formats else None
+
+
+def make_hdr(path: Path, photo: np.ndarray, encoder: str) -> Path:
+    """10-bit video with BT.2020 + PQ tags (and, with x265, mastering display and content
+    light metadata)."""
     with av.open(str(path), "w") as out:
-        params = f"log-level=error:hdr10=1:master-display={MASTER}:max-cll=1000,400"
-        v = out.add_stream("libx265", rate=24, options={"crf": "18", "x265-params": params})
+        options = {"crf": "18"}
+        if encoder == "libx265":
+            params = f"log-level=error:hdr10=1:master-display={MASTER}:max-cll=1000,400"
+            options["x265-params"] = params
+        v = out.add_stream(encoder, rate=24, options=options)
         v.width, v.height, v.pix_fmt = W, H, "yuv420p10le"
         cc = v.codec_context
         cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = 9, 16, 9, 1
@@ -289,7 +302,7 @@ def test_rotation_is_applied_to_the_pixels(tmp_path, photo):
     # the stored frame turned as a player shows it (counter-clockwise for +90)
     expect = image_upscale(np.rot90(moving(photo, 0)))
     assert mean_abs(px[0], expect) < 4.0
-    if FFPROBE:  # FFmpeg's own autorotation agrees about the direction
+    if FFMPEG:  # FFmpeg's own autorotation agrees about the direction
         raw = subprocess.run(
             [
                 "ffmpeg",
@@ -313,20 +326,23 @@ def test_rotation_is_applied_to_the_pixels(tmp_path, photo):
 
 
 def test_10bit_hdr_stays_10bit_with_its_tags(tmp_path, photo):
-    if "libx265" not in av.codecs_available:
-        pytest.skip("this PyAV's FFmpeg has no libx265 to make a 10-bit HDR source")
-    src = make_hdr(tmp_path / "hdr.mp4", photo)
+    encoder = ten_bit_encoder()
+    if encoder is None:
+        pytest.skip("this PyAV's FFmpeg has neither libx265 nor a 10-bit libx264")
+    src = make_hdr(tmp_path / "hdr.mp4", photo, encoder)
     code, _, err = run([src, *FAST, "-q"])
     assert code == 0, err
     dst = tmp_path / "hdr_x2.mp4"
     with av.open(str(dst)) as c:
         vs = c.streams.video[0]
         cc = vs.codec_context
-        assert cc.name == "hevc" and cc.pix_fmt == "yuv420p10le"
+        assert cc.name == ("hevc" if encoder == "libx265" else "h264")
+        assert cc.pix_fmt == "yuv420p10le"
         assert (cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range) == (9, 16, 9, 1)
         first = next(c.decode(vs))
         side = {sd.type.name for sd in first.side_data}
-        assert {"MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL"} <= side
+        if encoder == "libx265":
+            assert {"MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL"} <= side
     src_t, src_px = frames_of(src, "rgb48le")
     t, px = frames_of(dst, "rgb48le")
     assert t == src_t and len(px) == 6 and px[0].dtype == np.uint16
@@ -494,6 +510,38 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def wait_for_a_segment(proc: subprocess.Popen, manifest: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads(manifest.read_text())["segments"]:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+
+
+def test_ctrl_c_leaves_no_output_and_says_how_to_resume(tmp_path, photo):
+    src = make_mp4(tmp_path / "clip.mp4", photo, frames=12)
+    dst = tmp_path / "out.mp4"
+    args = [str(src), "-o", str(dst), *FAST, "--segment", "0.1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CLI, *args], stderr=subprocess.PIPE, text=True
+    )
+    wait_for_a_segment(proc, job_folder(dst) / "job.json")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    assert "cancelled; no partial files were written" in err
+    assert not dst.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [job_folder(dst).name]
+    assert not list(job_folder(dst).glob("*.tmp"))
+    code, _, err = run([*args, "-q"])
+    assert code == 0, err
+    assert len(frames_of(dst)[1]) == 12 and not job_folder(dst).exists()
+
+
 def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path, photo):
     src = make_mp4(tmp_path / "long.mp4", photo, frames=12)
     dst = tmp_path / "out.mp4"
@@ -501,14 +549,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path, photo):
     manifest = job_folder(dst) / "job.json"
     proc = subprocess.Popen([sys.executable, "-c", SLOW_CLI, *args], stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if json.loads(manifest.read_text())["segments"]:
-                    break
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.02)
+        wait_for_a_segment(proc, manifest)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()

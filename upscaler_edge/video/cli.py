@@ -95,10 +95,7 @@ def _destination(
 
     container = output_container(src, None, None, vopts.container)
     name = output_name(src, scale, CONTAINER_SUFFIX[container])
-    if output is None:
-        return src.with_name(name)
-    output.mkdir(parents=True, exist_ok=True)
-    return output / name
+    return src.with_name(name) if output is None else output / name
 
 
 def run_videos(
@@ -138,6 +135,14 @@ def run_videos(
             dst = _destination(src, output, single, plan.scale, vopts)
             if args.skip_existing and dst.exists():
                 skipped += 1
+                continue
+            try:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                failed += 1
+                env.stderr.write(
+                    f"{PROG}: error: {src}: cannot write to {dst.parent}: {exc.strerror or exc}\n"
+                )
                 continue
             bar = _Bar(src, show, args.quiet, env)
             cancel = threading.Event()
