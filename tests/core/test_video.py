@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-av = pytest.importorskip("av", reason="video needs PyAV: pip install 'upscaler-edge[video]'")
+av = pytest.importorskip("av", reason='video needs PyAV: pip install "upscaler-edge[video]"')
 
 from upscaler_edge.cli import main  # noqa: E402
 from upscaler_edge.errors import Cancelled, UsageError  # noqa: E402
@@ -438,6 +438,24 @@ def test_sniffing_by_content(tmp_path, mp4, photo_png):
     code, _, err = run([renamed, *FAST, "-q"])
     assert code == 0, err
     assert (tmp_path / "movie_x2.mp4").exists()
+
+
+def test_images_ffmpeg_also_opens_stay_images(tmp_path, photo):
+    from PIL import Image
+
+    ico = tmp_path / "icon.ico"
+    Image.fromarray(photo[:32, :32]).save(ico)
+    tga = tmp_path / "pic.tga"
+    Image.fromarray(photo[:16, :16]).save(tga)
+    assert split_inputs([ico, tga], None) == ([], [ico, tga])
+
+
+def test_without_pyav_a_video_says_what_to_install(mp4, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)
+    code, _, err = run([mp4, *FAST])
+    assert code == 2
+    assert 'videos need PyAV: pip install "upscaler-edge[video]"' in err
+    assert sorted(p.name for p in mp4.parent.iterdir()) == ["clip.mp4"]
 
 
 # -- library: progress, cancel, resume -----------------------------------------------------------

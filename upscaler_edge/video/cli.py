@@ -49,15 +49,27 @@ def split_inputs(inputs: list[Path], output: Path | None) -> tuple[list[Path], l
     return videos, rest
 
 
+_IMAGE_DEMUXERS = frozenset({"image2", "ico", "apng", "gif", "webp", "jpegxl_anim", "tga"})
+
+
 def _ffmpeg_sees_video(path: Path) -> bool:
-    """A file of unknown kind that FFmpeg opens with a real video stream (not an image)."""
+    """A file of unknown kind that is no image Pillow reads and that FFmpeg opens with a real
+    video stream."""
     try:
         import av
     except ImportError:
         return False
+    from PIL import Image
+
+    try:
+        with Image.open(path):
+            return False
+    except Exception:
+        pass
     try:
         with av.open(str(path)) as c:
-            if c.format.name.endswith("_pipe") or c.format.name == "image2":
+            name = c.format.name.split(",")[0]
+            if name.endswith("_pipe") or name in _IMAGE_DEMUXERS:
                 return False
             return any(
                 not s.disposition & av.stream.Disposition.attached_pic for s in c.streams.video
@@ -108,7 +120,7 @@ def run_videos(
         import av  # noqa: F401
     except ImportError:
         raise UsageError(
-            f"{videos[0]} is a video: videos need PyAV: pip install 'upscaler-edge[video]'"
+            f'{videos[0]} is a video: videos need PyAV: pip install "upscaler-edge[video]"'
         ) from None
     from ..pipeline import Upscaler
     from .transcode import upscale_video
