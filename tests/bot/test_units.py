@@ -13,8 +13,9 @@ from telethon import errors
 
 from upscaler_edge.bot.access import Access
 from upscaler_edge.bot.captions import CaptionError, Catalog, Choice, command_of, parse_caption
+from upscaler_edge.bot.i18n import translator
 from upscaler_edge.bot.prefs import Prefs
-from upscaler_edge.bot.progress import StatusEditor, format_eta, progress_text
+from upscaler_edge.bot.progress import StatusEditor, progress_text
 
 CATALOG = Catalog(
     names=["realesrgan-x4plus", "realesrgan-x4plus-anime", "realesr-animevideov3"],
@@ -107,19 +108,27 @@ def test_status_editor_postpones_on_flood_wait_and_swallows_errors() -> None:
     asyncio.run(main())
 
 
-def test_format_eta_and_progress_text() -> None:
-    assert format_eta(None) == "ETA unknown yet"
-    assert format_eta(0.2) == "ETA ~1 s" and format_eta(75) == "ETA ~1 min 15 s"
-    assert format_eta(7260) == "ETA ~2 h 1 min"
-    assert progress_text("upscaling", 1, 4) == "upscaling 25%"
-    assert progress_text("downloading") == "downloading…"
+def test_durations_and_progress_text() -> None:
+    en, ru = translator("en"), translator("ru")
+    assert en.duration(0.2) == "1 s" and en.duration(75) == "1 min 15 s"
+    assert en.duration(7260) == "2 h 1 min" and ru.duration(7260) == "2 ч 1 мин"
+    assert en.number(1.5) == "1.5" and ru.number(1.5) == "1,5"
+    assert progress_text(en, "upscaling", 1, 4) == "Upscaling… 25%"
+    assert progress_text(en, "downloading") == "Downloading…"
+    assert progress_text(ru, "upscaling", 2, 4, item=(2, 3)) == "Увеличиваю… 50% (файл 2 из 3)"
 
 
-def test_access_refuses_strangers_once() -> None:
-    access = Access((1, 2))
-    assert access.owner == 1 and access.allows(2) and not access.allows(3)
+def test_access_refuses_strangers_once_and_follows_the_owner() -> None:
+    access = Access(1, (2,))
+    assert access.owner == 1 and access.allows(1) and access.allows(2)
+    assert not access.allows(3)
     assert access.should_refuse(3) and not access.should_refuse(3)
     assert not access.should_refuse(1)
+    access.set(3, True)
+    assert access.allows(3) and access.allowed == (1, 2, 3)
+    access.set(2, False)
+    access.set(1, False)  # the owner stays
+    assert access.allowed == (1, 3) and access.should_refuse(2)
 
 
 def test_prefs(tmp_path: Path) -> None:
@@ -136,6 +145,27 @@ def test_prefs(tmp_path: Path) -> None:
     assert prefs.speed("other", "cpu") == pytest.approx(0.65)
     with pytest.raises(ValueError):
         prefs.set(1, "colour", "red")
+    assert prefs.get(1).preview is True and prefs.get(1).lang is None
+    prefs.update(1, lang="ru", preview=False, denoise=2)
+    got = prefs.get(1)
+    assert (got.lang, got.preview, got.denoise, got.model) == ("ru", False, 2, "m")
+    prefs.close()
+
+
+def test_prefs_file_from_before_the_new_columns_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE users (user_id INTEGER PRIMARY KEY, model TEXT, scale INTEGER,"
+            " format TEXT, photo_hint INTEGER NOT NULL DEFAULT 0)"
+        )
+        db.execute("INSERT INTO users VALUES (5, 'm', 2, 'jpg', 1)")
+    prefs = Prefs(path)
+    assert prefs.get(5).model == "m" and prefs.get(5).preview is True
+    prefs.set(5, "lang", "ru")
+    assert prefs.get(5).lang == "ru"
     prefs.close()
 
 
