@@ -395,20 +395,32 @@ class JobQueue:
             return None
         return line.index(job_id) + 1 + self.counts()[RUNNING]
 
-    def claim(self) -> Job | None:
+    def claim(self, settled_before: float | None = None) -> Job | None:
         """Move the next job (round-robin across users) to ``running`` and return it.
 
-        Increments ``attempts``. Returns None when nothing is queued.
+        Increments ``attempts``. Returns None when nothing is queued. With ``settled_before``,
+        a row of an album is taken only when no row of its album was added at or after that
+        time (the album stopped growing: a caption on one file reaches all of them first).
         """
         now = time.time()
+        where = "j.state = 'queued'"
+        args: tuple[float, ...] = ()
+        if settled_before is not None:
+            where += (
+                " AND (j.album_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs s"
+                "  WHERE s.chat_id = j.chat_id AND s.album_id = j.album_id"
+                "  AND s.created_at >= ?))"
+            )
+            args = (settled_before,)
         with self._write() as db:
             row = db.execute(
-                "SELECT j.id FROM jobs j WHERE j.state = 'queued' ORDER BY"
+                f"SELECT j.id FROM jobs j WHERE {where} ORDER BY"
                 " (SELECT COALESCE(MAX(k.claim_number), 0) FROM jobs k"
                 "  WHERE k.user_id = j.user_id),"
                 " (SELECT MIN(m.id) FROM jobs m"
                 "  WHERE m.user_id = j.user_id AND m.state = 'queued'),"
-                " j.id LIMIT 1"
+                " j.id LIMIT 1",
+                args,
             ).fetchone()
             if row is None:
                 return None
@@ -420,6 +432,18 @@ class JobQueue:
             )
             job = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", row).fetchone()
         return _row_to_job(job)
+
+    def growing_album(self, settled_before: float) -> float | None:
+        """The ``created_at`` of the newest row of the album with queued rows that :meth:`claim`
+        holds back (a row added at or after ``settled_before``), the earliest such; or None."""
+        with self._lock:
+            (newest,) = self._db.execute(
+                "SELECT MIN(newest) FROM (SELECT MAX(created_at) AS newest FROM jobs"
+                " WHERE album_id IS NOT NULL GROUP BY chat_id, album_id"
+                " HAVING SUM(state = 'queued') > 0 AND MAX(created_at) >= ?)",
+                (settled_before,),
+            ).fetchone()
+        return newest
 
     def deliverable(self, settled_before: float) -> tuple[list[list[Job]], float | None]:
         """Ready rows whose reply may be sent now, grouped: a single request alone, an album's

@@ -507,6 +507,9 @@ class FakeTelegram:
             found = []
             for item in r.id:
                 mid = item.id
+                if isinstance(item, types.InputMessageReplyTo):  # the message it replies to
+                    header = getattr(self.incoming.get(mid), "reply_to", None)
+                    mid = getattr(header, "reply_to_msg_id", None) or 0
                 found.append(self.incoming.get(mid) or types.MessageEmpty(id=mid))
             return types.messages.Messages(
                 messages=found, topics=[], chats=[], users=[self.bot, *self.users.values()]

@@ -16,11 +16,19 @@ from typing import Any
 
 from ..jobs import CANCELLED, DONE, FAILED, Job
 from .context import BotContext, Sender
-from .i18n import Translator, pick, translator
+from .i18n import N_, Translator, pick, translator
 from .limits import day_start
 from .members import Member
 
-__all__ = ["ADMIN_COMMANDS", "cmd_allow", "cmd_deny", "cmd_stats", "cmd_users", "who_text"]
+__all__ = [
+    "ADMIN_COMMANDS",
+    "cmd_allow",
+    "cmd_deny",
+    "cmd_stats",
+    "cmd_users",
+    "on_forward",
+    "who_text",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,29 @@ def who_text(member: Member | None, user_id: int) -> str:
         x for x in (f"@{member.username}" if member.username else "", str(user_id)) if x
     )
     return f"{member.first_name or ''} ({inner})".strip()
+
+
+HIDDEN = N_(
+    "I can't see who wrote that: their privacy settings hide them in forwards. "
+    "Ask them to send me /id and use the number."
+)
+
+
+async def on_forward(ctx: BotContext, event: Any, who: Sender) -> None:
+    """The owner forwarded someone's message: say who it is and how to let them in."""
+    tr = who.tr
+    user_id = getattr(event.message.fwd_from.from_id, "user_id", None)
+    if user_id is None:
+        await event.reply(tr.gettext(HIDDEN))
+        return
+    name = who_text(await ctx.members.get(user_id), user_id)
+    if ctx.access.allows(user_id):
+        text = tr.gettext(
+            "From {who}, who may use the bot. Reply /deny to shut them out.", who=name
+        )
+    else:
+        text = tr.gettext("From {who}. Reply /allow to this message to let them in.", who=name)
+    await event.reply(text)
 
 
 async def _target(ctx: BotContext, event: Any, tr: Translator) -> int | str:
@@ -51,10 +82,7 @@ async def _target(ctx: BotContext, event: Any, tr: Translator) -> int | str:
             return tr.gettext("Reply to a message of theirs that you forwarded here.")
         user_id = getattr(forward.from_id, "user_id", None)
         if user_id is None:
-            return tr.gettext(
-                "I can't see who wrote that: their privacy settings hide them in forwards. "
-                "Ask them to send me /id and use the number."
-            )
+            return tr.gettext(HIDDEN)
         return int(user_id)
     return tr.gettext(
         "Write the person's id after the command (they get it with /id), or reply with the "

@@ -35,7 +35,7 @@ from .config import TELEGRAM_FILE_LIMIT
 from .endings import Tools, end_cancelled, end_with_reply, job_translator, show
 from .eta import estimate_seconds
 from .i18n import N_, Text, Translator
-from .limits import pixels_refusal
+from .limits import megapixels, pixels_refusal
 from .link import Stopping
 from .preview import make_preview
 from .progress import progress_text
@@ -291,7 +291,7 @@ class JobAttempt:
                 or tr.gettext(
                     "Sorry: that picture is too large ({reason}); the limit is {limit} MP.",
                     reason=str(exc),
-                    limit=tr.number(cfg.max_megapixels, 0),
+                    limit=megapixels(tr, cfg.max_megapixels),
                 )
             ) from None
         return width, height

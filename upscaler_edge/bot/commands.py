@@ -9,7 +9,7 @@ from .captions import Catalog
 from .config import BotConfig
 from .context import BotContext, QueueStatus, Sender
 from .i18n import N_, Translator
-from .limits import day_start, quota_line
+from .limits import day_start, megapixels, quota_line
 
 __all__ = [
     "KINDS",
@@ -37,7 +37,7 @@ def help_text(tr: Translator, config: BotConfig, *, owner: bool) -> str:
     limits = tr.gettext(
         "files up to {mb} MiB, pictures up to {mp} MP",
         mb=config.max_file_mb,
-        mp=tr.number(config.max_megapixels, 0 if float(config.max_megapixels).is_integer() else 1),
+        mp=megapixels(tr, config.max_megapixels),
     )
     if config.daily_limit and not owner:
         limits += tr.ngettext(", {n} picture a day", ", {n} pictures a day", config.daily_limit)

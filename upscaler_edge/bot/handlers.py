@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .access import REFUSAL
-from .admin import ADMIN_COMMANDS
+from .admin import ADMIN_COMMANDS, on_forward
 from .captions import command_of
 from .commands import cmd_cancel, cmd_help, cmd_id, cmd_models, cmd_preview, cmd_status
 from .context import BotContext, Sender
@@ -130,6 +130,9 @@ async def on_message(ctx: BotContext, seen: dict[int, float], event: Any) -> Non
     who = await _sender(ctx, event, seen)
     if event.message.photo is not None or event.message.document is not None:
         await accept_media(ctx, event, who)
+        return
+    if who.is_owner and command is None and event.message.fwd_from is not None:
+        await on_forward(ctx, event, who)
         return
     action = COMMANDS.get(command or "")
     if action is None and command in ADMIN_COMMANDS:

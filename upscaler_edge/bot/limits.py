@@ -18,12 +18,19 @@ from .telegram import MediaInfo
 __all__ = [
     "arrival_refusal",
     "day_start",
+    "megapixels",
     "next_midnight",
     "pixels_refusal",
     "quota_line",
     "quota_refusal",
     "resets_text",
 ]
+
+
+def megapixels(tr: Translator, value: float) -> str:
+    """``50``, ``1.2``, ``0.56`` (three significant digits at most, in the user's notation)."""
+    text = f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+    return text.replace(".", tr.pgettext("decimal mark", "."))
 
 
 def day_start(now: float) -> float:
@@ -91,10 +98,8 @@ def pixels_refusal(tr: Translator, width: int, height: int, config: BotConfig) -
         "Sorry: that picture is {w}×{h} ({mp} MP); the limit is {limit} MP per picture.",
         w=width,
         h=height,
-        mp=tr.number(width * height / 1e6),
-        limit=tr.number(
-            config.max_megapixels, 0 if float(config.max_megapixels).is_integer() else 1
-        ),
+        mp=megapixels(tr, width * height / 1e6),
+        limit=megapixels(tr, config.max_megapixels),
     )
 
 

@@ -5,10 +5,11 @@ attaches a connected client and detaches it when the connection drops; the runne
 a job while one is attached, and each job's Telegram calls wait out drops (:mod:`.link`).
 
 Each turn of the loop first sends what is ready (:mod:`.delivery`: a single result at once, an
-album once none of its files is still queued or running and no more of it arrived for
-:data:`ALBUM_SETTLE_S`), then claims the next job. Each claimed job is one
-:class:`~.attempt.JobAttempt`, whose result makes the job ``ready``; an exception that escapes
-even that is logged and the runner goes on with the next job.
+album once none of its files is still queued or running), then claims the next job. The files
+of an album are taken, and sent back, only once no more of it arrived for
+:data:`ALBUM_SETTLE_S` (Telegram delivers an album as separate messages, caption on one).
+Each claimed job is one :class:`~.attempt.JobAttempt`, whose result makes the job ``ready``;
+an exception that escapes even that is logged and the runner goes on with the next job.
 
 A clean stop (:meth:`JobRunner.shutdown`) starts no new job and lets the running one finish
 within a grace period, then cancels it and puts it back in line for the next start.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -45,7 +47,7 @@ __all__ = ["ALBUM_SETTLE_S", "JobRunner"]
 log = logging.getLogger(__name__)
 
 CLAIM_RETRY_S = 5.0  # the queue file could not be read: try again after this
-ALBUM_SETTLE_S = 1.5  # an album is sent once no more of it arrived for this long
+ALBUM_SETTLE_S = 1.5  # seconds an album must stop growing before it is started and sent
 
 
 class JobRunner:
@@ -202,7 +204,12 @@ class JobRunner:
             self._wake.clear()  # before claiming: a job added meanwhile wakes the next wait
             try:
                 settle_at = await self._deliver_ready()
-                job = None if self._stop.is_set() else await self._queue.claim()
+                settled_before = time.time() - ALBUM_SETTLE_S
+                job = None if self._stop.is_set() else await self._queue.claim(settled_before)
+                if job is None:
+                    growing = await self._queue.growing_album(settled_before)
+                    if growing is not None:
+                        settle_at = min(settle_at or math.inf, growing + ALBUM_SETTLE_S)
             except Exception:
                 log.exception("could not take the next job from the queue")
                 await until(asyncio.sleep(CLAIM_RETRY_S), self._stop)

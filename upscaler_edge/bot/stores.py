@@ -84,8 +84,11 @@ class AsyncJobQueue:
     async def position(self, job_id: int) -> int | None:
         return await asyncio.to_thread(self.blocking.position, job_id)
 
-    async def claim(self) -> Job | None:
-        return await asyncio.to_thread(self.blocking.claim)
+    async def claim(self, settled_before: float | None = None) -> Job | None:
+        return await asyncio.to_thread(self.blocking.claim, settled_before)
+
+    async def growing_album(self, settled_before: float) -> float | None:
+        return await asyncio.to_thread(self.blocking.growing_album, settled_before)
 
     async def set_status_message(self, job_id: int, message_id: int | None) -> None:
         await asyncio.to_thread(self.blocking.set_status_message, job_id, message_id)
