@@ -75,7 +75,9 @@ async def accept_media(ctx: BotContext, event: Any, who: Sender) -> None:
             await event.reply(params)
             return
         async with ctx.locks.hold(("user", who.user_id)):  # the quota check and the row: atomic
-            refusal = await _refusal(ctx, who, info)
+            refused_by, refusal = await _refusal(ctx, who, info)
+            if refused_by is not None:
+                params["refused"] = refused_by
             job, created = await ctx.queue.add(
                 event.chat_id,
                 msg.id,
@@ -190,31 +192,39 @@ def _model_problem(
     return None
 
 
-async def _refusal(ctx: BotContext, who: Sender, info: MediaInfo) -> str | None:
-    """The one-line reply for a file refused before any download, or None."""
+async def _refusal(ctx: BotContext, who: Sender, info: MediaInfo) -> tuple[str | None, str | None]:
+    """Why a file is refused before any download: (``"type"``, ``"limits"`` or ``"quota"``,
+    the one-line reply), or (None, None)."""
     tr = who.tr
     if media_kind(info) is None:
-        return tr.gettext(
+        text = tr.gettext(
             "Sorry: that file ({mime}) is not an image I can read.", mime=info.mime_type
         )
+        return "type", text
     refusal = arrival_refusal(tr, info, ctx.config)
     if refusal is not None:
-        return refusal
+        return "limits", refusal
     limit = ctx.config.daily_limit
     if limit and not who.is_owner:
         now = time.time()
         used = await ctx.queue.counted_since(who.user_id, day_start(now))
         if used >= limit:
-            return quota_refusal(tr, limit, now)
-    return None
+            return "quota", quota_refusal(tr, limit, now)
+    return None, None
 
 
 async def _refuse(ctx: BotContext, event: Any, job: Job, refusal: str, siblings: list[Job]) -> None:
     log.info("job %s refused on arrival: %s", job.id, refusal)
     said = next(
-        (s for s in siblings if s.error == refusal and s.reply_message_id is not None), None
+        (
+            s
+            for s in siblings
+            if s.params.get("refused") == "quota" == job.params.get("refused")
+            and s.reply_message_id is not None
+        ),
+        None,
     )
-    if said is not None:  # the album was told already (today's limit): once is enough
+    if said is not None:  # the album was told about today's limit already: once is enough
         await ctx.queue.record_reply(job.id, said.reply_message_id or 0)
         return
     reply_id = await send_text(
