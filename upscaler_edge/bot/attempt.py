@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Cancelled, ImageTooLargeError, InputError, JobFailed, UpscalerError
-from ..jobs import FAILED, Job
+from ..jobs import FAILED, QUEUED, RUNNING, Job
 from ..naming import output_name
 from .config import TELEGRAM_FILE_LIMIT
 from .endings import Tools, end_cancelled, end_with_reply, job_translator, show
@@ -185,9 +185,9 @@ class JobAttempt:
             return
         siblings = await self.tools.queue.album(job.chat_id, job.album_id)
         accepted = [s for s in siblings if not (s.state == FAILED and s.attempts == 0)]
-        ids = [s.id for s in accepted]
-        if job.id in ids and len(ids) > 1:
-            self._item = (ids.index(job.id) + 1, len(ids))
+        if len(accepted) > 1:  # "file 2 of 3": the second one worked on
+            before = [s for s in accepted if s.id != job.id and s.state not in (QUEUED, RUNNING)]
+            self._item = (len(before) + 1, len(accepted))
         if job.status_message_id is None:
             shared = next((s.status_message_id for s in siblings if s.status_message_id), None)
             if shared is not None:

@@ -90,11 +90,11 @@ async def accept_media(ctx: BotContext, event: Any, who: Sender) -> None:
             )
         if not created:
             return
+        if msg.message and siblings:  # the album's caption, even on a file refused itself
+            await _caption_for_album(ctx, who, siblings, choice)
         if refusal is not None:
             await _refuse(ctx, event, job, refusal, siblings)
             return
-        if msg.message and siblings:
-            await _caption_for_album(ctx, who, siblings, choice)
         await _announce(ctx, event, job, who, info, siblings)
 
 
