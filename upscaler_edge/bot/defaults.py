@@ -11,13 +11,15 @@ from typing import Any
 
 from .commands import KINDS
 from .context import BotContext, Sender
-from .i18n import LANGUAGES, Translator, pick, translator
+from .i18n import LANGUAGES, N_, Translator, pick, translator
 from .telethon_api import Button
 
 __all__ = ["cmd_format", "cmd_lang", "cmd_model", "cmd_scale", "on_button"]
 
 FORMATS = ("png", "jpg", "webp")
-LANGUAGE_NAMES = {"en": "English", "ru": "Русский"}  # each in its own language
+LANGUAGE_NAMES = {"en": "English", "ru": "Русский"}  # buttons: each in its own language
+IN_A_SENTENCE = {"en": N_("English"), "ru": N_("Russian")}  # "Language: English."
+AS_IN_TELEGRAM = N_("as in Telegram")
 
 
 def _buttons(options: list[tuple[str, str]], per_row: int = 2) -> list[list[Any]]:
@@ -87,7 +89,7 @@ async def cmd_lang(ctx: BotContext, event: Any, who: Sender) -> None:
         await event.reply(await _set_lang(ctx, event, who, words[0].lower()))
         return
     tr = who.tr
-    current = LANGUAGE_NAMES[tr.lang] if who.prefs.lang else tr.gettext("as in Telegram")
+    current = tr.gettext(IN_A_SENTENCE[tr.lang] if who.prefs.lang else AS_IN_TELEGRAM)
     options = [(LANGUAGE_NAMES[code], f"set:lang:{code}") for code in ("ru", "en")]
     options.append((tr.gettext("As in Telegram"), "set:lang:auto"))
     await event.reply(
