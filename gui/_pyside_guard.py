@@ -13,6 +13,7 @@ gives them on 3.12, so the leaked decrements can never reach zero.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import sys
 
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 
 # what CPython 3.12 does for immortal objects: a count no program can decrement to zero
 _HEADROOM = 1 << 60
-_installed = False
 
 
 def leaks() -> bool:
@@ -40,13 +40,16 @@ def leaks() -> bool:
     return sys.getrefcount(None) <= none_before - 8 or sys.getrefcount(True) <= true_before - 8
 
 
+@functools.cache
 def install() -> bool:
     """Apply the guard when needed (CPython < 3.12 with a leaking PySide6); idempotent.
-    Returns True when the guard is active."""
-    global _installed
-    if _installed:
-        return True
+    Returns True when the guard is active. Without PySide6 it does nothing (and says
+    nothing: :func:`upscaler_edge_gui.app.main` tells the user what to install)."""
     if sys.implementation.name != "cpython" or sys.version_info >= (3, 12):
+        return False
+    try:
+        import PySide6
+    except ImportError:
         return False
     try:
         if not leaks():
@@ -56,9 +59,6 @@ def install() -> bool:
     except Exception:  # the guard must never be the thing that breaks start-up
         log.exception("cannot check PySide6 for its reference-count bug")
         return False
-    _installed = True
-    import PySide6
-
     log.info(
         "PySide6 %s leaks references on Python %d.%d; guarded. Install PySide6-Essentials<6.12 "
         "or use Python 3.12+.",

@@ -107,6 +107,10 @@ class CompareView(QWidget):
         """True when a pair is shown."""
         return self._after is not None
 
+    def message(self) -> str:
+        """The text shown in place of a pair ('' while a pair is shown)."""
+        return self._message
+
     # --- split ---------------------------------------------------------------------------
 
     def split(self) -> float:

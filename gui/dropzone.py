@@ -67,12 +67,12 @@ def paths_from_mime(mime: QMimeData) -> list[Path]:
     if mime.hasText():
         paths = []
         for line in mime.text().splitlines():
-            line = line.strip().strip('"')
-            if not line:
+            text = line.strip().strip('"')
+            if not text:
                 continue
-            if line.startswith("file:"):
-                line = QUrl(line).toLocalFile()
-            p = Path(line).expanduser()
+            if text.startswith("file:"):
+                text = QUrl(text).toLocalFile()
+            p = Path(text).expanduser()
             if p.exists():
                 paths.append(p)
         return paths

@@ -1,12 +1,19 @@
 """The main window's layout: sidebar | queue | compare, menus and the status bar.
 
-Layout only: the window owns its widgets and actions and re-emits drops as ``files_dropped``;
-:class:`upscaler_edge_gui.controller.MainController` decides what everything does.
+Layout only. The window owns its widgets; controllers see its actions (``*_action``), its
+signals (``files_dropped``, ``closing``), its sub-views with their own intent methods
+(``panel``, ``queue_view``, ``compare_pane``) and the intent methods below (``show_status``,
+``set_queue_summary``, ``popup_item_menu``, ...), never the labels and buttons inside. Buttons
+that repeat an action (Open, Folder, Clear finished, the drop zones' click) trigger that
+action, so a controller wires each thing once.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PySide6.QtCore import QByteArray, QPoint, Qt, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -21,8 +28,9 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMenu,
+    QMessageBox,
     QPushButton,
-    QSizePolicy,
     QSplitter,
     QStackedWidget,
     QStatusBar,
@@ -30,12 +38,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .compare import CompareView
+from .compare_pane import ComparePane
 from .dropzone import DropZone, mime_has_paths, paths_from_mime
 from .panels import SettingsPanel
 from .queue_view import QueueView
 
-__all__ = ["MainWindow"]
+__all__ = ["MainWindow", "MenuEntry", "WindowLayout"]
+
+#: One context-menu row: its text and what it does; None draws a separator.
+MenuEntry = tuple[str, Callable[[], object]] | None
+
+
+@dataclass(frozen=True)
+class WindowLayout:
+    """What Qt saves of the window: geometry, dock/toolbar state and the splitter."""
+
+    geometry: QByteArray
+    state: QByteArray
+    splitter: QByteArray
 
 
 class MainWindow(QMainWindow):
@@ -87,60 +107,14 @@ class MainWindow(QMainWindow):
         self.queue_stack.addWidget(list_page)
         ql.addWidget(self.queue_stack, 1)
 
-        # compare column
-        compare_col = QFrame()
-        compare_col.setObjectName("CompareColumn")
-        compare_col.setMinimumWidth(470)
-        cl = QVBoxLayout(compare_col)
-        cl.setContentsMargins(12, 16, 16, 12)
-        cl.setSpacing(10)
-        bar = QHBoxLayout()
-        self.compare_title = QLabel("Compare")
-        self.compare_title.setObjectName("PaneTitle")
-        self.compare_info = QLabel("")
-        self.compare_info.setObjectName("Muted")
-        self.zoom_label = QLabel("")
-        self.zoom_label.setObjectName("Muted")
-        self.zoom_label.setMinimumWidth(48)
-        self.zoom_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.fit_button = QPushButton("Fit")
-        self.actual_button = QPushButton("100%")
-        self.open_result_button = QPushButton("Open")
-        self.open_result_button.setToolTip("Open the result in your image viewer")
-        self.show_folder_button = QPushButton("Folder")
-        for b in (
-            self.fit_button,
-            self.actual_button,
-            self.open_result_button,
-            self.show_folder_button,
-        ):
-            b.setObjectName("ToolbarButton")
-            b.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
-        self.show_folder_button.setToolTip("Show the folder holding the result")
-        self.fit_button.setToolTip("Show the whole image (Ctrl+0)")
-        self.actual_button.setToolTip("One result pixel per screen pixel (Ctrl+1)")
-        self.compare_info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        bar.addWidget(self.compare_title)
-        bar.addWidget(self.compare_info, 1)
-        bar.addWidget(self.zoom_label)
-        bar.addWidget(self.fit_button)
-        bar.addWidget(self.actual_button)
-        bar.addSpacing(8)
-        bar.addWidget(self.open_result_button)
-        bar.addWidget(self.show_folder_button)
-        cl.addLayout(bar)
-        self.compare = CompareView()
-        frame = QFrame()
-        frame.setObjectName("CompareFrame")
-        fl = QVBoxLayout(frame)
-        fl.setContentsMargins(1, 1, 1, 1)
-        fl.addWidget(self.compare)
-        cl.addWidget(frame, 1)
+        self.compare_pane = ComparePane()
+        #: the before/after picture (a view of its own; the screenshot drives it directly)
+        self.compare = self.compare_pane.view
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setObjectName("MainSplitter")
         self.splitter.addWidget(queue_col)
-        self.splitter.addWidget(compare_col)
+        self.splitter.addWidget(self.compare_pane)
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([400, 720])
@@ -162,12 +136,15 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status)
 
         self._build_actions()
+        self._wire_own()
         self._shown_once = False
 
     def _build_actions(self) -> None:
-        """Menus and shortcuts (triggered signals are wired by the controller)."""
+        """Menus and shortcuts (triggered signals are wired by the controllers)."""
 
-        def action(text: str, shortcut: QKeySequence | str | None = None) -> QAction:
+        def action(
+            text: str, shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None
+        ) -> QAction:
             a = QAction(text, self)
             if shortcut is not None:
                 a.setShortcut(QKeySequence(shortcut))
@@ -186,6 +163,8 @@ class MainWindow(QMainWindow):
         self.clear_finished_action = action("Clear &finished")
         self.fit_action = action("Zoom to &fit", "Ctrl+0")
         self.actual_action = action("Zoom &100%", "Ctrl+1")
+        self.open_result_action = action("Open result")
+        self.show_folder_action = action("Show in folder")
         self.about_action = action("&About Upscaler Edge")
 
         menus = self.menuBar()
@@ -206,9 +185,92 @@ class MainWindow(QMainWindow):
         help_menu = menus.addMenu("&Help")
         help_menu.addAction(self.about_action)
 
+    def _wire_own(self) -> None:
+        """Keep the window's own widgets consistent: buttons repeat actions, zoom shows."""
+        self.drop_zone.dropped.connect(self.files_dropped)
+        self.add_more_zone.dropped.connect(self.files_dropped)
+        for zone in (self.drop_zone, self.add_more_zone):
+            zone.clicked.connect(self.open_action.trigger)
+        self.quit_action.triggered.connect(self.close)
+        self.about_action.triggered.connect(self.show_about)
+        self.clear_finished_button.clicked.connect(self.clear_finished_action.trigger)
+        self.fit_action.triggered.connect(self.compare.zoom_fit)
+        self.actual_action.triggered.connect(self.compare.zoom_actual)
+        self.compare_pane.open_requested.connect(self.open_result_action.trigger)
+        self.compare_pane.folder_requested.connect(self.show_folder_action.trigger)
+
+    # --- intent: status bar and queue column ---------------------------------------------
+
+    def show_status(self, text: str, timeout_ms: int = 0) -> None:
+        """A line in the status bar (0: until the next one)."""
+        self.status.showMessage(text, timeout_ms)
+
+    def set_device_status(self, text: str) -> None:
+        """The permanent note at the right of the status bar (what "auto" runs on)."""
+        self.device_status.setText(text)
+
     def show_queue(self, has_items: bool) -> None:
         """The big drop zone while the queue is empty, the list afterwards."""
         self.queue_stack.setCurrentIndex(1 if has_items else 0)
+
+    def set_queue_summary(self, text: str, *, can_clear: bool) -> None:
+        """The count beside the queue's title, and whether "Clear finished" is offered."""
+        self.queue_count.setText(text)
+        self.clear_finished_button.setVisible(can_clear)
+
+    def set_run_actions(self, *, can_start: bool, can_cancel: bool, can_cancel_all: bool) -> None:
+        """Enable the Queue menu's run entries that make sense now."""
+        self.start_action.setEnabled(can_start)
+        self.cancel_action.setEnabled(can_cancel)
+        self.cancel_all_action.setEnabled(can_cancel_all)
+
+    def popup_item_menu(self, pos: QPoint, entries: list[MenuEntry]) -> None:
+        """A context menu at ``pos`` (queue view coordinates) with these entries."""
+        menu = QMenu(self)
+        for entry in entries:
+            if entry is None:
+                menu.addSeparator()
+            else:
+                menu.addAction(*entry)
+        menu.popup(self.queue_view.viewport().mapToGlobal(pos))
+
+    # --- intent: compare column ----------------------------------------------------------
+
+    @property
+    def open_result_button(self) -> QPushButton:
+        """The compare bar's Open button (tests check that it follows the selection)."""
+        return self.compare_pane.open_button
+
+    def set_result_actions(self, *, can_open: bool, can_show_folder: bool) -> None:
+        """Whether Open (the result) and Show in folder apply to the selected row."""
+        self.compare_pane.set_result_actions(can_open=can_open, can_show_folder=can_show_folder)
+        self.open_result_action.setEnabled(can_open)
+        self.show_folder_action.setEnabled(can_show_folder)
+
+    def show_about(self) -> None:
+        """Help > About."""
+        QMessageBox.about(
+            self,
+            "About Upscaler Edge",
+            "<b>Upscaler Edge</b><br>Real-ESRGAN super-resolution on your own machine, "
+            "through ncnn (any Vulkan GPU, or the CPU).<br><br>Models by Xintao Wang et al. "
+            "(BSD-3-Clause).",
+        )
+
+    # --- layout kept between runs --------------------------------------------------------
+
+    def saved_layout(self) -> WindowLayout:
+        """The window's geometry, state and splitter position, for settings."""
+        return WindowLayout(self.saveGeometry(), self.saveState(), self.splitter.saveState())
+
+    def restore_layout(self, layout: WindowLayout) -> None:
+        """Put back what :meth:`saved_layout` gave (empty parts are skipped)."""
+        if not layout.geometry.isEmpty():
+            self.restoreGeometry(layout.geometry)
+        if not layout.state.isEmpty():
+            self.restoreState(layout.state)
+        if not layout.splitter.isEmpty():
+            self.splitter.restoreState(layout.splitter)
 
     # --- drops anywhere on the window ----------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The settings sidebar: model, scale, format, output folder, device, Advanced, run buttons.
 
-Layout only. It shows values it is given (:meth:`SettingsPanel.apply`) and reports what the
-user picked (:meth:`SettingsPanel.values`, ``changed``); what those values mean is the
-controller's business.
+Layout only. It shows values it is given (:meth:`SettingsPanel.apply`), reports what the user
+picked (:meth:`SettingsPanel.values`, ``changed``) and what they asked for (``*_requested``),
+and shows progress it is told (``set_running``, ``set_item_progress``, ...); what all that
+means is the controllers' business.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .devices import DeviceChoice
 from .settings import FORMATS, SCALES, GuiSettings
-from .workers import DeviceChoice
 
 __all__ = ["ModelEntry", "SettingsPanel"]
 
@@ -55,10 +56,15 @@ def _section(text: str) -> QLabel:
 
 
 class SettingsPanel(QFrame):
-    """The left column. ``changed()`` fires on any user edit; buttons are public attributes."""
+    """The left column. ``changed()`` fires on any user edit; ``start_requested()``,
+    ``cancel_requested()``, ``cancel_all_requested()`` and ``browse_output_requested()`` on
+    the buttons of those names."""
 
     changed = Signal()
     browse_output_requested = Signal()
+    start_requested = Signal()
+    cancel_requested = Signal()
+    cancel_all_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -68,15 +74,15 @@ class SettingsPanel(QFrame):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(0)
         # the choices scroll when the window is short; progress and buttons stay in view
-        self.scroll = QScrollArea()
-        self.scroll.setObjectName("SidebarScroll")
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll = QScrollArea()
+        scroll.setObjectName("SidebarScroll")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         content = QWidget()
         content.setObjectName("SidebarContent")
-        self.scroll.setWidget(content)
-        outer.addWidget(self.scroll, 1)
+        scroll.setWidget(content)
+        outer.addWidget(scroll, 1)
         lay = QVBoxLayout(content)
         lay.setContentsMargins(20, 18, 20, 8)
         lay.setSpacing(6)
@@ -261,6 +267,9 @@ class SettingsPanel(QFrame):
         self.advanced_toggle.toggled.connect(self._toggle_advanced)
         self.format_combo.currentIndexChanged.connect(self._update_quality_enabled)
         self.output_browse.clicked.connect(self.browse_output_requested)
+        self.start_button.clicked.connect(self.start_requested)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        self.clear_rest_button.clicked.connect(self.cancel_all_requested)
         self.output_reset.clicked.connect(lambda: self.set_output_dir(""))
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         for signal in (
@@ -400,3 +409,16 @@ class SettingsPanel(QFrame):
         self.start_button.setText("Upscaling…" if running else "Upscale")
         self.cancel_button.setEnabled(running)
         self.clear_rest_button.setEnabled(running or has_queued)
+
+    def set_current_image(self, name: str | None) -> None:
+        """Name the image being upscaled (None: none)."""
+        self.current_label.setText(f"Current image: {name}" if name else "Current image")
+
+    def set_item_progress(self, percent: int) -> None:
+        """The current image's bar, 0..100."""
+        self.item_progress.setValue(percent)
+
+    def set_overall_progress(self, percent: int, text: str) -> None:
+        """The batch's bar, 0..100, and its caption."""
+        self.overall_progress.setValue(percent)
+        self.overall_label.setText(text)

@@ -13,11 +13,19 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QImage
 
-__all__ = ["ITEM_ROLE", "ItemState", "QueueItem", "QueueModel", "format_size"]
+__all__ = ["ITEM_ROLE", "ItemState", "QueueItem", "QueueModel", "format_size", "scaled_size"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,11 @@ class ItemState(enum.Enum):
 def format_size(size: tuple[int, int] | None) -> str:
     """``(w, h)`` as ``"w×h"``; ``"?"`` when unknown."""
     return f"{size[0]}×{size[1]}" if size else "?"
+
+
+def scaled_size(size: tuple[int, int] | None, scale: int) -> tuple[int, int] | None:
+    """``size`` times ``scale`` (the predicted output size); None when unknown."""
+    return (size[0] * scale, size[1] * scale) if size else None
 
 
 @dataclass(frozen=True)
@@ -111,8 +124,8 @@ class QueueModel(QAbstractListModel):
     item_changed = Signal(int)
     counts_changed = Signal()
 
-    def __init__(self, parent: object | None = None) -> None:
-        super().__init__(parent)  # type: ignore[arg-type]
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
         self._items: list[QueueItem] = []
         self._ids = itertools.count(1)
 
@@ -182,7 +195,7 @@ class QueueModel(QAbstractListModel):
 
     def add(self, paths: Iterable[Path]) -> list[int]:
         """Append one queued row per path; returns the new ids (duplicates of pending skipped)."""
-        new = []
+        new: list[QueueItem] = []
         for path in paths:
             if self.has_pending(path) or any(path == n.src for n in new):
                 log.info("already in the queue: %s", path)
@@ -197,13 +210,13 @@ class QueueModel(QAbstractListModel):
         self.counts_changed.emit()
         return [i.id for i in new]
 
-    def update(self, item_id: int, **changes: object) -> QueueItem | None:
+    def update(self, item_id: int, **changes: Any) -> QueueItem | None:
         """Replace fields of one item (see :class:`QueueItem`); None when it is gone."""
         row = self.row_of(item_id)
         if row < 0:
             return None
         old = self._items[row]
-        new = replace(old, **changes)  # type: ignore[arg-type]
+        new = replace(old, **changes)
         self._items[row] = new
         index = self.index(row)
         self.dataChanged.emit(index, index)

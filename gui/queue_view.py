@@ -1,8 +1,19 @@
-"""How a queue row looks: thumbnail, name, sizes, state chip and a thin progress bar."""
+"""The queue list: how a row looks (thumbnail, name, sizes, state chip, a thin progress bar)
+and which rows are current and selected."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt
+from PySide6.QtCore import (
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -154,7 +165,14 @@ class QueueDelegate(QStyledItemDelegate):
 
 
 class QueueView(QListView):
-    """The queue list: cards, multi-selection, context menu left to the controller."""
+    """The queue list: cards, multi-selection; rows are addressed by number.
+
+    Signals: ``current_row_changed(row)`` (-1: none), ``menu_requested(row, pos)`` on a
+    right-click over a row (``pos`` in the view's coordinates).
+    """
+
+    current_row_changed = Signal(int)
+    menu_requested = Signal(int, QPoint)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -168,3 +186,38 @@ class QueueView(QListView):
         self.setSpacing(0)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.customContextMenuRequested.connect(self._on_menu)
+
+    def currentChanged(
+        self,
+        current: QModelIndex | QPersistentModelIndex,
+        previous: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        """Report the new current row."""
+        super().currentChanged(current, previous)
+        self.current_row_changed.emit(current.row() if current.isValid() else -1)
+
+    def _on_menu(self, pos: QPoint) -> None:
+        index = self.indexAt(pos)
+        if index.isValid():
+            self.menu_requested.emit(index.row(), pos)
+
+    # --- intent --------------------------------------------------------------------------
+
+    def current_row(self) -> int:
+        """The current row, -1 when there is none."""
+        index = self.currentIndex()
+        return index.row() if index.isValid() else -1
+
+    def selected_rows(self) -> list[int]:
+        """The selected rows, top to bottom."""
+        selection = self.selectionModel()
+        return sorted(i.row() for i in selection.selectedRows()) if selection else []
+
+    def select_row(self, row: int) -> None:
+        """Make ``row`` the current and only selected row."""
+        model = self.model()
+        if model is not None and 0 <= row < model.rowCount():
+            self.selectionModel().setCurrentIndex(
+                model.index(row, 0), QItemSelectionModel.SelectionFlag.ClearAndSelect
+            )

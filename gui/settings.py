@@ -8,13 +8,17 @@ here decides where settings live.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from PySide6.QtCore import QByteArray, QSettings
 
 __all__ = ["APPLICATION", "ORGANIZATION", "GuiSettings", "load_settings", "save_settings"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 ORGANIZATION = "upscaler-edge"
 APPLICATION = "upscaler-edge-gui"
@@ -41,19 +45,33 @@ class GuiSettings:
     splitter: QByteArray = field(default_factory=QByteArray)
 
 
-def _value(qs: QSettings, key: str, default: object, kind: type) -> object:
-    """``qs.value`` coerced to ``kind``; the default when missing or unreadable."""
+def _to_bool(raw: object) -> bool:
+    if isinstance(raw, str):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return bool(raw)
+
+
+def _to_bytes(raw: object) -> QByteArray:
+    if isinstance(raw, QByteArray):
+        return raw
+    if isinstance(raw, (bytes, bytearray)):
+        return QByteArray(bytes(raw))
+    raise TypeError(f"not bytes: {type(raw).__name__}")
+
+
+def _to_int(raw: object) -> int:
+    if isinstance(raw, (int, float, str)):
+        return int(raw)
+    raise TypeError(f"not a number: {type(raw).__name__}")
+
+
+def _value(qs: QSettings, key: str, default: T, convert: Callable[[object], T]) -> T:
+    """``qs.value`` converted; the default when missing or unreadable."""
     raw = qs.value(key, None)
     if raw is None:
         return default
     try:
-        if kind is bool:
-            if isinstance(raw, str):
-                return raw.strip().lower() in ("1", "true", "yes", "on")
-            return bool(raw)
-        if kind is QByteArray:
-            return raw if isinstance(raw, QByteArray) else QByteArray(raw)
-        return kind(raw)
+        return convert(raw)
     except (TypeError, ValueError):
         log.warning("ignoring unreadable setting %s=%r", key, raw)
         return default
@@ -63,18 +81,18 @@ def load_settings(qs: QSettings) -> GuiSettings:
     """Read settings, falling back to defaults for anything missing or out of range."""
     d = GuiSettings()
     s = GuiSettings(
-        model=str(_value(qs, "model", d.model, str)),
-        scale=int(_value(qs, "scale", d.scale, int)),  # type: ignore[arg-type]
-        format=str(_value(qs, "format", d.format, str)),
-        quality=int(_value(qs, "quality", d.quality, int)),  # type: ignore[arg-type]
-        output_dir=str(_value(qs, "output_dir", d.output_dir, str)),
-        device=str(_value(qs, "device", d.device, str)),
-        tile=int(_value(qs, "advanced/tile", d.tile, int)),  # type: ignore[arg-type]
-        tta=bool(_value(qs, "advanced/tta", d.tta, bool)),
-        overwrite=bool(_value(qs, "advanced/overwrite", d.overwrite, bool)),
-        geometry=_value(qs, "window/geometry", QByteArray(), QByteArray),  # type: ignore[arg-type]
-        window_state=_value(qs, "window/state", QByteArray(), QByteArray),  # type: ignore[arg-type]
-        splitter=_value(qs, "window/splitter", QByteArray(), QByteArray),  # type: ignore[arg-type]
+        model=_value(qs, "model", d.model, str),
+        scale=_value(qs, "scale", d.scale, _to_int),
+        format=_value(qs, "format", d.format, str),
+        quality=_value(qs, "quality", d.quality, _to_int),
+        output_dir=_value(qs, "output_dir", d.output_dir, str),
+        device=_value(qs, "device", d.device, str),
+        tile=_value(qs, "advanced/tile", d.tile, _to_int),
+        tta=_value(qs, "advanced/tta", d.tta, _to_bool),
+        overwrite=_value(qs, "advanced/overwrite", d.overwrite, _to_bool),
+        geometry=_value(qs, "window/geometry", QByteArray(), _to_bytes),
+        window_state=_value(qs, "window/state", QByteArray(), _to_bytes),
+        splitter=_value(qs, "window/splitter", QByteArray(), _to_bytes),
     )
     if s.scale not in SCALES:
         s.scale = d.scale

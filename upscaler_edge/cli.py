@@ -252,11 +252,19 @@ def _print_devices(out: TextIO) -> None:
     from .engine import list_devices, pick_device
 
     auto = pick_device("auto")
-    for d in list_devices():
+    devices = list_devices()
+    for d in devices:
         idx = "cpu" if d.index < 0 else str(d.index)
         mark = "  <- auto" if d == auto else ""
-        extra = f", {d.heap_budget_mb} MB heap" if d.is_gpu else ""
+        extra = ""
+        if d.is_gpu:
+            fp16 = "fp16" if d.fp16 else "no fp16 storage"
+            extra = f", {d.driver}, {d.heap_budget_mb} MB heap budget, {fp16}"
         out.write(f"{idx:>4}  {d.name} ({d.kind}{extra}){mark}\n")
+    if not any(d.is_gpu for d in devices):
+        from .vulkan_diag import diagnose
+
+        out.write(f"      no GPU: {diagnose()}\n")
 
 
 def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
@@ -267,7 +275,7 @@ def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
         except ImportError as exc:
             stderr.write(
                 f"{PROG}: the Telegram bot needs the bot extra: "
-                f"pip install 'upscaler-edge[bot]' ({exc})\n"
+                f'pip install "upscaler-edge[bot]" ({exc})\n'
             )
             return ExitStatus.USAGE
         return bot_main(rest)
@@ -277,7 +285,7 @@ def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
             import PySide6  # noqa: F401
         except ImportError:
             stderr.write(
-                f"{PROG}: the desktop window needs PySide6: pip install 'upscaler-edge[gui]'\n"
+                f'{PROG}: the desktop window needs PySide6: pip install "upscaler-edge[gui]"\n'
             )
             return ExitStatus.USAGE
         from upscaler_edge_gui.app import main as gui_main

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -42,6 +43,8 @@ class DeviceInfo:
     name: str
     kind: str  # discrete | integrated | virtual | software | cpu
     heap_budget_mb: int = 0
+    driver: str = ""
+    fp16: bool = False
 
     @property
     def is_gpu(self) -> bool:
@@ -56,24 +59,27 @@ _gpu_lock = threading.Lock()
 
 
 @contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """ncnn prints device banners on fd 2; keep them out of the user's terminal, in the log."""
+def _quiet_stderr() -> Iterator[list[str]]:
+    """ncnn prints device banners on fd 2; keep them out of the user's terminal, in the log.
+    The list yielded receives the captured text when the block ends."""
+    captured: list[str] = []
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):
-        yield
+        yield captured
         return
     sys.stderr.flush()
     saved = os.dup(fd)
     with tempfile.TemporaryFile() as tmp:
         os.dup2(tmp.fileno(), fd)
         try:
-            yield
+            yield captured
         finally:
             os.dup2(saved, fd)
             os.close(saved)
             tmp.seek(0)
             text = tmp.read().decode("utf-8", "replace").strip()
+            captured.append(text)
             if text:
                 log.debug("ncnn: %s", text)
 
@@ -109,8 +115,9 @@ def cpu_threads() -> int:
 def _probe_gpus() -> list[DeviceInfo]:
     import ncnn
 
-    with _quiet_stderr():
+    with _quiet_stderr() as banner:
         count = ncnn.get_gpu_count()
+    fp16 = _fp16_storage(banner[0] if banner else "")
     found = []
     for i in range(count):
         info = ncnn.get_gpu_info(i)
@@ -119,8 +126,38 @@ def _probe_gpus() -> list[DeviceInfo]:
             budget = int(ncnn.get_gpu_device(i).get_heap_budget())
         except Exception:  # pragma: no cover - driver specific
             budget = 0
-        found.append(DeviceInfo(i, info.device_name(), kind, budget))
+        found.append(
+            DeviceInfo(
+                i,
+                info.device_name(),
+                kind,
+                budget,
+                driver=describe_driver(int(info.vendor_id()), int(info.driver_version())),
+                fp16=fp16.get(i, False),
+            )
+        )
     return found
+
+
+_FP16_BANNER = re.compile(r"^\[(\d+) .*fp16-p/s/u/a=\d/(\d)/", re.MULTILINE)
+_VENDORS = {0x10DE: "NVIDIA", 0x1002: "AMD", 0x8086: "Intel", 0x10005: "Mesa", 0x106B: "Apple"}
+
+
+def _fp16_storage(banner: str) -> dict[int, bool]:
+    """fp16 storage support per device, from ncnn's start-up banner (not in its Python API)."""
+    return {int(m[1]): m[2] == "1" for m in _FP16_BANNER.finditer(banner)}
+
+
+def describe_driver(vendor_id: int, version: int) -> str:
+    """Vendor and driver version as the vendor writes it (NVIDIA packs its own scheme)."""
+    vendor = _VENDORS.get(vendor_id, f"vendor 0x{vendor_id:04x}")
+    if vendor_id == 0x10DE:
+        text = f"{version >> 22}.{(version >> 14) & 0xFF}.{(version >> 6) & 0xFF}"
+    elif vendor_id == 0x8086 and sys.platform == "win32":
+        text = f"{version >> 14}.{version & 0x3FFF}"
+    else:
+        text = f"{version >> 22}.{(version >> 12) & 0x3FF}.{version & 0xFFF}"
+    return f"{vendor} driver {text}"
 
 
 def list_devices() -> list[DeviceInfo]:
@@ -180,15 +217,25 @@ class Engine:
     """One loaded ``ncnn.Net`` on one device.
 
     ``infer`` takes a float32 array (3, h, w) in [0, 1] and returns (3, h*s, w*s) float32,
-    unclipped. The Net is released by ``close()`` (or the ``with`` block), not by ``__del__``.
+    unclipped. ``precise`` turns fp16 off on a GPU (the retry for fp16 trouble). ``infer``
+    releases the GIL while ncnn computes, so other threads can prepare the next tile. The Net
+    is released by ``close()`` (or the ``with`` block), not by ``__del__``.
     """
 
-    def __init__(self, spec: ModelSpec, device: DeviceInfo, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        device: DeviceInfo,
+        *,
+        threads: int | None = None,
+        precise: bool = False,
+    ) -> None:
         import ncnn
 
         _tune_malloc()
         self.spec = spec
         self.device = device
+        self.precise = precise
         self._lock = threading.Lock()
         net = ncnn.Net()
         opt = net.opt
@@ -196,7 +243,12 @@ class Engine:
         if device.is_gpu:
             opt.use_vulkan_compute = True
             net.set_vulkan_device(device.index)
-            # fp16 storage/arithmetic stay at ncnn's defaults: on when the device supports it
+            # fp16 storage/arithmetic stay at ncnn's defaults (on when the device supports
+            # them) unless ``precise``: some GPUs give black or NaN tiles in fp16
+            if precise:
+                opt.use_fp16_packed = False
+                opt.use_fp16_storage = False
+                opt.use_fp16_arithmetic = False
         else:
             opt.use_vulkan_compute = False
         try:

@@ -80,4 +80,5 @@ class ExitStatus(enum.IntEnum):
     OK = 0  # everything done (or skipped)
     FAILED = 1  # some input failed; the others were still done
     USAGE = 2  # bad arguments or configuration, a missing extra: nothing was run
+    ALREADY_RUNNING = 3  # the bot: another process already uses the session
     INTERRUPTED = 130  # Ctrl-C / SIGTERM

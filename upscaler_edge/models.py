@@ -302,22 +302,30 @@ class Registry:
         return [*self._specs, *self._families]
 
     def families(self) -> list[ModelFamily]:
-        """What a front end offers: each family, and each model outside a family."""
-        out = list(self._families.values())
-        for s in self._singles:
-            out.append(
-                ModelFamily(
-                    name=s.name,
-                    scales=(s.scale,),
-                    default_scale=s.scale,
-                    denoise=() if s.denoise is None else (s.denoise,),
-                    default_denoise=s.denoise,
-                    description=s.description,
-                    kind=s.kind,
-                    members=(s.name,),
-                )
-            )
+        """What a front end offers: each family, and each model outside a family, in the
+        manifest's order (a family where its first member stands), then user models."""
+        singles = {s.name: self._single(s) for s in self._singles}
+        first = {fam.members[0]: fam for fam in self._families.values()}
+        out = []
+        for name in self._specs:
+            if name in singles:
+                out.append(singles[name])
+            elif name in first:
+                out.append(first[name])
         return out
+
+    @staticmethod
+    def _single(s: ModelSpec) -> ModelFamily:
+        return ModelFamily(
+            name=s.name,
+            scales=(s.scale,),
+            default_scale=s.scale,
+            denoise=() if s.denoise is None else (s.denoise,),
+            default_denoise=s.denoise,
+            description=s.description,
+            kind=s.kind,
+            members=(s.name,),
+        )
 
     def family_of(self, name: str) -> ModelFamily | None:
         """The family a model name or family name belongs to (None if unknown)."""

@@ -9,6 +9,7 @@ by one tile's working set plus the output image.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -125,15 +126,16 @@ class Upscaler:
     def __init__(self, options: Options | None = None, registry: Registry | None = None) -> None:
         self.options = options or Options()
         self._registry = registry
-        self._engines: dict[tuple[str, int], Engine] = {}
+        self._engines: dict[tuple[str, int, bool], Engine] = {}
 
     # -- engines --------------------------------------------------------------------------
-    def engine_for(self, spec: ModelSpec, dev: DeviceInfo) -> Engine:
-        key = (spec.name, dev.index)
+    def engine_for(self, spec: ModelSpec, dev: DeviceInfo, *, precise: bool = False) -> Engine:
+        """The loaded engine for (model, device); ``precise`` = fp32 on a GPU."""
+        key = (spec.name, dev.index, precise and dev.is_gpu)
         eng = self._engines.get(key)
         if eng is None:
             verify_model(spec)
-            eng = Engine(spec, dev)
+            eng = Engine(spec, dev, precise=precise)
             self._engines[key] = eng
         return eng
 
@@ -157,7 +159,10 @@ class Upscaler:
             for k in range(1, 8):
                 acc += _tta_inverse(eng.infer(_tta_forward(x, k)), k)
             y = acc / 8.0
-        if float(x.max() - x.min()) > 0.02 and float(y.max() - y.min()) < 1e-4:
+        spread = float(y.max() - y.min())
+        if not math.isfinite(spread):
+            raise TileFault(f"{eng.device.name} returned NaN or infinite values")
+        if float(x.max() - x.min()) > 0.02 and spread < 1e-4:
             # an all-black or flat result from a real image is a device fault, not a picture
             raise TileFault(f"{eng.device.name} returned a constant tile")
         return y
@@ -172,37 +177,49 @@ class Upscaler:
         tta: bool,
         maxval: float,
     ) -> None:
-        """Infer one tile and paste its core into ``out``; on a device fault retry the tile
-        in quarters down to 32 px, then on the CPU, then give up with DeviceError."""
-        s = spec.scale
-        h, w = src.shape[:2]
-        wx0, wy0, wx1, wy1 = t.window
-        win = src[max(wy0, 0) : min(wy1, h), max(wx0, 0) : min(wx1, w)]
-        if wx0 < 0 or wy0 < 0 or wx1 > w or wy1 > h:  # mirror beyond the image's edges
-            pads = ((max(-wy0, 0), max(wy1 - h, 0)), (max(-wx0, 0), max(wx1 - w, 0)), (0, 0))
-            win = np.pad(win, pads, mode="reflect")
-        x = np.ascontiguousarray(win.transpose(2, 0, 1), dtype=np.float32)
-        x *= 1.0 / maxval
+        """Infer one tile and paste its core into ``out`` (synchronously, with fallbacks)."""
         try:
-            y = self._infer(eng, x, tta)
+            y = self._infer(eng, _window(src, t, maxval), tta)
         except TileFault as fault:
-            if max(t.x1 - t.x0, t.y1 - t.y0) > MIN_TILE:
-                log.warning("%s; retrying that tile at half size", fault)
-                for sub in split_tile(t, w, h, spec.context, spec.edge_pad):
-                    self._run_tile(src, out, sub, spec, eng, tta, maxval)
+            self._recover(src, out, t, spec, eng, tta, maxval, fault)
+            return
+        _paste(out, y, t, spec.scale, maxval)
+
+    def _recover(
+        self,
+        src: np.ndarray,
+        out: np.ndarray,
+        t: Tile,
+        spec: ModelSpec,
+        eng: Engine,
+        tta: bool,
+        maxval: float,
+        fault: TileFault,
+    ) -> None:
+        """A tile failed: on a GPU retry it in fp32 (some GPUs give black or NaN tiles in
+        fp16), then in quarters down to MIN_TILE px, then on the CPU; else DeviceError."""
+        h, w = src.shape[:2]
+        if eng.device.is_gpu and not eng.precise:
+            log.warning("%s; retrying that tile in fp32", fault)
+            precise = self.engine_for(spec, eng.device, precise=True)
+            try:
+                y = self._infer(precise, _window(src, t, maxval), tta)
+            except TileFault as again:
+                fault = again
+            else:
+                _paste(out, y, t, spec.scale, maxval)
                 return
-            if eng.device.is_gpu:
-                log.warning("%s at %d px; running that tile on the CPU", fault, MIN_TILE)
-                cpu = self.engine_for(spec, pick_device("cpu"))
-                self._run_tile(src, out, t, spec, cpu, tta, maxval)
-                return
-            raise DeviceError(f"inference failed: {fault}") from fault
-        cx0, cy0, cx1, cy1 = t.crop
-        core = y[:, cy0 * s : cy1 * s, cx0 * s : cx1 * s]
-        core *= maxval
-        core += 0.5
-        np.clip(core, 0, maxval, out=core)
-        out[t.y0 * s : t.y1 * s, t.x0 * s : t.x1 * s] = core.transpose(1, 2, 0)
+        if max(t.x1 - t.x0, t.y1 - t.y0) > MIN_TILE:
+            log.warning("%s; retrying that tile at half size", fault)
+            for sub in split_tile(t, w, h, spec.context, spec.edge_pad):
+                self._run_tile(src, out, sub, spec, eng, tta, maxval)
+            return
+        if eng.device.is_gpu:
+            log.warning("%s at %d px; running that tile on the CPU", fault, MIN_TILE)
+            cpu = self.engine_for(spec, pick_device("cpu"))
+            self._run_tile(src, out, t, spec, cpu, tta, maxval)
+            return
+        raise DeviceError(f"inference failed: {fault}") from fault
 
     def _upscale_plane(
         self,
@@ -213,15 +230,43 @@ class Upscaler:
         tta: bool,
         job: _Job,
     ) -> np.ndarray:
-        """(H, W, 3) uint8/uint16 -> (H*s, W*s, 3) of the same dtype, tile by tile."""
+        """(H, W, 3) uint8/uint16 -> (H*s, W*s, 3) of the same dtype, tile by tile.
+
+        Three stages overlap: while the device runs tile n (ncnn releases the GIL in
+        ``extract``), one thread cuts, mirrors and converts tile n+1 and another pastes tile
+        n-1, so the device does not wait on numpy. At most one tile waits in each stage.
+        """
         h, w = src.shape[:2]
         s = spec.scale
         out = np.empty((h * s, w * s, 3), dtype=src.dtype)
         maxval = float(np.iinfo(src.dtype).max)
-        for t in tiles:
-            _check_cancel(job.cancel)
-            self._run_tile(src, out, t, spec, eng, tta, maxval)
-            job.step()
+        if not tiles:
+            return out
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="tile-prep") as prep,
+            ThreadPoolExecutor(1, thread_name_prefix="tile-paste") as paster,
+        ):
+            nxt = prep.submit(_window, src, tiles[0], maxval)
+            pasting: Future[None] | None = None
+            for i, t in enumerate(tiles):
+                _check_cancel(job.cancel)
+                x = nxt.result()
+                if i + 1 < len(tiles):
+                    nxt = prep.submit(_window, src, tiles[i + 1], maxval)
+                try:
+                    y = self._infer(eng, x, tta)
+                except TileFault as fault:
+                    if pasting is not None:
+                        pasting.result()
+                        pasting = None
+                    self._recover(src, out, t, spec, eng, tta, maxval, fault)
+                else:
+                    if pasting is not None:
+                        pasting.result()
+                    pasting = paster.submit(_paste, out, y, t, s, maxval)
+                job.step()
+            if pasting is not None:
+                pasting.result()
         return out
 
     # -- pictures ------------------------------------------------------------------------
@@ -474,6 +519,30 @@ def _check_output(src: Path, dst: Path, overwrite: bool) -> None:
         raise OutputError(f"refusing to write over the input {src}")
     if dst.exists() and not overwrite:
         raise OutputError(f"{dst} exists (use --overwrite)")
+
+
+def _window(src: np.ndarray, t: Tile, maxval: float) -> np.ndarray:
+    """Tile ``t``'s window of ``src`` (H, W, 3), mirrored beyond the image's edges, as the
+    model's input: float32 (3, h, w) in [0, 1]."""
+    h, w = src.shape[:2]
+    wx0, wy0, wx1, wy1 = t.window
+    win = src[max(wy0, 0) : min(wy1, h), max(wx0, 0) : min(wx1, w)]
+    if wx0 < 0 or wy0 < 0 or wx1 > w or wy1 > h:  # mirror beyond the image's edges
+        pads = ((max(-wy0, 0), max(wy1 - h, 0)), (max(-wx0, 0), max(wx1 - w, 0)), (0, 0))
+        win = np.pad(win, pads, mode="reflect")
+    x = np.ascontiguousarray(win.transpose(2, 0, 1), dtype=np.float32)
+    x *= 1.0 / maxval
+    return x
+
+
+def _paste(out: np.ndarray, y: np.ndarray, t: Tile, s: int, maxval: float) -> None:
+    """Paste the core of a tile's model output ``y`` (3, h*s, w*s) into ``out``."""
+    cx0, cy0, cx1, cy1 = t.crop
+    core = y[:, cy0 * s : cy1 * s, cx0 * s : cx1 * s]
+    core *= maxval
+    core += 0.5
+    np.clip(core, 0, maxval, out=core)
+    out[t.y0 * s : t.y1 * s, t.x0 * s : t.x1 * s] = core.transpose(1, 2, 0)
 
 
 def _is_constant(a: np.ndarray) -> bool:

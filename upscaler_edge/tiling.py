@@ -9,10 +9,14 @@ tiles never overwrite each other and, with enough context, the result equals one
 inference.
 
 Tile size when the user asks for auto: on a GPU the reference CLI's rule (Real-ESRGAN-ncnn-
-vulkan), from the device's heap budget: > 1900 MB -> 200, > 550 MB -> 100, > 190 MB -> 64,
-else 32. On the CPU the grid with the least inference whose windows fit the model's working
-memory budget (``cpu_budget_mb`` plus a quarter of the output's size, capped at a quarter of
-the memory available); a whole image that fits is one tile.
+vulkan) from the device's heap budget: > 1900 MB -> 200, > 550 MB -> 100, > 190 MB -> 64,
+else 32. Bigger GPU tiles were tried and measured on an NVIDIA H200 (docs/eval/device.md):
+they are 2x faster end to end but lose fidelity (tiles of 1080 px were 48 dB from tiles of
+200 px, and a 4K x4plus run 10.7 dB from the reference), so the GPU keeps the reference's
+size until that is understood. On the CPU the grid with the least inference
+whose windows fit the model's working memory budget (``cpu_budget_mb`` plus a quarter of the
+output's size, capped at a quarter of the memory available); a whole image that fits is one
+tile.
 """
 
 from __future__ import annotations
@@ -184,11 +188,10 @@ def cpu_window_pixels(spec: ModelSpec, out_bytes: int, available: int | None) ->
 def auto_tiles(
     width: int, height: int, spec: ModelSpec, gpu_heap_mb: int | None, available: int | None
 ) -> list[Tile]:
-    """The tiles for an auto tile size: the GPU rule when ``gpu_heap_mb`` is given, else the
-    CPU's least-inference grid under the memory budget."""
+    """The tiles for an auto tile size: the reference's rule on a GPU (``gpu_heap_mb`` given),
+    else the CPU's least-inference grid under the memory budget."""
     if gpu_heap_mb is not None:
         return plan_tiles(width, height, gpu_auto_tile(gpu_heap_mb), spec.context, spec.edge_pad)
-    out_bytes = width * height * spec.scale**2 * 3
-    window = cpu_window_pixels(spec, out_bytes, available)
+    window = cpu_window_pixels(spec, width * height * spec.scale**2 * 3, available)
     tw, th = best_grid(width, height, window, spec.context, spec.edge_pad)
     return plan_tiles(width, height, tw, spec.context, spec.edge_pad, tile_h=th)

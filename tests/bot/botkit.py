@@ -22,7 +22,7 @@ from faketg import BOT_TOKEN, FakeTelegram, attach
 
 from upscaler_edge.bot.app import Core, make_client, run_bot
 from upscaler_edge.bot.config import BotConfig
-from upscaler_edge.bot.service import BotService
+from upscaler_edge.bot.runner import JobRunner
 
 OWNER = 111
 FRIEND = 222
@@ -72,6 +72,36 @@ def make_config(tmp: Path, **changes: Any) -> BotConfig:
     return replace(base, **changes)
 
 
+def stub_core(core: Core, calls: list[Path] | None = None) -> Core:
+    """``core`` with a Pillow resize instead of the model (fast; for tests about the bot, not
+    the picture). ``calls`` collects each finished upscale's input path."""
+    from PIL import Image
+
+    from upscaler_edge.pipeline import UpscaleResult
+
+    def upscale(src: Path, dst: Path, options: Any, *, progress: Any, **kw: Any) -> Any:
+        scale = options.scale or core.resolve(options.model, None).scale
+        with Image.open(src) as img:
+            size = img.size
+            out = img.convert("RGB").resize((size[0] * scale, size[1] * scale))
+        progress(1, 1)
+        out.save(dst, "JPEG" if dst.suffix == ".jpg" else "PNG")
+        if calls is not None:
+            calls.append(src)
+        return UpscaleResult(
+            src=src,
+            dst=dst,
+            in_size=size,
+            out_size=out.size,
+            model=options.model,
+            scale=scale,
+            device="stub",
+            seconds=0.01,
+        )
+
+    return replace(core, upscale=upscale, close=lambda: None)
+
+
 def slowed(core: Core, seconds: float) -> Core:
     """The same core, but each upscale takes ``seconds`` longer (progress edits get a chance)."""
     base = core.upscale
@@ -103,7 +133,7 @@ class BotHarness:
         self.config = config
         self.core = core
         self.stop = asyncio.Event()
-        self.service: BotService | None = None
+        self.service: JobRunner | None = None  # what run_bot hands to on_ready
         self.clients: list[Any] = []
         self.task: asyncio.Task[None] | None = None
 
@@ -112,8 +142,8 @@ class BotHarness:
         self.clients.append(client)
         return client
 
-    def _ready(self, service: BotService) -> None:
-        self.service = service
+    def _ready(self, runner: JobRunner) -> None:
+        self.service = runner
 
     async def start(self) -> BotHarness:
         self.task = asyncio.get_running_loop().create_task(
@@ -133,7 +163,7 @@ class BotHarness:
         await wait_for(
             lambda: (
                 self.service is not None
-                and self.service._connected.is_set()
+                and self.service.connected
                 and any(c.logged_in for c in self.fake.connections)
             ),
             what="bot online",

@@ -23,7 +23,7 @@ from botkit import (
     slowed,
     wait_for,
 )
-from faketg import FakeTelegram
+from faketg import FakeTelegram, is_document_send
 from PIL import Image
 from telethon import errors, functions
 
@@ -79,14 +79,19 @@ def test_file_in_file_out_4x(tmp_path: Path, fake: FakeTelegram, real_core: Core
     (reply,) = fake.documents_to(OWNER)
     assert reply.file_name == "cat_x4.png" and reply.force_file is True
     assert decode(reply.file_bytes).size == (128, 96)
-    assert f"{MODEL} x4: 32x24 -> 128x96" in reply.text
+    assert f"{MODEL} ×4: 32×24 → 128×96" in reply.text
     assert reply.reply_to is not None
-    # the "queued" status message was replaced by the result: only the document is visible
+    # the "queued" status message was replaced by the preview and the result
+    (preview,) = fake.photos_to(OWNER)
+    assert preview.text == "Before and after." and preview.reply_to == reply.reply_to
+    before_after = decode(preview.file_bytes)
+    assert before_after.format == "JPEG" and max(before_after.size) <= 1280
+    assert before_after.size == (128 + 4 + 128, 96)  # small enough to show whole
     visible = fake.messages_to(OWNER)
-    assert [m.id for m in visible] == [reply.id]
+    assert [m.id for m in visible] == [preview.id, reply.id]
     status = [m for m in fake.messages_to(OWNER, include_deleted=True) if m.deleted]
-    assert len(status) == 1 and status[0].text.startswith("queued (#1 in line")
-    assert any("upscaling" in e for e in status[0].edits)
+    assert len(status) == 1 and status[0].text.startswith("Queued: #1 in line")
+    assert any(e.startswith("Upscaling… ") for e in status[0].edits)
     assert fake.count(functions.upload.SaveFilePartRequest) >= 1
 
 
@@ -109,11 +114,12 @@ def test_photo_with_caption_x2_gets_hint_once(
     docs = fake.documents_to(OWNER)
     assert [decode(d.file_bytes).size for d in docs] == [(80, 60), (160, 120)]
     assert docs[0].file_name.endswith("_x2.png")
-    statuses = [m for m in fake.messages_to(OWNER, include_deleted=True) if m.file_bytes is None]
+    statuses = [m for m in fake.messages_to(OWNER, include_deleted=True) if m.kind == "text"]
     hints = [m for m in statuses if "as a file" in m.text]
     assert len(hints) == 1
     # the second job's ETA comes from the speed measured on the first
-    assert "ETA unknown yet" in statuses[0].text and "ETA ~" in statuses[1].text
+    assert statuses[0].text.startswith("Queued: #1 in line.\nTip:")
+    assert statuses[1].text.startswith("Queued: #1 in line, ready in about ")
 
 
 def test_stranger_is_refused_once_and_leaves_no_trace(
@@ -155,7 +161,7 @@ def test_bad_inputs_get_one_line_and_fail(
         expect = "limit is 5 MiB"
     elif case == "huge_header":
         update = fake.document(user, png_header(60000, 60000), "huge.png")
-        expect = "60000x60000"
+        expect = "60000×60000"
     else:
         update = fake.document(user, b"PK\x03\x04zip", "a.zip", mime_type="application/zip")
         expect = "not an image"
@@ -208,7 +214,11 @@ def test_flood_wait_on_send_reschedules_the_reply(
     tmp_path: Path, fake: FakeTelegram, real_core: Core
 ) -> None:
     user = fake.user(OWNER)
-    fake.fail(functions.messages.SendMediaRequest, lambda r: errors.FloodWaitError(r, capture=1))
+    fake.fail(
+        functions.messages.SendMediaRequest,
+        lambda r: errors.FloodWaitError(r, capture=1),
+        when=is_document_send,
+    )
 
     async def main() -> None:
         h = await start(tmp_path, fake, real_core)
@@ -218,7 +228,7 @@ def test_flood_wait_on_send_reschedules_the_reply(
         await h.close()
 
     run(main())
-    assert fake.count(functions.messages.SendMediaRequest) == 2
+    assert fake.document_sends() == 2
     assert len(fake.documents_to(OWNER)) == 1
 
 
@@ -267,6 +277,7 @@ def test_lost_response_on_send_never_duplicates_the_reply(
         functions.messages.SendMediaRequest,
         lambda r: ConnectionError("lost on the way back"),
         after=True,
+        when=is_document_send,
     )
 
     async def main() -> None:
@@ -277,8 +288,9 @@ def test_lost_response_on_send_never_duplicates_the_reply(
         await h.close()
 
     run(main())
-    assert fake.count(functions.messages.SendMediaRequest) == 2
+    assert fake.document_sends() == 2
     assert len(fake.documents_to(OWNER)) == 1
+    assert len(fake.photos_to(OWNER)) == 1  # the preview, sent once before the document
 
 
 def test_worker_abort_then_next_job_succeeds(
@@ -323,7 +335,7 @@ def test_worker_abort_then_next_job_succeeds(
         run(main())
     finally:
         worker.close()
-    texts = [m.current_text for m in fake.messages_to(OWNER) if m.file_bytes is None]
+    texts = fake.texts_to(OWNER)
     assert len(texts) == 1 and "failed 2 times" in texts[0] and "crashed" in texts[0]
     (doc,) = fake.documents_to(OWNER)
     assert doc.file_name == "good_x4.png"
@@ -385,13 +397,14 @@ def test_commands_and_buttons(tmp_path: Path, fake: FakeTelegram, real_core: Cor
         await h.close()
 
     run(main())
-    texts = [m.current_text for m in fake.messages_to(OWNER)]
+    texts = fake.texts_to(OWNER)
     assert "2000 MiB" in texts[0] and texts[0] == texts[1]
     assert MODEL in texts[2]
     assert texts[3].startswith("Device: ") and "0 waiting" in texts[3]
     assert texts[4] == "You have nothing queued or running."
     assert texts[5].startswith("Send me a photo")
-    assert "scale is now x2" in texts[6] and "format is now jpg" in texts[7]
+    assert texts[6] == "Done: your default scale is ×2."
+    assert texts[7] == "Done: your default format is jpg."
     (doc,) = fake.documents_to(OWNER)
     assert doc.file_name == "p_x2.jpg" and decode(doc.file_bytes).format == "JPEG"
     assert "understand" in texts[-1]
@@ -423,7 +436,7 @@ def test_handler_exception_still_replies(
     user = fake.user(OWNER)
     from upscaler_edge.bot import handlers
 
-    async def broken(service: Any, event: Any) -> None:
+    async def broken(ctx: Any, event: Any, who: Any) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setitem(handlers.COMMANDS, "/status", broken)
@@ -471,9 +484,9 @@ def test_result_over_telegram_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The 2000 MiB rule, with the limit shrunk to 20 kB so a 32x24 image crosses it."""
-    from upscaler_edge.bot import service
+    from upscaler_edge.bot import attempt
 
-    monkeypatch.setattr(service, "TELEGRAM_FILE_LIMIT", 20_000)
+    monkeypatch.setattr(attempt, "TELEGRAM_FILE_LIMIT", 20_000)
     user = fake.user(OWNER)
 
     async def main() -> None:
@@ -534,7 +547,10 @@ def test_stop_mid_job_requeues_then_restart_finishes_once(
 
     run(main())
     assert len(fake.documents_to(OWNER)) == 1
-    assert [m.file_name for m in fake.messages_to(OWNER)] == ["s_x4.png"]
+    assert [(m.kind, m.file_name) for m in fake.messages_to(OWNER)] == [
+        ("photo", None),
+        ("document", "s_x4.png"),
+    ]
 
 
 @pytest.mark.filterwarnings("ignore:the session already had an authorized user")
@@ -577,7 +593,7 @@ def test_expired_file_reference_is_refetched(
     tmp_path: Path, fake: FakeTelegram, real_core: Core
 ) -> None:
     user = fake.user(OWNER)
-    fake.fail(functions.upload.GetFileRequest, lambda r: errors.FileReferenceExpiredError(r))
+    fake.fail(functions.upload.GetFileRequest, errors.FileReferenceExpiredError)
 
     async def main() -> None:
         h = await start(tmp_path, fake, real_core)
@@ -626,3 +642,124 @@ def test_cancel_running_job(tmp_path: Path, fake: FakeTelegram, real_core: Core)
     run(main())
     assert fake.documents_to(OWNER) == []
     assert [m.current_text for m in fake.messages_to(OWNER)] == ["Cancelled 1 job."]
+
+
+@pytest.mark.parametrize("where", ["probe", "upscale"])
+def test_unexpected_error_fails_that_job_and_the_next_one_runs(
+    where: str,
+    tmp_path: Path,
+    fake: FakeTelegram,
+    real_core: Core,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug-shaped exception (not an UpscalerError) while handling one job: that job fails
+    with an "internal error" reply and is not retried; the traceback is logged; the job
+    queued behind it still completes."""
+    user = fake.user(OWNER)
+    base_probe, base_upscale = real_core.probe, real_core.upscale
+
+    def probe(src: Path, **kw: Any) -> Any:
+        if where == "probe" and (src.parent / ".bad").exists():
+            raise struct.error("unpack requires a buffer of 4 bytes")
+        return base_probe(src, **kw)
+
+    def upscale(src: Path, dst: Path, options: Any, **kw: Any) -> Any:
+        if where == "upscale" and (src.parent / ".bad").exists():
+            raise struct.error("unpack requires a buffer of 4 bytes")
+        return base_upscale(src, dst, options, **kw)
+
+    core = Core(
+        upscale=upscale,
+        probe=probe,
+        resolve=real_core.resolve,
+        catalog=real_core.catalog,
+        device_name=real_core.device_name,
+    )
+
+    async def main() -> None:
+        h = await start(tmp_path, fake, core)
+        h.service.detach()  # both jobs wait in line, so the failure is followed by work
+        bad = fake.document(user, png_bytes(), "bad.png")
+        good = fake.document(user, png_bytes(), "good.png")
+        await h.send(bad, user)
+        await h.send(good, user)
+        h.queue.spool_dir(h.job_for(bad).id).joinpath(".bad").touch()
+        h.service.attach(h.clients[-1])
+        failed = await h.finished(bad)
+        assert failed.state == FAILED and failed.attempts == 1
+        assert (failed.error or "").startswith("Sorry: internal error: struct.error: unpack")
+        assert failed.reply_message_id is not None
+        assert (await h.finished(good)).state == DONE
+        assert h.queue.recover() == [] and h.job_for(bad).state == FAILED  # never retried
+        await h.close()
+
+    run(main())
+    (doc,) = fake.documents_to(OWNER)
+    assert doc.file_name == "good_x4.png"
+    (reply,) = [m for m in fake.messages_to(OWNER) if m.kind == "text"]
+    assert reply.current_text.startswith("Sorry: internal error: struct.error")
+    assert "\n" not in reply.current_text and "bot's log" in reply.current_text
+    logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is struct.error]
+    assert logged, "no traceback in the log"
+
+
+def test_bot_keeps_sqlite_off_the_event_loop(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every queue and preferences call the bot's own code makes runs in a worker thread, not
+    on the event loop's (the test's own polling of the queue is not counted)."""
+    import functools
+    import inspect
+    import threading
+
+    from upscaler_edge.bot.members import Members
+    from upscaler_edge.bot.prefs import Prefs
+    from upscaler_edge.jobs import JobQueue
+
+    on_loop: list[str] = []
+    loop_thread = threading.get_ident()  # asyncio.run() runs the loop in this thread
+    watched = {
+        JobQueue: [n for n in vars(JobQueue) if not n.startswith("_") and n != "close"],
+        Prefs: [n for n in vars(Prefs) if not n.startswith("_") and n != "close"],
+        Members: [n for n in vars(Members) if not n.startswith("_") and n != "close"],
+    }
+
+    def watch(cls: type, name: str) -> None:
+        original = getattr(cls, name)
+
+        @functools.wraps(original)
+        def wrapper(self: Any, *args: Any, **kw: Any) -> Any:
+            frame = inspect.currentframe()
+            caller = frame.f_back.f_globals.get("__name__", "") if frame and frame.f_back else ""
+            if threading.get_ident() == loop_thread and caller.startswith("upscaler_edge.bot"):
+                on_loop.append(f"{cls.__name__}.{name} from {caller}")
+            return original(self, *args, **kw)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    for cls, names in watched.items():
+        for name in names:
+            watch(cls, name)
+    user = fake.user(OWNER)
+
+    async def main() -> None:
+        h = await start(tmp_path, fake, real_core)
+        for cmd in ("/help", "/models", "/model", "/status", "/cancel"):
+            await h.send(fake.text(user, cmd), user)
+        await h.send(fake.button_press(user, fake.messages_to(OWNER)[2].id, b"set:scale:2"), user)
+        photo = fake.photo(user, jpeg_bytes(40, 30), 40, 30)
+        await h.send(photo, user)
+        assert (await h.finished(photo)).state == DONE
+        h.service.detach()
+        queued = fake.document(user, png_bytes(), "q.png")
+        await h.send(queued, user)
+        await h.send(fake.text(user, "/status"), user)
+        await h.send(fake.text(user, "/cancel"), user)
+        h.service.attach(h.clients[-1])
+        assert (await h.finished(queued)).state == CANCELLED
+        await h.send(fake.document(user, b"", "empty.png", mime_type="image/png"), user)
+        await h.close()
+
+    run(main())
+    assert on_loop == []
+    assert len(fake.documents_to(OWNER)) == 1

@@ -92,7 +92,9 @@ def test_kill_9_mid_job_then_restart_replies_exactly_once(tmp_path: Path) -> Non
 
             # A second bot on the same session refuses at once instead of hanging.
             began = time.monotonic()
-            second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+            second = subprocess.run(
+                args, env=env, capture_output=True, text=True, timeout=60, check=False
+            )
             assert second.returncode == 3, second.stderr
             assert "already running" in second.stderr and "Traceback" not in second.stderr
             assert time.monotonic() - began < 30
@@ -131,7 +133,9 @@ def test_kill_9_mid_job_then_restart_replies_exactly_once(tmp_path: Path) -> Non
     assert job_states(data / "jobs.sqlite3") == [("done", 2)]
     (doc,) = fake.documents_to(OWNER)
     assert Image.open(io.BytesIO(doc.file_bytes)).size == (128, 96)
-    assert [m.id for m in fake.messages_to(OWNER)] == [doc.id]  # status message replaced
+    # the status message was replaced by the preview and the result
+    assert [m.kind for m in fake.messages_to(OWNER)] == ["photo", "document"]
+    assert fake.messages_to(OWNER)[-1].id == doc.id
     assert not any((data / "spool").iterdir())
     assert BOT_TOKEN not in log1.read_text() + log2.read_text()
     assert "bot stopped" in log2.read_text()
@@ -153,8 +157,42 @@ def test_missing_credentials_message_exit_2(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "@BotFather" in proc.stderr and "my.telegram.org" in proc.stderr
     assert str(tmp_path / "nothing.toml") in proc.stderr
+
+
+def test_bot_without_telethon_says_how_to_install_exit_2(tmp_path: Path) -> None:
+    """Credentials configured but the bot extra missing: one line, exit 2 (systemd's
+    RestartPreventExitStatus), no traceback; --print-config-path still works."""
+    config = tmp_path / "bot.toml"
+    config.write_text(
+        f'api_id = 12345\napi_hash = "{"f" * 32}"\nbot_token = "{BOT_TOKEN}"\n'
+        f'allowed_users = [{OWNER}]\ndata_dir = "{tmp_path / "data"}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UPSCALER_")}
+    blocked = (
+        "import sys; sys.modules['telethon'] = None; "  # import telethon -> ModuleNotFoundError
+        "from upscaler_edge.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", blocked, "--bot", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    proc = run("--config", str(config))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert 'pip install "upscaler-edge[bot]"' in proc.stderr
+    assert not (tmp_path / "data").exists()  # nothing was started
+    shown = run("--print-config-path")
+    assert shown.returncode == 0 and shown.stdout.strip(), shown.stderr

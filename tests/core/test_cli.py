@@ -194,7 +194,7 @@ def test_gui_without_pyside6_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "PySide6", None)  # what a missing package looks like
     code, _, err = run(["--gui"])
     assert code == 2
-    assert "pip install 'upscaler-edge[gui]'" in err and "Traceback" not in err
+    assert 'pip install "upscaler-edge[gui]"' in err and "Traceback" not in err
 
 
 def test_bot_without_config_prints_the_setup_message(tmp_path, monkeypatch):

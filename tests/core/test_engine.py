@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -71,3 +72,42 @@ def test_vulkan_engine_on_a_real_device_matches_the_cpu(photo, software_vulkan):
         a, b = cpu.infer(x), gpu.infer(x)
     assert a.shape == b.shape == (3, 32, 32)
     assert np.abs(a - b).max() * 255 < 4  # fp16 storage on the GPU
+
+
+def test_list_devices_says_why_there_is_no_gpu(tmp_path):
+    from upscaler_edge.vulkan_diag import diagnose
+
+    def no_loader(name):
+        raise OSError(name)
+
+    assert "no Vulkan loader (libvulkan.so.1)" in diagnose({}, load=no_loader, icd_dirs=[])
+    found = diagnose({}, load=lambda n: None, icd_dirs=[str(tmp_path)])
+    assert "finds no driver" in found and "mesa-vulkan-drivers" in found
+    nvidia = diagnose(
+        {"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"},
+        load=lambda n: None,
+        icd_dirs=[str(tmp_path)],
+    )
+    assert "NVIDIA_DRIVER_CAPABILITIES=graphics" in nvidia and "(now: compute,utility)" in nvidia
+    (tmp_path / "lvp_icd.x86_64.json").write_text("{}")
+    assert "report no usable GPU" in diagnose({}, load=lambda n: None, icd_dirs=[str(tmp_path)])
+
+
+def test_driver_versions_read_as_vendors_write_them():
+    from upscaler_edge.engine import describe_driver
+
+    assert (
+        describe_driver(0x10DE, (580 << 22) | (159 << 14) | (4 << 6)) == "NVIDIA driver 580.159.4"
+    )
+    assert describe_driver(0x10005, (24 << 22) | (2 << 12) | 3) == "Mesa driver 24.2.3"
+
+
+@pytest.mark.vulkan
+def test_gpu_listing_names_driver_heap_and_fp16(software_vulkan):
+    from upscaler_edge.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--list-devices"], stdout=out, stderr=err) == 0
+    line = next(s for s in out.getvalue().splitlines() if s.strip().startswith("0 "))
+    assert "driver" in line and "MB heap budget" in line and "fp16" in line
+    assert software_vulkan.driver and software_vulkan.heap_budget_mb > 0

@@ -213,3 +213,52 @@ def test_vulkan_pipeline_matches_cpu_and_falls_back_to_cpu(photo, software_vulka
         out = up.upscale_picture(src, gpu_opts).frames[0].rgb
     assert "cpu" in devices and "software" in devices
     assert np.abs(out.astype(int) - cpu).max() <= 2
+
+
+def test_tile_stages_overlap_and_give_the_same_pixels(up, photo, monkeypatch):
+    """Cutting tile n+1 and pasting tile n-1 run on their own threads while tile n infers."""
+    import threading
+
+    from upscaler_edge import pipeline as pipeline_mod
+
+    src = pic_of(np.ascontiguousarray(photo[:64, :64]))
+    whole = up.upscale_picture(src, FAST.replace(tile=1000)).frames[0].rgb
+    seen: dict[str, set[str]] = {"window": set(), "paste": set()}
+    real_window, real_paste = pipeline_mod._window, pipeline_mod._paste
+
+    def window(*a):
+        seen["window"].add(threading.current_thread().name.split("_")[0])
+        return real_window(*a)
+
+    def paste(*a):
+        seen["paste"].add(threading.current_thread().name.split("_")[0])
+        return real_paste(*a)
+
+    monkeypatch.setattr(pipeline_mod, "_window", window)
+    monkeypatch.setattr(pipeline_mod, "_paste", paste)
+    tiled = up.upscale_picture(src, FAST.replace(tile=32)).frames[0].rgb
+    assert seen == {"window": {"tile-prep"}, "paste": {"tile-paste"}}
+    assert np.abs(tiled.astype(int) - whole).max() <= 1
+
+
+@pytest.mark.vulkan
+def test_a_nan_tile_in_fp16_is_retried_in_fp32(photo, software_vulkan, monkeypatch, caplog):
+    src = pic_of(np.ascontiguousarray(photo[:32, :32]))
+    opts = FAST.replace(device=str(software_vulkan.index), tile=32)
+    real = engine_mod.Engine.infer
+    precisions = []
+
+    def nan_in_fp16(self, x):
+        precisions.append(self.precise)
+        y = real(self, x)
+        if self.device.is_gpu and not self.precise:
+            y[:, :4, :4] = np.nan
+        return y
+
+    with Upscaler() as up:
+        cpu = up.upscale_picture(src, FAST.replace(tile=32)).frames[0].rgb
+        monkeypatch.setattr(engine_mod.Engine, "infer", nan_in_fp16)
+        out = up.upscale_picture(src, opts).frames[0].rgb
+    assert precisions == [False, True]
+    assert "retrying that tile in fp32" in caplog.text
+    assert np.abs(out.astype(int) - cpu).max() <= 2

@@ -72,7 +72,7 @@ def make_window(qtbot, qsettings: QSettings, tmp_path: Path) -> Iterator[WindowF
         return window, controller
 
     yield make
-    for window, controller in made:
+    for _window, controller in made:
         controller.shutdown()
 
 

@@ -48,7 +48,7 @@ def drop_paths(widget: QWidget, paths: Iterable[Path]) -> QMimeData:
 def run_queue(qtbot, controller: MainController, timeout: int = JOB_TIMEOUT_MS) -> None:
     """Press Upscale and wait until the run has nothing left to do."""
     with qtbot.waitSignal(controller.queue_idle, timeout=timeout):
-        controller.panel.start_button.click()
+        controller.window.panel.start_button.click()
 
 
 def states(controller: MainController) -> dict[str, ItemState]:

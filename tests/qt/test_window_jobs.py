@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import struct
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from PySide6.QtCore import QTimer
 from qt_helpers import JOB_TIMEOUT_MS, drop_paths, run_queue, states
 from upscaler_edge_gui.queue_model import ItemState
 
+from upscaler_edge.errors import InputError
 from upscaler_edge.worker import Worker
 
 
@@ -33,7 +36,7 @@ def test_drop_two_images_upscales_them_4x(qtbot, make_window, images):
 
     run_queue(qtbot, controller)
 
-    for item, src in zip(controller.model, images):
+    for item, src in zip(controller.model, images, strict=True):
         assert item.state is ItemState.DONE, item.state_text()
         assert item.dst == src.with_name(f"{src.stem}_x4.png")
         assert item.dst.is_file()
@@ -85,6 +88,88 @@ def test_corrupt_file_fails_with_reason_while_others_finish(
     assert by_name["beta.jpg"].state is ItemState.DONE
     assert "1 failed" in window.queue_count.text()
     assert "failed" in window.status.currentMessage()
+
+
+class _BreaksOn(Worker):
+    """A real worker, except that the file named ``broken_name`` raises ``error``."""
+
+    broken_name = ""
+    error: Exception = RuntimeError()
+
+    def run(self, src, dst, options=None, **kwargs):  # type: ignore[override]
+        if Path(src).name == self.broken_name:
+            raise self.error
+        return super().run(src, dst, options, **kwargs)
+
+
+def test_unexpected_error_in_one_file_fails_its_row_and_the_batch_goes_on(
+    qtbot, make_window, images, caplog
+):
+    class BreaksOnAlpha(_BreaksOn):
+        broken_name = "alpha.png"
+        error = struct.error("unpack requires a buffer of 4 bytes")
+
+    window, controller = make_window(worker_factory=BreaksOnAlpha)
+    drop_paths(window.drop_zone, images)  # alpha first: the next file must still run
+    with caplog.at_level(logging.ERROR):
+        run_queue(qtbot, controller)
+
+    alpha, beta = list(controller.model)
+    assert alpha.state is ItemState.FAILED
+    assert alpha.error == "internal error: unpack requires a buffer of 4 bytes"
+    assert beta.state is ItemState.DONE, beta.state_text()
+    assert beta.dst is not None and beta.dst.is_file()
+    # the traceback goes to the log
+    assert any(r.exc_info and r.exc_info[0] is struct.error for r in caplog.records)
+    assert "1 failed" in window.queue_count.text()
+    assert "1 done, 1 failed" in window.status.currentMessage()
+
+
+def test_unexpected_error_before_a_file_starts_fails_only_that_file(
+    qtbot, make_window, images, monkeypatch
+):
+    from upscaler_edge_gui import run_controller
+
+    real = run_controller.output_path_for
+
+    def output_path_for(src, s):
+        if src.name == "alpha.png":
+            raise struct.error("bad settings blob")
+        return real(src, s)
+
+    monkeypatch.setattr(run_controller, "output_path_for", output_path_for)
+    window, controller = make_window()
+    drop_paths(window.drop_zone, images)
+    run_queue(qtbot, controller)
+
+    alpha, beta = list(controller.model)
+    assert (alpha.state, alpha.error) == (ItemState.FAILED, "internal error: bad settings blob")
+    assert beta.state is ItemState.DONE, beta.state_text()
+
+
+def test_a_bad_files_message_is_one_line(qtbot, make_window, images, corrupt_image):
+    class MultiLine(_BreaksOn):
+        broken_name = "alpha.png"
+        error = InputError("cannot read alpha.png:\n  the header is damaged\n")
+
+    window, controller = make_window(worker_factory=MultiLine)
+    drop_paths(window.drop_zone, [images[0], corrupt_image])
+    failed: list[str] = []
+
+    def note_status(item_id: int) -> None:
+        failed.append(window.status.currentMessage())
+
+    controller.item_finished.connect(note_status)
+    run_queue(qtbot, controller)
+
+    alpha, broken = list(controller.model)
+    assert alpha.error == "cannot read alpha.png: the header is damaged"
+    assert broken.state is ItemState.FAILED and broken.error
+    for item in (alpha, broken):
+        assert "\n" not in item.state_text()
+    assert failed and all(m.startswith("Failed: ") and "\n" not in m for m in failed)
+    controller.select(alpha.id)
+    assert window.compare.message() == "Failed: cannot read alpha.png: the header is damaged"
 
 
 @pytest.fixture
@@ -260,5 +345,5 @@ def test_closing_the_window_mid_job_cancels_and_cleans_up(qtbot, make_window, sl
     started = time.monotonic()
     window.close()  # saves settings, cancels, stops the worker thread and process
     assert time.monotonic() - started < 15
-    assert not any(host.thread.isRunning() for host in controller._runners.values())
+    assert not any(host.is_busy() for host in controller.runs.hosts())
     assert sorted(p.name for p in slow_image.parent.iterdir()) == ["slow.png"]

@@ -7,10 +7,11 @@ from pathlib import Path
 from PySide6.QtCore import QMimeData, QSettings, QSize, QUrl
 from PySide6.QtGui import QColor, QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog
-from upscaler_edge_gui.controller import model_entries, output_path_for
+from upscaler_edge_gui.devices import DeviceProbe, auto_choice, parse_devices
+from upscaler_edge_gui.model_choice import model_entries
+from upscaler_edge_gui.outputs import output_path_for
 from upscaler_edge_gui.queue_model import ItemState
 from upscaler_edge_gui.settings import GuiSettings, load_settings, save_settings
-from upscaler_edge_gui.workers import DeviceProbe, auto_choice, parse_devices
 
 
 def test_settings_round_trip(qtbot, make_window, settings_file, tmp_path):
@@ -57,6 +58,31 @@ def test_settings_round_trip(qtbot, make_window, settings_file, tmp_path):
         assert again.size() == QSize(1111, 777)
     else:  # a small (offscreen) screen: Qt shrinks the restored geometry to fit it
         assert again.size() != QSize(1440, 900) and again.width() < 1200
+
+
+def test_window_state_and_splitter_are_restored(qtbot, make_window, settings_file, monkeypatch):
+    from upscaler_edge_gui.main_window import MainWindow
+
+    window, _controller = make_window()
+    window.splitter.setSizes([520, 700])
+    sizes = window.splitter.sizes()
+    window.close()  # saves on close
+    stored = load_settings(QSettings(str(settings_file), QSettings.Format.IniFormat))
+    assert not stored.window_state.isEmpty() and not stored.splitter.isEmpty()
+
+    restored: list[bytes] = []
+    real = MainWindow.restoreState
+
+    def restore_state(self, state, version=0):
+        restored.append(bytes(state.data()))
+        return real(self, state, version)
+
+    monkeypatch.setattr(MainWindow, "restoreState", restore_state)
+    again, _ = make_window(QSettings(str(settings_file), QSettings.Format.IniFormat))
+    assert restored == [bytes(stored.window_state.data())]
+    screen = again.screen().availableGeometry()
+    if screen.width() >= 1500 and screen.height() >= 950:  # else Qt shrinks the window to fit
+        assert again.splitter.sizes() == sizes
 
 
 def test_bad_stored_settings_fall_back_to_defaults(tmp_path):
@@ -146,24 +172,31 @@ def test_model_picker_lists_families_with_descriptions(qtbot, make_window):
     assert all(b.isEnabled() for b in window.panel.scale_buttons.values())
 
 
-def test_model_entries_collapse_variants_and_cap_scales():
-    from dataclasses import dataclass
+def test_model_entries_are_the_registrys_families_with_their_largest_scale():
+    from upscaler_edge.models import ModelFamily
 
-    @dataclass
-    class Spec:
-        name: str
-        scale: int
-        description: str
+    def family(
+        name: str, scales: tuple[int, ...], description: str, kind: str = "custom"
+    ) -> ModelFamily:
+        return ModelFamily(
+            name=name,
+            scales=scales,
+            default_scale=scales[-1],
+            denoise=(),
+            default_denoise=None,
+            description=description,
+            kind=kind,
+            members=(name,),
+        )
 
-    specs = [
-        Spec("photo", 4, "Photos"),
-        Spec("fast-x2", 2, "Fast, x2 (tiny)"),
-        Spec("fast-x3", 3, "Fast, x3 (tiny)"),
-        Spec("mine-x2", 2, "User model"),
+    families = [  # the registry lists families before single models
+        family("fast", (2, 3), "Fast (tiny), x2/x3", "fast"),
+        family("photo", (4,), "Photos", "photo"),
+        family("mine-x2", (2,), "User model"),
     ]
-    entries = model_entries(specs, ["photo", "fast-x2", "fast-x3", "mine-x2", "fast"])
+    entries = model_entries(families)
     assert [(e.name, e.max_scale) for e in entries] == [("photo", 4), ("fast", 3), ("mine-x2", 2)]
-    assert entries[1].description == "Fast (tiny) — ×2/×3"
+    assert entries[1].description == "Fast (tiny), x2/x3"  # photos first, user models last
 
 
 def test_scale_buttons_follow_the_models_largest_scale(qtbot, make_window):
@@ -229,7 +262,7 @@ def test_failed_item_shows_its_reason_in_the_compare_pane(qtbot, make_window, im
     controller.model.update(item_id, state=ItemState.FAILED, error="the file is truncated")
     controller.select(item_id)
     assert not window.compare.has_images()
-    assert window.compare._message == "Failed: the file is truncated"
+    assert window.compare.message() == "Failed: the file is truncated"
     assert not window.open_result_button.isEnabled()
 
 

@@ -1,11 +1,13 @@
 """Wiring: open the queue, start the runner, keep a Telegram connection up until told to stop.
 
 :func:`run_bot` is the whole bot. It recovers the queue (rows a crash left ``running`` go back
-in line, or fail after ``max_attempts``), starts the job runner, and then loops: build a client
-(``catch_up=True``, so messages sent while the PC was off arrive now), register the handlers,
-log in with the token, verify the session really is this bot, serve until the connection is
-lost, and reconnect with exponential backoff (1 s doubling to 60 s) when Telethon's own
-retries (5) run out. When ``stop`` is set (SIGINT/SIGTERM in the CLI) it stops starting jobs,
+in line, or fail after ``max_attempts``), loads the allowlist (the config seeds it, the owner's
+/allow and /deny persist in ``members.sqlite3``), starts the job runner, and then loops: build
+a client (``catch_up=True``, so messages sent while the PC was off arrive now), register the
+handlers, log in with the token, verify the session really is this bot, set the command menu
+and descriptions in every language (once per run), serve until the connection is lost, and
+reconnect with exponential backoff (1 s doubling to 60 s) when Telethon's own retries (5)
+run out. When ``stop`` is set (SIGINT/SIGTERM in the CLI) it stops starting jobs,
 lets the running one finish for ``config.stop_grace`` seconds or puts it back in line, and
 disconnects cleanly.
 """
@@ -15,17 +17,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from telethon import TelegramClient, errors
-
 from ..jobs import JobQueue
-from .captions import Catalog
+from .access import Access
 from .config import BotConfig, create_private, ensure_private
+from .context import BotContext
 from .handlers import register
+from .members import Members
+from .menu import publish
 from .prefs import Prefs
-from .service import BotService, Upscale
+from .runner import JobRunner
+from .stores import AsyncJobQueue, AsyncMembers, AsyncPrefs
+from .telethon_api import TelegramClient, errors
+from .upscaling import Core
+from .waiting import until
 
 __all__ = ["Core", "FatalBotError", "make_client", "run_bot"]
 
@@ -36,38 +42,6 @@ ClientFactory = Callable[[BotConfig], TelegramClient]
 
 class FatalBotError(Exception):
     """Reconnecting will not help (bad token, wrong session); ``str()`` is for the user."""
-
-
-@dataclass
-class Core:
-    """The core library functions the bot uses (swappable in tests)."""
-
-    upscale: Upscale
-    probe: Callable[..., tuple[str, int, int]]
-    resolve: Callable[[str, int | None], Any]
-    catalog: Catalog
-    device_name: str
-    close: Callable[[], None] = lambda: None
-
-    @classmethod
-    def load(cls, config: BotConfig) -> Core:
-        """The real core: a supervised worker process, header probe, model registry."""
-        from ..imageio import probe
-        from ..models import default_registry
-        from ..worker import Worker
-
-        worker = Worker(timeout=config.job_timeout)
-        registry = default_registry()
-        return cls(
-            upscale=worker.run,
-            probe=probe,
-            resolve=lambda name, scale: registry.resolve(name, scale),
-            catalog=Catalog.from_specs(registry.specs(), registry.names()),
-            # Naming the GPU here would load ncnn/Vulkan into the bot process, which only the
-            # worker child may do; the runner learns the real name from the first result.
-            device_name="CPU" if config.device == "cpu" else f"device '{config.device}'",
-            close=worker.close,
-        )
 
 
 def make_client(config: BotConfig) -> TelegramClient:
@@ -84,20 +58,6 @@ def make_client(config: BotConfig) -> TelegramClient:
         request_retries=5,
         flood_sleep_threshold=30,
     )
-
-
-async def _first(*aws: Any) -> None:
-    """Wait until the first of ``aws`` completes (its exception is swallowed), cancel the rest."""
-    futs = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(futs, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for fut in futs:
-            if not fut.done():
-                fut.cancel()
-        for fut in futs:
-            if fut.done() and not fut.cancelled():
-                fut.exception()  # mark retrieved
 
 
 async def _login(client: TelegramClient, config: BotConfig) -> Any:
@@ -127,56 +87,66 @@ async def run_bot(
     client_factory: ClientFactory = make_client,
     core: Core | None = None,
     backoff: tuple[float, float] = (1.0, 60.0),
-    on_ready: Callable[[BotService], None] | None = None,
+    on_ready: Callable[[JobRunner], None] | None = None,
 ) -> None:
     """Serve until ``stop`` is set. Raises :class:`FatalBotError` for unrecoverable setups."""
     own_core = core is None  # close only what we opened
     core = core or Core.load(config)
-    queue = JobQueue(config.jobs_path, config.spool_dir, max_attempts=config.max_attempts)
-    prefs = Prefs(config.prefs_path)
-    service = BotService(
-        config,
-        queue,
-        prefs,
-        upscale=core.upscale,
-        catalog=core.catalog,
-        device_name=core.device_name,
-        probe=core.probe,
-        resolve=core.resolve,
+    queue = AsyncJobQueue(
+        await asyncio.to_thread(
+            JobQueue, config.jobs_path, config.spool_dir, max_attempts=config.max_attempts
+        )
     )
-    failed_on_start = queue.recover()
-    removed = queue.clean_spool()
+    prefs = AsyncPrefs(await asyncio.to_thread(Prefs, config.prefs_path))
+    members = AsyncMembers(await asyncio.to_thread(Members, config.members_path))
+    allowed = await members.seed(config.allowed_users)
+    runner = JobRunner(config, queue, prefs, core)
+    context = BotContext(
+        config=config,
+        queue=queue,
+        prefs=prefs,
+        members=members,
+        access=Access(config.owner, allowed),
+        catalog=core.catalog,
+        resolve=core.resolve,
+        runner=runner,
+    )
+    failed_on_start = await queue.recover()
+    removed = await queue.clean_spool()
     if removed:
         log.info("removed %d leftover spool entr%s", removed, "y" if removed == 1 else "ies")
-    if not config.allowed_users:
+    if config.owner is None:
         log.warning(
             "allowed_users is empty: nobody can use the bot yet; send it /id and add your id to %s",
             config.config_file,
         )
-    service.start()
+    runner.start()
     if on_ready is not None:
-        on_ready(service)
+        on_ready(runner)
     delay = backoff[0]
+    published = False
     try:
         while not stop.is_set():
             client = client_factory(config)
-            register(client, service)
+            register(client, context)
             try:
                 me = await _login(client, config)
                 ensure_private(config.session_path)
-                service.attach(client)
+                runner.attach(client)
                 log.info(
                     "connected as @%s (id %s); device: %s",
                     getattr(me, "username", "?"),
                     me.id,
-                    service.device_name,
+                    runner.device_name,
                 )
                 delay = backoff[0]
+                if not published:
+                    await publish(client, config.owner)
+                    published = True
                 if failed_on_start:
-                    await service.notify_failed(failed_on_start)
+                    await runner.notify_failed(failed_on_start)
                     failed_on_start = []
-                await _first(client.disconnected, stop.wait())
-                if not stop.is_set():
+                if not await until(client.disconnected, stop):
                     log.warning("lost the connection to Telegram")
             except FatalBotError:
                 raise
@@ -184,8 +154,8 @@ async def run_bot(
                 log.warning("Telegram connection failed: %s: %s", type(exc).__name__, exc)
             finally:
                 if stop.is_set():  # finish or requeue the running job while still online
-                    await service.shutdown(config.stop_grace)
-                service.detach()
+                    await runner.shutdown(config.stop_grace)
+                runner.detach()
                 try:
                     await client.disconnect()
                 except Exception as exc:  # already broken; nothing more to do
@@ -193,12 +163,13 @@ async def run_bot(
             if stop.is_set():
                 break
             log.info("reconnecting in %.0f s", delay)
-            await _first(asyncio.sleep(delay), stop.wait())
+            await until(asyncio.sleep(delay), stop)
             delay = min(delay * 2, backoff[1])
     finally:
-        await service.shutdown(config.stop_grace)
-        queue.close()
-        prefs.close()
+        await runner.shutdown(config.stop_grace)
+        queue.blocking.close()
+        prefs.blocking.close()
+        members.blocking.close()
         if own_core:
             core.close()
         log.info("bot stopped")

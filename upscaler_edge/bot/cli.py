@@ -1,9 +1,13 @@
 """``python -m upscaler_edge --bot [args]``: argv -> config -> :func:`run_bot` -> exit status.
 
-Exit status: 0 after a clean stop (Ctrl-C, SIGTERM), 2 when the setup is incomplete or wrong
-(missing credentials: the setup message, no traceback), 3 when another bot process already
-uses the session, 1 for anything else. The setup message goes to stderr; everything else is
-logged, with the bot token redacted from every record.
+Exit status (:class:`~upscaler_edge.errors.ExitStatus`): ``OK`` (0) after a clean stop (Ctrl-C,
+SIGTERM); ``USAGE`` (2) when the setup is incomplete or wrong (missing credentials: the setup
+message; Telethon not installed: one line; no traceback either way); 3 when another bot
+process already uses the session; ``FAILED`` (1) for anything else. Those messages go to
+stderr; everything else is logged, with the bot token redacted from every record.
+
+Nothing here imports Telethon at module level, so ``--print-config-path`` and
+``--save-config`` work before the ``bot`` extra is installed.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any, TextIO
 
+from ..errors import ExitStatus
 from .config import (
     BotConfig,
     ConfigError,
@@ -32,7 +38,21 @@ __all__ = ["build_parser", "main"]
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_ERROR, EXIT_SETUP, EXIT_RUNNING = 0, 1, 2, 3
+
+TELETHON_MISSING = (
+    'upscaler-edge --bot: Telethon is not installed; run: pip install "upscaler-edge[bot]"'
+)
+
+
+def telethon_missing() -> bool:
+    """True when the ``bot`` extra's Telethon cannot be imported (any other error propagates)."""
+    try:
+        from . import telethon_api  # noqa: F401  (the bot's one import of Telethon)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "telethon":
+            raise
+        return True
+    return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +91,7 @@ def _setup_logging(
     an in-process caller (tests, an embedding app) is left with its logging as it was."""
     root = logging.getLogger()
     added: list[logging.Handler] = []
+    handler: logging.Handler
     old_level = root.level
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not root.handlers and sys.stderr is not None:  # pythonw has no stderr
@@ -123,17 +144,25 @@ def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Ca
         log.info("%s received: finishing up (Ctrl-C again does not force it)", signame)
         stop.set()
 
-    undo: list[Callable[[], None]] = []
+    def from_any_thread(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(request_stop, signal.Signals(signum).name)
+
+    loop_handlers: list[signal.Signals] = []
+    old_handlers: list[tuple[signal.Signals, Any]] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, request_stop, sig.name)
-            undo.append(lambda sig=sig: loop.remove_signal_handler(sig))
+            loop_handlers.append(sig)
         except (NotImplementedError, RuntimeError):  # Windows: no loop signal handlers
-            old = signal.signal(
-                sig, lambda n, f, name=sig.name: loop.call_soon_threadsafe(request_stop, name)
-            )
-            undo.append(lambda sig=sig, old=old: signal.signal(sig, old))
-    return lambda: [u() for u in undo] and None
+            old_handlers.append((sig, signal.signal(sig, from_any_thread)))
+
+    def restore() -> None:
+        for sig in loop_handlers:
+            loop.remove_signal_handler(sig)
+        for sig, old in old_handlers:
+            signal.signal(sig, old)
+
+    return restore
 
 
 def main(
@@ -148,7 +177,7 @@ def main(
     cfg_file = config_path() if args.config is None else os.path.abspath(args.config)
     if args.print_config_path:
         print(cfg_file, file=sys.stdout)
-        return EXIT_OK
+        return ExitStatus.OK
     if args.save_config:
         from pathlib import Path
 
@@ -160,18 +189,21 @@ def main(
                 values["allowed_users"] = list(parse_user_ids(values["allowed_users"]))
             except ConfigError as exc:
                 print(f"upscaler-edge --bot: {exc}", file=err)
-                return EXIT_SETUP
+                return ExitStatus.USAGE
         write_config(Path(cfg_file), values)
         print(f"settings written to {cfg_file} (mode 0600)", file=err)
-        return EXIT_OK
+        return ExitStatus.OK
+    if telethon_missing():
+        print(TELETHON_MISSING, file=err)
+        return ExitStatus.USAGE
     try:
         config = load_config(path=cfg_file, overrides=_overrides(args))
     except MissingCredentialsError as exc:
         print(str(exc), file=err)
-        return EXIT_SETUP
+        return ExitStatus.USAGE
     except ConfigError as exc:
         print(f"upscaler-edge --bot: {exc}", file=err)
-        return EXIT_SETUP
+        return ExitStatus.USAGE
     undo_logging = _setup_logging(args.verbose, [config.bot_token, config.api_hash], args.log_file)
     try:
         lock = SessionLock(config.lock_path)
@@ -179,11 +211,11 @@ def main(
             lock.acquire()
         except AlreadyRunningError as exc:
             print(f"upscaler-edge --bot: {exc}", file=err)
-            return EXIT_RUNNING
+            return ExitStatus.ALREADY_RUNNING
         try:
             return asyncio.run(_serve(config, runner))
         except KeyboardInterrupt:  # a signal before the handlers were installed
-            return EXIT_OK
+            return ExitStatus.OK
         finally:
             lock.release()
     finally:
@@ -200,10 +232,10 @@ async def _serve(config: BotConfig, runner: Callable[..., Any] | None) -> int:
     except FatalBotError as exc:
         log.error("%s", exc)
         print(f"upscaler-edge --bot: {exc}", file=sys.stderr)
-        return EXIT_SETUP
+        return ExitStatus.USAGE
     except Exception:
         log.exception("the bot stopped on an unexpected error")
-        return EXIT_ERROR
+        return ExitStatus.FAILED
     finally:
         restore()
-    return EXIT_OK
+    return ExitStatus.OK

@@ -8,6 +8,7 @@ The OS drops the lock when the holder dies (even by kill -9), so a stale lock fi
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from types import TracebackType
 
@@ -74,7 +75,7 @@ def _read_pid(fd: int) -> str:
         return ""
 
 
-if os.name == "nt":  # pragma: no cover - Windows only
+if sys.platform == "win32":  # pragma: no cover - Windows only
     import msvcrt
 
     def _lock(fd: int) -> None:

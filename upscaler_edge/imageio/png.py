@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import struct
 import zlib
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -15,7 +19,14 @@ from ..errors import InputError
 from .metadata import EXIF_PREFIX, dpi_of, icc_for, orient, reset_orientation
 from .picture import Frame, Picture, detail, gray3
 
-__all__ = ["PNG_COMPRESS_LEVEL", "PNG_SIGNATURE", "encode_png", "read_png16", "stack"]
+__all__ = [
+    "PNG_COMPRESS_LEVEL",
+    "PNG_SIGNATURE",
+    "encode_png",
+    "png_phys",
+    "read_png16",
+    "stack",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +110,8 @@ def read_png16(data: bytes, info: dict[str, Any], kind: tuple[int, int]) -> Pict
         try:
             parsed.load(EXIF_PREFIX + chunks[b"eXIf"])
             exif, orientation = reset_orientation(parsed, EXIF_PREFIX + chunks[b"eXIf"])
-        except (OSError, SyntaxError, ValueError, struct.error) as exc:
-            logger.warning("ignoring unreadable EXIF data (%s)", detail(exc))
+        except Exception as exc:  # damaged EXIF fails in many ways
+            logger.info("ignoring unreadable EXIF data (%s)", detail(exc))
     rgb = orient(rgb, orientation)
     alpha = None if alpha is None else orient(alpha, orientation)
     icc = info.get("icc_profile")
@@ -164,9 +175,10 @@ def encode_png(
 ) -> list[bytes]:
     """One frame -> PNG chunks (8 or 16 bits, as the frame's dtype), streamed in row bands.
 
-    Every row uses the Paeth filter, computed with numpy from the raw rows, and each band is
-    stacked, filtered and compressed on its own: no full-size copy of the picture is made, so
-    a large output costs its compressed size on top of the frame, not several frames.
+    Every row uses the Paeth filter, computed with numpy from the raw rows, and each band of
+    about 2 MB is stacked, filtered and compressed on its own, the bands in parallel on every
+    core: no full-size copy of the picture is made, so a large output costs its compressed size
+    on top of the frame, not several frames.
     """
     height, width = frame.rgb.shape[:2]
     channels = (1 if grayscale else 3) + (frame.alpha is not None)
@@ -179,39 +191,122 @@ def encode_png(
     ]
     if icc:
         out.append(_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
-    if dpi:
-        out.append(_chunk(b"pHYs", struct.pack(">IIB", *(int(v / 0.0254 + 0.5) for v in dpi), 1)))
+    phys = png_phys(dpi)
+    if phys:
+        out.append(_chunk(b"pHYs", struct.pack(">IIB", *phys, 1)))
     if exif:
         out.append(_chunk(b"eXIf", exif[6:] if exif.startswith(EXIF_PREFIX) else exif))
-    packer = zlib.compressobj(level)
-    prev = np.zeros((1, width * bpp), np.int16)
-    band = max(1, (1 << 20) // max(1, width * bpp))  # about 1 MB of raw rows per band
-    for y0 in range(0, height, band):
-        part = Frame(
-            frame.rgb[y0 : y0 + band],
-            None if frame.alpha is None else frame.alpha[y0 : y0 + band],
-            None,
-        )
-        stacked = stack(part, grayscale)
-        if depth == 16:
-            stacked = stacked.astype(">u2")
-        raw = stacked.view(np.uint8).reshape(-1, width * bpp).astype(np.int16)
-        a = np.zeros_like(raw)
-        a[:, bpp:] = raw[:, :-bpp]
-        b = np.concatenate([prev, raw[:-1]])
-        c = np.zeros_like(raw)
-        c[:, bpp:] = b[:, :-bpp]
-        pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
-        pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-        rows = np.empty((raw.shape[0], width * bpp + 1), np.uint8)
-        rows[:, 0] = 4  # Paeth on every row
-        rows[:, 1:] = (raw - pred) & 255
-        packed = packer.compress(rows.tobytes())
-        if packed:  # zlib may hold everything back until flush()
-            out.append(_chunk(b"IDAT", packed))
-        prev = raw[-1:]
-    out += [_chunk(b"IDAT", packer.flush()), _chunk(b"IEND", b"")]
+    rows_per_band = max(1, _BAND_BYTES // max(1, width * bpp))
+    bands = [(y0, min(y0 + rows_per_band, height)) for y0 in range(0, height, rows_per_band)]
+
+    def work(index: int) -> tuple[bytes, int, int]:
+        y0, y1 = bands[index]
+        raw = _filtered_rows(frame, grayscale, depth, y0, y1)
+        packer = zlib.compressobj(level, zlib.DEFLATED, -15)  # raw deflate: framed below
+        last = index == len(bands) - 1
+        data = packer.compress(raw) + packer.flush(zlib.Z_FINISH if last else zlib.Z_FULL_FLUSH)
+        return data, zlib.adler32(raw), len(raw)
+
+    # One zlib stream made of independently deflated bands (as pigz does): each band ends on
+    # a byte boundary with a full flush, so they concatenate; the checksum is combined.
+    out.append(_chunk(b"IDAT", bytes([0x78, 0x01])))
+    adler = 1
+    for data, band_adler, length in _ordered_parallel(work, len(bands)):
+        if data:
+            out.append(_chunk(b"IDAT", data))
+        adler = _adler32_combine(adler, band_adler, length)
+    out += [_chunk(b"IDAT", struct.pack(">I", adler)), _chunk(b"IEND", b"")]
     return out
+
+
+_PHYS_MAX = 0xFFFFFFFF  # pHYs holds pixels per metre as unsigned 32-bit
+
+
+def png_phys(dpi: tuple[float, float] | None) -> tuple[int, int] | None:
+    """DPI -> pHYs pixels per metre, or None (logged) when pHYs cannot hold it.
+
+    A camera may claim 4294967295 dpi; after a x4 upscale that is 6.8e11 pixels per metre,
+    which no pHYs chunk can say: the chunk is left out rather than clamped to a made-up value.
+    """
+    if not dpi:
+        return None
+    try:
+        ppm = tuple(round(float(v) / 0.0254) for v in dpi)
+    except (TypeError, ValueError, OverflowError):
+        ppm = ()
+    if len(ppm) != 2 or not all(1 <= v <= _PHYS_MAX for v in ppm):
+        logger.info("leaving out a resolution of %s dpi that PNG cannot hold", dpi)
+        return None
+    return ppm[0], ppm[1]
+
+
+_BAND_BYTES = 2 << 20  # raw rows per band: big enough that the lost dictionary costs nothing
+_ADLER_BASE = 65521
+_T = TypeVar("_T")
+
+
+def _encode_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _ordered_parallel(work: Callable[[int], _T], count: int) -> Iterator[_T]:
+    """``work(0) ... work(count - 1)`` on all cores (numpy and zlib release the GIL), yielded
+    in order, with at most two bands per thread in flight so memory stays bounded."""
+    threads = min(_encode_threads(), count)
+    if threads <= 1:
+        yield from (work(i) for i in range(count))
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="png") as pool:
+        pending: deque[Future[_T]] = deque()
+        for i in range(count):
+            pending.append(pool.submit(work, i))
+            if len(pending) >= 2 * threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _filtered_rows(frame: Frame, grayscale: bool, depth: int, y0: int, y1: int) -> bytes:
+    """Rows ``y0:y1`` of the frame as PNG scanlines, each Paeth-filtered (filter byte 4)."""
+    first = max(0, y0 - 1)  # the row above the band: Paeth's "b" of the band's first row
+    part = Frame(
+        frame.rgb[first:y1],
+        None if frame.alpha is None else frame.alpha[first:y1],
+        None,
+    )
+    stacked = stack(part, grayscale)
+    if depth == 16:
+        stacked = stacked.astype(">u2")
+    width_bytes = stacked.shape[1] * stacked.shape[2] * stacked.itemsize
+    bpp = stacked.shape[2] * stacked.itemsize
+    both = stacked.view(np.uint8).reshape(-1, width_bytes).astype(np.int16)
+    raw = both[y0 - first :]
+    a = np.zeros_like(raw)
+    a[:, bpp:] = raw[:, :-bpp]
+    b = both[:-1] if y0 > 0 else np.concatenate([np.zeros_like(raw[:1]), raw[:-1]])
+    c = np.zeros_like(raw)
+    c[:, bpp:] = b[:, :-bpp]
+    pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+    pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+    rows = np.empty((raw.shape[0], width_bytes + 1), np.uint8)
+    rows[:, 0] = 4  # Paeth on every row
+    rows[:, 1:] = (raw - pred) & 255
+    return rows.tobytes()
+
+
+def _adler32_combine(adler1: int, adler2: int, len2: int) -> int:
+    """The Adler-32 of A + B from those of A and B (zlib's adler32_combine)."""
+    rem = len2 % _ADLER_BASE
+    sum1 = adler1 & 0xFFFF
+    sum2 = (rem * sum1) % _ADLER_BASE
+    sum1 += (adler2 & 0xFFFF) + _ADLER_BASE - 1
+    sum2 += ((adler1 >> 16) & 0xFFFF) + ((adler2 >> 16) & 0xFFFF) + _ADLER_BASE - rem
+    sum1 %= _ADLER_BASE
+    sum2 %= _ADLER_BASE
+    return sum1 | (sum2 << 16)
 
 
 def _chunk(name: bytes, body: bytes) -> bytes:

@@ -1,0 +1,31 @@
+"""Where the window writes files: each result's path, and free names for new files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .settings import GuiSettings
+
+__all__ = ["output_path_for", "unique_path"]
+
+
+def unique_path(path: Path) -> Path:
+    """``path``, or ``NAME-2.ext``, ``NAME-3.ext`` ... when it exists."""
+    if not path.exists():
+        return path
+    for n in range(2, 10_000):
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    return path
+
+
+def output_path_for(src: Path, s: GuiSettings) -> Path:
+    """Where ``src``'s result goes: the core's default name, in ``s.output_dir`` or beside the
+    input; a free name unless overwriting was asked for."""
+    from upscaler_edge.pipeline import default_output_path
+
+    default = default_output_path(src, s.scale, s.format)
+    folder = Path(s.output_dir) if s.output_dir else default.parent
+    dst = folder / default.name
+    return dst if s.overwrite else unique_path(dst)

@@ -1,0 +1,102 @@
+"""The core library calls the bot makes: upscale (in the worker process), header probe, model
+lookup. Gathered in :class:`Core` so tests can swap any of them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .captions import Catalog
+from .config import BotConfig
+
+if TYPE_CHECKING:  # the core modules load numpy (and the worker ncnn): not at import time
+    from ..models import ModelSpec
+    from ..options import Options
+    from ..pipeline import UpscaleResult
+
+__all__ = ["Core", "Upscale", "options_for"]
+
+
+class Upscale(Protocol):
+    """The blocking upscale call (``Worker.run`` in production); runs in a worker thread."""
+
+    def __call__(
+        self,
+        src: Path,
+        dst: Path,
+        options: Options,
+        *,
+        progress: Callable[[int, int], None],
+        cancel: threading.Event,
+        timeout: float | None,
+    ) -> UpscaleResult: ...
+
+
+def _no_close() -> None:
+    pass
+
+
+@dataclass
+class Core:
+    """The core library functions the bot uses (swappable in tests).
+
+    ``probe(path, max_pixels=...)`` -> (format, width, height) from the header, raising
+    ``InputError``/``ImageTooLargeError``; ``resolve(name, scale, denoise)`` -> the
+    ``ModelSpec`` (a family's member for that scale and noise level), raising
+    ``UsageError``/``UnknownModelError`` (the registry's rule: no scale above the model's, no
+    level it lacks); ``device_name`` is shown until the first result names the real device.
+    """
+
+    upscale: Upscale
+    probe: Callable[..., tuple[str, int, int]]
+    resolve: Callable[..., ModelSpec]
+    catalog: Catalog
+    device_name: str
+    close: Callable[[], None] = _no_close
+
+    @classmethod
+    def load(cls, config: BotConfig) -> Core:
+        """The real core: a supervised worker process, header probe, model registry."""
+        from ..imageio import probe
+        from ..models import default_registry
+        from ..worker import Worker
+
+        worker = Worker(timeout=config.job_timeout)
+        registry = default_registry()
+        return cls(
+            upscale=worker.run,
+            probe=probe,
+            resolve=registry.resolve,
+            catalog=Catalog.from_registry(registry),
+            # Naming the GPU here would load ncnn/Vulkan into the bot process, which only the
+            # worker child may do; the runner learns the real name from the first result.
+            device_name="CPU" if config.device == "cpu" else f"device '{config.device}'",
+            close=worker.close,
+        )
+
+
+def options_for(params: Mapping[str, Any], config: BotConfig, fmt: str) -> Options:
+    """The core Options for a job's params (imported lazily: the core may load ncnn).
+
+    ``params["model"]`` is the member the registry resolved for the scale and noise level
+    asked for, so the level is honoured through the model; it is also passed as
+    ``Options.denoise`` where the core's Options has that field.
+    """
+    from ..options import Options
+
+    extra: dict[str, Any] = {}
+    if params.get("denoise") is not None and "denoise" in {f.name for f in fields(Options)}:
+        extra["denoise"] = params["denoise"]
+    # overwrite: the spool folder is the job's own, and a crashed attempt may have left a file
+    return Options(
+        model=params["model"],
+        scale=params.get("scale"),
+        device=config.device,
+        format=fmt,
+        max_pixels=config.max_pixels,
+        overwrite=True,
+        **extra,
+    )
