@@ -27,7 +27,7 @@ from .naming import find_images, output_names
 from .options import DEFAULT_MODEL, Options
 
 if TYPE_CHECKING:
-    from .models import Registry
+    from .models import ModelFamily, Registry
 
 __all__ = ["Env", "build_parser", "main", "plan_tasks", "run"]
 
@@ -61,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale",
         type=int,
         help="output scale (default: the model's; smaller ones resize with Lanczos)",
+    )
+    p.add_argument(
+        "-n",
+        "--denoise",
+        type=int,
+        metavar="N",
+        help="denoise level, numbered as the model's reference tool does: Real-CUGAN -1 "
+        "conservative, 0 none, 1-3; waifu2x -1 none, 0-3 (default: the plain model; "
+        "--list-models shows each model's levels)",
     )
     p.add_argument(
         "-t",
@@ -222,10 +231,26 @@ def _print_models(out: TextIO, registry: Registry) -> None:
     width = max(len(f.name) for f in fams) + 2
     for f in fams:
         scales = "/".join(f"x{s}" for s in f.scales)
-        denoise = f"  denoise {', '.join(map(str, f.denoise))}" if f.denoise else ""
-        out.write(f"{f.name:<{width}}{scales:<10}{f.kind:<7}{f.description}{denoise}\n")
-        if len(f.members) > 1:
+        out.write(f"{f.name:<{width}}{scales:<10}{f.kind:<7}{f.description}\n")
+        if f.denoise:
+            out.write(f"{'':<{width}}{_denoise_line(f)}\n")
+        elif len(f.members) > 1:
             out.write(f"{'':<{width}}(-s picks: {', '.join(f.members)})\n")
+
+
+def _denoise_line(f: ModelFamily) -> str:
+    """``-n  x2: -1 0 1 2 3  x3: -1 0 3  (-1 conservative, 0 none = default)``."""
+    per_scale = {s: f.denoise_for(s) for s in f.scales}
+    if len(set(per_scale.values())) == 1:
+        levels = " ".join(map(str, f.denoise))
+    else:
+        levels = "  ".join(f"x{s}: {' '.join(map(str, lv))}" for s, lv in per_scale.items() if lv)
+    named = [
+        f"{lv} {label}{' = default' if lv == f.default_denoise else ''}"
+        for lv in f.denoise
+        if (label := f.denoise_label(lv)) != str(lv)
+    ]
+    return f"-n  {levels}  ({', '.join(named)})" if named else f"-n  {levels}"
 
 
 def _print_devices(out: TextIO) -> None:
@@ -329,6 +354,7 @@ def _options(args: argparse.Namespace, fmt: str | None) -> Options:
         all_frames=args.all_frames,
         overwrite=args.overwrite,
         max_pixels=max(1, int(args.max_megapixels * 1_000_000)),
+        denoise=args.denoise,
     )
 
 
@@ -351,7 +377,7 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     inputs = [Path(p) for p in args.inputs]
     fmt = _output_format(args.output, args.format, _is_single_file(inputs, args.output))
     options = _options(args, fmt)
-    spec = registry.resolve(options.model, options.scale)
+    spec = registry.resolve(options.model, options.scale, options.denoise)
     device = pick_device(options.device)
     scale = options.scale or spec.scale
     tasks, problems = plan_tasks(inputs, args.output, scale, fmt, args.recursive)
