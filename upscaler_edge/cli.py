@@ -114,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-megapixels", type=float, default=50.0, help="refuse larger inputs (default 50)"
     )
     p.add_argument("--list-models", action="store_true", help="list the models and exit")
+    p.add_argument(
+        "--import-model",
+        metavar="FILE",
+        type=Path,
+        help="import a super-resolution model (.onnx, .pth, .pt, .safetensors, .ckpt) into "
+        "the user models folder, checked against the original; then -m NAME works",
+    )
+    p.add_argument("--name", help="with --import-model: the model's name (default: the file's)")
     p.add_argument("--list-devices", action="store_true", help="list the compute devices and exit")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
@@ -253,6 +261,24 @@ def _denoise_line(f: ModelFamily) -> str:
     return f"-n  {levels}  ({', '.join(named)})" if named else f"-n  {levels}"
 
 
+def _import_model(args: argparse.Namespace, env: Env) -> ExitStatus:
+    """--import-model FILE [--name NAME] [-s N]: one line naming the model, on stdout."""
+    if args.inputs:
+        raise UsageError("--import-model takes no INPUT images; import first, then upscale")
+    from .convert import import_model
+
+    def say(line: str) -> None:
+        if not args.quiet and env.interactive:
+            env.stderr.write(f"{PROG}: {line}\n")
+
+    done = import_model(args.import_model, args.name, args.scale, say=say)
+    env.stdout.write(
+        f"imported {done.name} (x{done.scale}, {done.kind}, ncnn matches it at "
+        f"{done.parity_db:.0f} dB, context {done.context}): use -m {done.name}\n"
+    )
+    return ExitStatus.OK
+
+
 def _print_devices(out: TextIO) -> None:
     from .engine import list_devices, pick_device
 
@@ -318,7 +344,7 @@ def main(
         format=f"{PROG}: %(levelname)s: %(message)s",
         stream=env.stderr,
     )
-    if not (args.inputs or args.list_models or args.list_devices):
+    if not (args.inputs or args.list_models or args.list_devices or args.import_model):
         parser.print_usage(env.stderr)
         env.stderr.write(
             f"{PROG}: error: give at least one INPUT (file or folder), or --gui / --bot\n"
@@ -363,6 +389,8 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     makes no sense; a failing input is reported and counted, never raised."""
     from .models import default_registry
 
+    if args.import_model is not None:
+        return _import_model(args, env)
     registry = default_registry()
     if args.list_models:
         _print_models(env.stdout, registry)
