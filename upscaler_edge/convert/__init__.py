@@ -28,7 +28,7 @@ from ..models import ModelSpec, Registry, default_registry, global_pools, user_m
 from .pnnx import ConversionFailed, to_ncnn
 from .sources import ImportRefused, Source, load_source
 
-__all__ = ["ImportRefused", "ImportedModel", "import_model"]
+__all__ = ["ImportRefused", "ImportedModel", "default_name", "import_model"]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _default_name(path: Path) -> str:
+def default_name(path: Path) -> str:
+    """The name an import gives a model file by default: its stem, cleaned."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-._") or "model"
     return stem[:64]
 
@@ -90,7 +91,7 @@ def import_model(
     path = Path(path)
     if not path.is_file():
         raise ImportRefused(f"{path}: no such file")
-    name = name or _default_name(path)
+    name = name or default_name(path)
     if not _NAME.match(name):
         raise ImportRefused(f"model name {name!r}: use letters, digits, '.', '_' and '-'")
     dest = dest or user_models_dir()
