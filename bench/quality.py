@@ -669,11 +669,11 @@ def findings(
 CAVEATS = """\
 How to read this:
 - PSNR and SSIM reward an output that is close to the original pixel by pixel. A blurry
-  output that is right on average scores well; a GAN output (all three Real-ESRGAN models
-  were trained with adversarial and perceptual losses) invents plausible texture that is not
-  exactly where the original's was, and is penalised for it even when it looks better. So a
-  GAN model can lose to bicubic on PSNR/SSIM and still be what a user prefers: look at the
-  crops before trusting either number.
+  output that is right on average scores well; a GAN output (the Real-ESRGAN and Real-CUGAN
+  models were trained with adversarial and perceptual losses; waifu2x was not) invents
+  plausible texture that is not exactly where the original's was, and is penalised for it
+  even when it looks better. So a GAN model can lose to bicubic on PSNR/SSIM and still be
+  what a user prefers: look at the crops before trusting either number.
 - The sharpness column says how much fine contrast the output has relative to the original
   (1.00 = as much). Below 1 is blur; above 1 is extra edges, which can be real-looking
   texture, ringing, or amplified JPEG blocks. It is not a quality score on its own.
