@@ -27,17 +27,33 @@ __all__ = [
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {
         ".png",
+        ".apng",
         ".jpg",
         ".jpeg",
+        ".jpe",
         ".jfif",
+        ".mpo",
         ".webp",
         ".bmp",
         ".tif",
         ".tiff",
         ".gif",
         ".avif",
+        ".avifs",
         ".heic",
         ".heif",
+        ".tga",
+        ".dds",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".qoi",
+        ".ico",
+        ".jp2",
+        ".j2k",
+        ".jpx",
+        ".psd",
     }
 )
 

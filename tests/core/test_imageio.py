@@ -5,6 +5,7 @@ Every input is made here, in tmp_path or in memory, with Pillow/numpy; images st
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageCms, ImageFile, ImageOps, features
 
-from upscaler_edge import errors
+from upscaler_edge import errors, imageio
 from upscaler_edge.imageio import (
     SUPPORTED_INPUTS,
     Frame,
@@ -33,7 +34,10 @@ from upscaler_edge.imageio import (
 )
 from upscaler_edge.naming import IMAGE_SUFFIXES
 
-SUPPORTED_LINE = "not a supported image (png, jpeg, webp, bmp, tiff, gif, avif, heic)"
+SUPPORTED_LINE = (
+    "not a supported image "
+    "(png, jpeg, webp, bmp, tiff, gif, avif, heic, tga, dds, pnm, qoi, ico, jpeg2000, psd)"
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,20 +169,52 @@ def no_temp_files(folder: Path) -> bool:
 
 
 def test_public_constants() -> None:
-    assert SUPPORTED_INPUTS == ("png", "jpeg", "webp", "bmp", "tiff", "gif", "avif", "heic")
+    assert SUPPORTED_INPUTS == (
+        "png",
+        "jpeg",
+        "webp",
+        "bmp",
+        "tiff",
+        "gif",
+        "avif",
+        "heic",
+        "tga",
+        "dds",
+        "pnm",
+        "qoi",
+        "ico",
+        "jpeg2000",
+        "psd",
+    )
     assert {
         ".png",
+        ".apng",
         ".jpg",
         ".jpeg",
+        ".jpe",
         ".jfif",
+        ".mpo",
         ".webp",
         ".bmp",
         ".tif",
         ".tiff",
         ".gif",
         ".avif",
+        ".avifs",
         ".heic",
         ".heif",
+        ".tga",
+        ".dds",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".qoi",
+        ".ico",
+        ".jp2",
+        ".j2k",
+        ".jpx",
+        ".psd",
     } == set(IMAGE_SUFFIXES)
 
 
@@ -270,7 +306,7 @@ def test_truncated_jpeg(tmp_path: Path) -> None:
 
 def test_truncated_png() -> None:
     data = png_bytes(Image.fromarray(gradient(32, 32)))
-    with pytest.raises(errors.InputError, match="truncated|damaged"):
+    with pytest.raises(errors.InputError, match=r"truncated|damaged"):
         read_picture(data[:-40])
 
 
@@ -294,19 +330,66 @@ def test_own_cap_is_configurable() -> None:
     assert read_picture(data, max_pixels=200).width == 20
 
 
-def test_pillow_bomb_warning_becomes_error() -> None:
+def test_our_cap_is_the_only_limit_above_pillows() -> None:
+    """--max-megapixels above Pillow's 89.5 MP bomb limit: only our cap counts."""
     limit = Image.MAX_IMAGE_PIXELS
-    data = bmp_header_only(10000, 10000)  # 100 MP: over Pillow's 89.5 MP warning level
-    with pytest.raises(errors.ImageTooLargeError, match="decompression-bomb limit"):
-        probe(data, max_pixels=10**10)
-    with pytest.raises(errors.ImageTooLargeError, match=r"100\.0 MP, over the 50\.0 MP limit"):
-        read_picture(data)
+    header = png_header_only(10000, 10000)  # claims 100 MP, holds no pixels
+    assert probe(header, max_pixels=120_000_000) == ("PNG", 10000, 10000)
+    with pytest.raises(errors.InputError) as info:
+        read_picture(header, max_pixels=120_000_000)
+    assert not isinstance(info.value, errors.ImageTooLargeError)
+    assert "bomb" not in str(info.value) and "limit" not in str(info.value)
+    assert "truncated" in str(info.value) or "damaged" in str(info.value)
+    # over twice Pillow's limit, where Pillow itself raises instead of warning
+    assert probe(bmp_header_only(20000, 20000), max_pixels=500_000_000) == ("BMP", 20000, 20000)
+    with pytest.raises(errors.ImageTooLargeError, match=r"400\.0 MP, over the 399\.0 MP limit"):
+        probe(bmp_header_only(20000, 20000), max_pixels=399_000_000)
     assert limit == Image.MAX_IMAGE_PIXELS
 
 
-def test_pillow_bomb_error_becomes_error() -> None:
-    with pytest.raises(errors.ImageTooLargeError, match="400.0 MP"):
-        read_picture(bmp_header_only(20000, 20000), max_pixels=10**10)
+def test_default_cap_still_refuses_before_pillow() -> None:
+    with pytest.raises(errors.ImageTooLargeError, match=r"100\.0 MP, over the 50\.0 MP limit"):
+        read_picture(bmp_header_only(10000, 10000))
+
+
+def test_pillow_bomb_check_unchanged_outside_our_calls() -> None:
+    read_picture(png_bytes(Image.new("RGB", (3, 3))), max_pixels=10**12)
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(bmp_header_only(20000, 20000)))
+
+
+def test_bomb_check_is_per_thread() -> None:
+    """Another thread opening a file while we decode still gets Pillow's own check."""
+    import threading
+
+    seen: list[BaseException] = []
+    entered, release = threading.Event(), threading.Event()
+    original = decode._to_arrays
+
+    def slow_to_arrays(*args: object, **kw: object) -> object:
+        entered.set()
+        release.wait(5)
+        return original(*args, **kw)  # type: ignore[arg-type]
+
+    def other() -> None:
+        entered.wait(5)
+        try:
+            Image.open(io.BytesIO(bmp_header_only(20000, 20000)))
+        except BaseException as exc:
+            seen.append(exc)
+        finally:
+            release.set()
+
+    decode._to_arrays = slow_to_arrays  # type: ignore[assignment]
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        read_picture(png_bytes(Image.new("RGB", (3, 3))), max_pixels=10**12)
+    finally:
+        decode._to_arrays = original  # type: ignore[assignment]
+        release.set()
+        thread.join(5)
+    assert len(seen) == 1 and isinstance(seen[0], Image.DecompressionBombError)
 
 
 def test_animation_total_pixels_capped() -> None:
@@ -329,7 +412,7 @@ def test_probe_reads_header_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     assert probe(data) == ("PNG", 9, 7)
-    with pytest.raises(AssertionError, match="decoded"):  # the trap works
+    with pytest.raises(errors.InputError, match="probe decoded pixels"):  # the trap works
         read_picture(data)
 
 
@@ -672,7 +755,7 @@ def test_png16_exif_orientation() -> None:
 
 def test_png16_damage_is_an_input_error() -> None:
     good, _ = encode_picture(rgb_picture(_ramp16(8, 8, 3)))
-    with pytest.raises(errors.InputError, match="truncated|damaged"):
+    with pytest.raises(errors.InputError, match=r"truncated|damaged"):
         read_picture(good[:-30])
     idat = good.rindex(b"IDAT")
     broken = bytearray(good)
@@ -755,7 +838,7 @@ def test_animated_transparency_kept(tmp_path: Path) -> None:
 def test_encode_unknown_format_and_quality() -> None:
     pic = rgb_picture(gradient())
     with pytest.raises(errors.UsageError, match="unknown output format"):
-        encode_picture(pic, "tga")
+        encode_picture(pic, "xcf")
     with pytest.raises(errors.UsageError, match="quality"):
         encode_picture(pic, "jpg", quality=0)
     with pytest.raises(errors.UsageError, match="quality"):
@@ -867,7 +950,7 @@ def test_failed_write_leaves_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_parent_is_a_file(tmp_path: Path) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a folder")
-    with pytest.raises(errors.OutputError, match="cannot write .*not a folder") as info:
+    with pytest.raises(errors.OutputError, match=r"cannot write .*not a folder") as info:
         write_picture(rgb_picture(gradient()), blocker / "out.png")
     assert not isinstance(info.value, errors.OutputExistsError)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
@@ -955,3 +1038,632 @@ def test_find_images_skips_hidden_files_and_our_own_results(tmp_path: Path) -> N
         "b_x2.jpg",
         "c.JPG",
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# more input formats (issue 8): decode by content, right size, right pixels
+
+
+def _rgb16x12() -> np.ndarray:
+    y, x = np.mgrid[0:12, 0:16]
+    return np.stack([x * 16, y * 20, 255 - x * 8], axis=2).astype(np.uint8)
+
+
+def _close(got: np.ndarray, want: np.ndarray, tolerance: int) -> None:
+    assert got.shape == want.shape
+    assert int(np.abs(got.astype(int) - want.astype(int)).max()) <= tolerance
+
+
+@pytest.mark.parametrize(
+    ("fmt", "params", "tolerance", "source_format"),
+    [
+        ("TGA", {}, 0, "TGA"),
+        ("TGA", {"compression": "tga_rle"}, 0, "TGA"),
+        ("DDS", {}, 0, "DDS"),
+        ("DDS", {"pixel_format": "DXT1"}, 64, "DDS"),
+        ("PPM", {}, 0, "PPM"),
+        ("QOI", {}, 0, "QOI"),
+        ("JPEG2000", {}, 0, "JPEG2000"),
+        ("JPEG2000", {"no_jp2": True}, 0, "JPEG2000"),
+    ],
+)
+def test_reads_new_formats(
+    fmt: str, params: dict[str, object], tolerance: int, source_format: str
+) -> None:
+    data = encoded(Image.fromarray(_rgb16x12()), fmt, **params)
+    pic = read_picture(data)
+    assert pic.source_format == source_format and (pic.width, pic.height) == (16, 12)
+    _close(pic.frames[0].rgb, _rgb16x12(), tolerance)
+
+
+def test_reads_tga_and_dds_alpha() -> None:
+    rgba = np.dstack([_rgb16x12(), np.full((12, 16), 200, np.uint8)])
+    rgba[0, 0, 3] = 0
+    for fmt in ("TGA", "DDS", "QOI"):
+        frame = read_picture(encoded(Image.fromarray(rgba, "RGBA"), fmt)).frames[0]
+        assert frame.alpha is not None and frame.alpha[0, 0] == 0 and frame.alpha[5, 5] == 200
+        np.testing.assert_array_equal(frame.rgb, rgba[..., :3])
+
+
+def test_reads_pnm_family() -> None:
+    from corpus import pnm_variants
+
+    gray = np.asarray(Image.fromarray(_rgb16x12()).convert("L"))
+    pgm = read_picture(encoded(Image.fromarray(gray), "PPM"))  # P5
+    assert pgm.grayscale and pgm.source_format == "PPM"
+    np.testing.assert_array_equal(pgm.frames[0].rgb[..., 0], gray)
+    pbm = read_picture(encoded(Image.fromarray(gray > 128), "PPM"))  # P4
+    assert set(np.unique(pbm.frames[0].rgb)) <= {0, 255}
+    variants = pnm_variants()
+    for name, data in variants.items():
+        pic = read_picture(data)
+        assert (pic.width, pic.height) == (10, 6), name
+    ascii_ppm = read_picture(variants["p3_ascii.ppm"]).frames[0].rgb
+    binary_ppm = read_picture(variants["p6_binary.pnm"]).frames[0].rgb
+    np.testing.assert_array_equal(ascii_ppm, binary_ppm)
+    sixteen = read_picture(variants["p5_16bit.pgm"])
+    assert sixteen.frames[0].rgb.dtype == np.uint16 and sixteen.grayscale
+
+
+def test_reads_ico_largest_size() -> None:
+    big = Image.new("RGBA", (48, 48), (0, 0, 255, 255))
+    data = encoded(big, "ICO", sizes=[(16, 16), (48, 48), (32, 32)])
+    pic = read_picture(data)
+    assert pic.source_format == "ICO" and (pic.width, pic.height) == (48, 48)
+    assert tuple(pic.frames[0].rgb[24, 24]) == (0, 0, 255)
+
+
+def test_reads_psd_composite() -> None:
+    from corpus import psd
+
+    rgb = _rgb16x12()
+    for rle in (False, True):
+        pic = read_picture(psd(rgb, 3, rle=rle))
+        assert pic.source_format == "PSD"
+        np.testing.assert_array_equal(pic.frames[0].rgb, rgb)
+    gray = read_picture(psd(rgb[..., :1], 1))
+    assert gray.grayscale and (gray.width, gray.height) == (16, 12)
+
+
+def test_reads_mpo_first_picture() -> None:
+    first = Image.fromarray(_rgb16x12())
+    second = Image.new("RGB", (16, 12), "black")
+    data = encoded(first, "MPO", save_all=True, append_images=[second])
+    with Image.open(io.BytesIO(data)) as raw:
+        assert raw.format == "MPO" and raw.n_frames == 2
+    pic = read_picture(data, all_frames=True)
+    assert pic.source_format == "JPEG" and len(pic.frames) == 1
+    _close(pic.frames[0].rgb, _rgb16x12(), 24)
+
+
+def _three_frames() -> list[Image.Image]:
+    return [Image.new("RGB", (8, 6), colour) for colour in ("red", "lime", "blue")]
+
+
+def test_reads_apng_frames() -> None:
+    frames = _three_frames()
+    data = encoded(
+        frames[0], "PNG", save_all=True, append_images=frames[1:], duration=[40, 80, 120]
+    )
+    pic = read_picture(data, all_frames=True)
+    assert [f.duration_ms for f in pic.frames] == [40, 80, 120]
+    assert [tuple(f.rgb[0, 0]) for f in pic.frames] == [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="Pillow built without AVIF")
+def test_reads_avif_sequence() -> None:
+    frames = _three_frames()
+    data = encoded(
+        frames[0],
+        "AVIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=[50, 60, 70],
+        quality=90,
+    )
+    pic = read_picture(data, all_frames=True)
+    assert pic.source_format == "AVIF" and len(pic.frames) == 3
+    assert [f.duration_ms for f in pic.frames] == [50, 60, 70]
+    assert abs(int(pic.frames[2].rgb[3, 3, 2]) - 255) < 16
+
+
+def test_new_suffixes_are_scanned(tmp_path: Path) -> None:
+    from upscaler_edge.naming import find_images
+
+    names = [f"a{s}" for s in (".tga", ".dds", ".pgm", ".qoi", ".ico", ".jp2", ".psd", ".mpo")]
+    for name in [*names, "b.apng", "c.avifs", "d.jpe", "e.pbm", "f.ppm", "g.pnm", "h.j2k"]:
+        (tmp_path / name).write_bytes(b"x")
+    assert len(find_images(tmp_path)) == len(names) + 7
+
+
+# --------------------------------------------------------------------------------------------
+# every failure is one InputError / OutputError line
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        struct.error("unpack requires a buffer of 4 bytes"),
+        zlib.error("Error -3 while decompressing data"),
+        KeyError("MPO"),
+        IndexError("index out of range"),
+        TypeError("unsupported operand"),
+        ValueError("buffer is not large enough"),
+        OverflowError("int too large"),
+        SyntaxError("not a TIFF file"),
+        EOFError(),
+        RuntimeError("decoder said no"),
+        MemoryError(),
+        AssertionError(),
+        ZeroDivisionError("division by zero"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_any_decoder_exception_is_one_input_error(
+    monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    def broken(self: Image.Image) -> None:
+        raise error
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", broken)
+    data = encoded(Image.fromarray(gradient()), "BMP")
+    with pytest.raises(errors.InputError) as info:
+        read_picture(data)
+    message = str(info.value)
+    assert message and "\n" not in message and "BMP" in message
+    assert not isinstance(info.value, errors.ImageTooLargeError)
+
+
+@pytest.mark.parametrize(
+    "error", [struct.error("argument out of range"), OverflowError(), MemoryError(), KeyError(1)]
+)
+@pytest.mark.parametrize("fmt", ["jpg", "webp", "tiff", "bmp", "tga", "gif"])
+def test_any_encoder_exception_is_one_output_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, error: BaseException, fmt: str
+) -> None:
+    def broken(self: Image.Image, *args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(Image.Image, "save", broken)
+    with pytest.raises(errors.OutputError) as info:
+        write_picture(rgb_picture(gradient()), tmp_path / f"out.{fmt}")
+    assert str(info.value).startswith("cannot encode the image as ")
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unsupported_bmp_variant_is_said_so() -> None:
+    from corpus import bmp_variants
+
+    variants = bmp_variants()
+    for name in ("bmp_png_inside.bmp", "bmp_jpeg_inside.bmp", "bmp_64_bit.bmp"):
+        with pytest.raises(errors.InputError, match=r"^unsupported BMP variant \(") as info:
+            read_picture(variants[name][0])
+        assert "damaged" not in str(info.value) and "truncated" not in str(info.value)
+    for name in ("bmp_rle8.bmp", "bmp_rle4.bmp", "bmp_os2_v1.bmp", "bmp_565_bitfields.bmp"):
+        assert read_picture(variants[name][0]).source_format == "BMP"
+
+
+def test_lying_header_within_the_cap_is_an_input_error() -> None:
+    # a TGA that claims 7000x7000 and holds 10 bytes: Pillow allocates, then runs dry
+    header = struct.pack("<BBBHHBHHHHBB", 0, 0, 2, 0, 0, 0, 0, 0, 7000, 7000, 24, 0x20)
+    with pytest.raises(errors.InputError, match="TGA"):
+        read_picture(header + bytes(10))
+
+
+# --------------------------------------------------------------------------------------------
+# quiet libraries
+
+
+def test_pillow_warnings_go_to_logging(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import warnings
+
+    original = ImageFile.ImageFile.load
+
+    def warns(self: ImageFile.ImageFile) -> object:
+        warnings.warn("Possibly corrupt EXIF data.  Expecting to read 12 bytes", stacklevel=2)
+        return original(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", warns)
+    with (
+        warnings.catch_warnings(record=True) as shown,
+        caplog.at_level(logging.INFO, logger="upscaler_edge.imageio"),
+    ):
+        warnings.simplefilter("always")
+        read_picture(encoded(Image.fromarray(gradient()), "BMP"))
+    assert shown == []
+    records = [r for r in caplog.records if "Possibly corrupt EXIF" in r.getMessage()]
+    assert len(records) == 1 and records[0].levelno == logging.INFO
+    assert records[0].name.startswith("upscaler_edge.imageio")
+
+
+def test_warning_state_restored_after_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import warnings
+
+    original = ImageFile.ImageFile.load
+
+    def warns(self: ImageFile.ImageFile) -> object:
+        warnings.warn("Truncated File Read", stacklevel=2)
+        return original(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", warns)
+    before_show, before_filters = warnings.showwarning, list(warnings.filters)
+    data = encoded(Image.fromarray(gradient()), "BMP")
+    pic = rgb_picture(gradient())
+    failures: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for _ in range(20):
+                read_picture(data)
+                encode_picture(pic, "tiff" if i % 2 else "gif")
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []
+    assert warnings.showwarning is before_show and warnings.filters == before_filters
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_pillow_log_records_demoted_inside_our_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the root logger's handlers (the CLI's stderr handler) get from Pillow's loggers."""
+    original = ImageFile.ImageFile.load
+
+    def logs(self: ImageFile.ImageFile) -> object:
+        logging.getLogger("PIL.TiffImagePlugin").error("More samples per pixel than can be decoded")
+        return original(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", logs)
+    root = logging.getLogger()
+    collect = _Collect()
+    old_level = root.level
+    root.addHandler(collect)
+    root.setLevel(logging.DEBUG)
+    try:
+        read_picture(encoded(Image.fromarray(gradient()), "BMP"))
+        inside = [(r.name, r.levelno) for r in collect.records if "More samples" in r.getMessage()]
+        collect.records.clear()
+        logging.getLogger("PIL.TiffImagePlugin").error("outside")  # not in our call: as before
+        outside = [(r.name, r.levelno) for r in collect.records]
+    finally:
+        root.removeHandler(collect)
+        root.setLevel(old_level)
+    assert inside and set(inside) == {("upscaler_edge.imageio.pillow", logging.DEBUG)}
+    assert outside == [("PIL.TiffImagePlugin", logging.ERROR)]
+
+
+def _noisy_tiffs(count: int) -> list[bytes]:
+    rng = np.random.default_rng(11)
+    good = encoded(Image.fromarray(_rgb16x12()), "TIFF", compression="tiff_lzw")
+    out = []
+    for _ in range(count):
+        data = bytearray(good)
+        for pos in rng.integers(0, len(data), 6):
+            data[int(pos)] = int(rng.integers(0, 256))
+        out.append(bytes(data))
+    return out
+
+
+def test_libtiff_noise_never_reaches_stderr(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    capfd.readouterr()
+    with caplog.at_level(logging.DEBUG, logger="upscaler_edge.imageio"):
+        for data in _noisy_tiffs(120):
+            with contextlib.suppress(errors.InputError):
+                read_picture(data)
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""
+    said = [r.getMessage() for r in caplog.records if r.name.endswith(("libtiff", "stderr"))]
+    assert said, "the mutated TIFFs should have made libtiff talk"
+
+
+def test_fd_capture_fallback(
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from upscaler_edge.imageio import quiet
+
+    monkeypatch.setitem(quiet._libtiff, "ok", False)  # as where libtiff cannot be found
+    capfd.readouterr()
+    with (
+        caplog.at_level(logging.DEBUG, logger="upscaler_edge.imageio"),
+        quiet.library_call(capture_fd=True),
+    ):
+        os.write(2, b"TIFFReadDirectory: Warning, Unknown field with tag 50000.\n")
+    assert capfd.readouterr().err == ""
+    assert any("Unknown field with tag 50000" in r.getMessage() for r in caplog.records)
+    with quiet.library_call(capture_fd=True):
+        pass
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"  # fd 2 is back
+
+
+# --------------------------------------------------------------------------------------------
+# output formats (issue 8): the bytes written are that format
+
+
+def _pixels(im: Image.Image) -> np.ndarray:
+    return np.asarray(im.convert("RGB"))
+
+
+@pytest.mark.parametrize(
+    ("suffix", "pillow_name", "tolerance"),
+    [
+        (".png", "PNG", 0),
+        (".apng", "PNG", 0),
+        (".jpg", "JPEG", 24),
+        (".jpeg", "JPEG", 24),
+        (".webp", "WEBP", 24),
+        (".tiff", "TIFF", 0),
+        (".tif", "TIFF", 0),
+        (".bmp", "BMP", 0),
+        (".tga", "TGA", 0),
+        (".gif", "GIF", 24),
+        (".avif", "AVIF", 40),
+        (".dds", "DDS", 0),
+    ],
+)
+def test_each_output_format_is_really_written(
+    tmp_path: Path, suffix: str, pillow_name: str, tolerance: int
+) -> None:
+    fmt = imageio.format_from_suffix(suffix)
+    if fmt is None:
+        pytest.skip(f"{suffix} is not writable with this Pillow")
+    pic = rgb_picture(_rgb16x12())
+    out = write_picture(pic, tmp_path / f"out{suffix}")
+    assert out == tmp_path / f"out{suffix}"
+    with Image.open(out) as back:
+        assert back.format == pillow_name and back.size == (16, 12)
+        _close(_pixels(back), _rgb16x12(), tolerance)
+    data, used = encode_picture(pic, fmt)
+    assert used == fmt and data == out.read_bytes()
+
+
+def test_explicit_format_wins_and_the_suffix_follows(tmp_path: Path) -> None:
+    pic = rgb_picture(gradient())
+    out = write_picture(pic, tmp_path / "x.png", fmt="tiff")
+    assert out == tmp_path / "x.tiff"
+    with Image.open(out) as back:
+        assert back.format == "TIFF"
+    out = write_picture(pic, tmp_path / "y.result", fmt="bmp")  # not an image suffix: kept
+    with Image.open(out) as back:
+        assert out.name == "y.result" and back.format == "BMP"
+
+
+def test_unwritable_image_suffix_is_a_usage_error(tmp_path: Path) -> None:
+    for name in ("x.heic", "x.qoi", "x.psd"):
+        with pytest.raises(errors.UsageError, match="cannot write"):
+            write_picture(rgb_picture(gradient()), tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["gif", "apng", "webp", "avif", "png"])
+def test_animation_formats_keep_frames_and_durations(tmp_path: Path, fmt: str) -> None:
+    if fmt not in imageio.OUTPUT_FORMATS:
+        pytest.skip(f"{fmt} is not writable here")
+    pic = read_picture(_gif(tmp_path), all_frames=True)
+    out = write_picture(pic, tmp_path / f"out{imageio.FORMAT_SUFFIX[fmt]}")
+    assert out.suffix == imageio.FORMAT_SUFFIX[fmt]
+    with Image.open(out) as back:
+        assert back.format == {"apng": "PNG", "png": "PNG"}.get(fmt, fmt.upper())
+        assert back.n_frames == 3
+    again = read_picture(out, all_frames=True)
+    assert [f.duration_ms for f in again.frames] == [100, 200, 300]
+    assert again.loop == (None if fmt == "avif" else 0)  # Pillow reads no AVIF loop count
+    for ours, theirs in zip(pic.frames, again.frames, strict=True):
+        assert np.abs(ours.rgb.astype(int) - theirs.rgb.astype(int)).max() < 40
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "bmp", "tga", "dds", "tiff"])
+def test_animation_in_a_still_format_becomes_apng(
+    tmp_path: Path, fmt: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if fmt not in imageio.OUTPUT_FORMATS:
+        pytest.skip(f"{fmt} is not writable here")
+    pic = read_picture(_gif(tmp_path), all_frames=True)
+    with caplog.at_level(logging.WARNING, logger="upscaler_edge.imageio"):
+        out = write_picture(pic, tmp_path / f"out{imageio.FORMAT_SUFFIX[fmt]}")
+    assert out == tmp_path / "out.png"
+    assert "image is animated; saving PNG (APNG) instead of" in caplog.text
+    with Image.open(out) as back:
+        assert back.format == "PNG" and back.n_frames == 3
+
+
+@pytest.mark.parametrize(("fmt", "kept"), [("jpg", False), ("bmp", False), ("tiff", True)])
+def test_transparency_rule(tmp_path: Path, fmt: str, kept: bool) -> None:
+    alpha = np.full((6, 8), 255, np.uint8)
+    alpha[0, 0] = 0
+    out = write_picture(rgb_picture(gradient(), alpha), tmp_path / f"a.{fmt}")
+    assert out.suffix == (f".{fmt}" if kept else ".png")
+    with Image.open(out) as back:
+        assert back.mode == "RGBA" and back.getpixel((0, 0))[3] == 0
+
+
+@pytest.mark.parametrize("fmt", ["tga", "webp", "dds", "avif"])
+def test_alpha_kept_in_formats_that_hold_it(tmp_path: Path, fmt: str) -> None:
+    if fmt not in imageio.OUTPUT_FORMATS:
+        pytest.skip(f"{fmt} is not writable here")
+    alpha = np.full((12, 16), 255, np.uint8)
+    alpha[:4, :4] = 0
+    out = write_picture(rgb_picture(_rgb16x12(), alpha), tmp_path / f"a.{fmt}")
+    with Image.open(out) as back:
+        assert back.mode == "RGBA"
+        assert np.asarray(back)[1, 1, 3] < 20 and np.asarray(back)[8, 8, 3] > 235
+
+
+def test_gif_keeps_one_level_of_transparency(tmp_path: Path) -> None:
+    alpha = np.full((12, 16), 255, np.uint8)
+    alpha[:4, :4] = 0
+    alpha[8:, 8:] = 100  # below half: transparent in a GIF
+    out = write_picture(rgb_picture(_rgb16x12(), alpha), tmp_path / "t.gif")
+    back = read_picture(out).frames[0]
+    assert back.alpha is not None
+    assert back.alpha[1, 1] == 0 and back.alpha[10, 10] == 0 and back.alpha[6, 6] == 255
+
+
+def test_gray_output_formats(tmp_path: Path) -> None:
+    gray = np.repeat(gradient()[..., :1], 3, axis=2)
+    pic = rgb_picture(gray, grayscale=True)
+    for fmt, mode, tolerance in (
+        ("tiff", "L", 0),
+        ("bmp", "L", 0),
+        ("tga", "L", 0),
+        ("gif", "P", 0),
+        ("jpg", "L", 3),
+        ("webp", "RGB", 3),
+    ):
+        with Image.open(write_picture(pic, tmp_path / f"g.{fmt}")) as back:
+            assert back.mode == mode, fmt
+            _close(_pixels(back)[..., 0], gray[..., 0], tolerance)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_16_bit_tiff(tmp_path: Path, channels: int) -> None:
+    arr = _ramp16(5, 7, channels)
+    gray = channels <= 2
+    rgb = np.repeat(arr[..., :1], 3, axis=2) if gray else arr[..., :3]
+    alpha = arr[..., -1].copy() if channels in (2, 4) else None
+    icc = None if gray else srgb_icc()
+    pic = Picture([Frame(rgb.copy(), alpha)], "PNG", gray, icc_profile=icc, dpi=(300.0, 300.0))
+    out = write_picture(pic, tmp_path / "s.tiff")
+    with Image.open(out) as back:
+        assert back.format == "TIFF" and back.size == (7, 5)
+        assert back.tag_v2[258] == (16,) * {1: 1, 2: 4, 3: 3, 4: 4}[channels]
+        assert back.info["dpi"] == pytest.approx((300, 300))
+        assert back.info.get("icc_profile") == icc
+        planes = _tiff_samples(out.read_bytes(), back)
+    want = np.dstack([rgb[..., :1] if channels == 1 else rgb] + ([] if alpha is None else [alpha]))
+    np.testing.assert_array_equal(planes, want)
+
+
+def _tiff_samples(data: bytes, im: Image.Image) -> np.ndarray:
+    """Our 16-bit TIFF's samples, read from its strips independently of our writer's code."""
+    width, height = im.size
+    spp = im.tag_v2[277]
+    raw = b"".join(
+        zlib.decompress(data[offset : offset + size])
+        for offset, size in zip(im.tag_v2[273], im.tag_v2[279], strict=True)
+    )
+    return np.frombuffer(raw, "<u2").reshape(height, width, spp)
+
+
+def test_16_bit_is_8_bit_in_other_formats(tmp_path: Path) -> None:
+    pic = rgb_picture(np.full((4, 4, 3), 65535, np.uint16))
+    for fmt in ("bmp", "tga", "gif", "webp", "dds"):
+        with Image.open(write_picture(pic, tmp_path / f"w.{fmt}")) as back:
+            assert _pixels(back).min() > 250, fmt
+
+
+def test_metadata_carried_where_the_format_holds_it(tmp_path: Path) -> None:
+    icc = srgb_icc()
+    exif = exif_with_orientation(1)
+    pic = rgb_picture(gradient(), icc_profile=icc, exif=exif, dpi=(150.0, 150.0))
+    expected = {
+        "png": (True, True, True),
+        "jpg": (True, True, True),
+        "webp": (True, True, False),
+        "tiff": (True, True, True),
+        "avif": (True, True, False),
+        "bmp": (False, False, True),
+    }
+    for fmt, (has_icc, has_exif, has_dpi) in expected.items():
+        if fmt not in imageio.OUTPUT_FORMATS:
+            continue
+        with Image.open(write_picture(pic, tmp_path / f"m.{fmt}")) as back:
+            assert (back.info.get("icc_profile") == icc) == has_icc, fmt
+            assert (back.getexif().get(0x010F) == "upscaler-edge test") == has_exif, fmt
+            if has_dpi:
+                assert back.info["dpi"] == pytest.approx((150, 150), abs=0.5), fmt
+
+
+# --------------------------------------------------------------------------------------------
+# DPI that a format cannot hold (issue 8: pHYs overflow)
+
+
+def test_phys_overflow_is_dropped_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = (
+        b"Exif\0\0II*\0\x08\0\0\0\x03\0"
+        + struct.pack("<HHII", 0x011A, 5, 1, 50)
+        + struct.pack("<HHII", 0x011B, 5, 1, 58)
+        + struct.pack("<HHIHH", 0x0128, 3, 1, 2, 0)
+        + b"\0\0\0\0"
+        + struct.pack("<IIII", 4294967295, 1, 4294967295, 1)
+    )
+    data = encoded(Image.fromarray(gradient()), "JPEG", exif=raw)
+    pic = read_picture(data)
+    assert pic.dpi == (4294967295.0, 4294967295.0)  # what the camera said
+    pic.dpi = (pic.dpi[0] * 4, pic.dpi[1] * 4)  # what the pipeline does after x4
+    with caplog.at_level(logging.INFO, logger="upscaler_edge.imageio"):
+        for fmt in ("png", "jpg", "tiff", "bmp"):
+            out = write_picture(pic, tmp_path / f"dpi.{fmt}")
+            with Image.open(out) as back:
+                back.load()
+                assert back.size == (8, 6)
+    assert "cannot hold" in caplog.text
+    assert b"pHYs" not in (tmp_path / "dpi.png").read_bytes()
+
+
+def test_phys_within_range_is_kept() -> None:
+    from upscaler_edge.imageio.png import png_phys
+
+    assert png_phys((72.0, 72.0)) == (2835, 2835)
+    assert png_phys((0.0, 72.0)) is None
+    assert png_phys((float("inf"), 72.0)) is None
+    assert png_phys((float("nan"), 72.0)) is None
+    assert png_phys((4294967295.0 * 4, 1.0)) is None
+
+
+# --------------------------------------------------------------------------------------------
+# the format API the CLI calls
+
+
+def test_output_format_api() -> None:
+    assert imageio.OUTPUT_FORMATS[:8] == ("png", "jpg", "webp", "tiff", "bmp", "tga", "gif", "apng")
+    assert set(imageio.OUTPUT_FORMATS) <= set(imageio.FORMAT_SUFFIX)
+    assert ("avif" in imageio.OUTPUT_FORMATS) == bool(features.check("avif"))
+    for name, fmt in (
+        ("a.png", "png"),
+        ("a.JPEG", "jpg"),
+        ("a.jpe", "jpg"),
+        ("dir.x/a.tif", "tiff"),
+        (".tiff", "tiff"),
+        ("a.apng", "apng"),
+        ("a.gif", "gif"),
+        ("a.bmp", "bmp"),
+        ("a.tga", "tga"),
+        ("a.qoi", None),
+        ("a", None),
+        ("a.png.txt", None),
+    ):
+        assert imageio.format_from_suffix(name) == fmt, name
+        assert imageio.format_from_suffix(Path(name)) == fmt, name
+    for fmt in imageio.OUTPUT_FORMATS:
+        assert imageio.format_from_suffix("x" + imageio.FORMAT_SUFFIX[fmt]) == fmt
+        assert imageio.check_output_format(fmt.upper()) == fmt
+    assert imageio.check_output_format("jpeg") == "jpg"
+    assert imageio.check_output_format(".TIF") == "tiff"
+    with pytest.raises(errors.UsageError) as info:
+        imageio.check_output_format("xcf")
+    assert str(info.value) == (
+        f"unknown output format 'xcf'; use one of {', '.join(imageio.OUTPUT_FORMATS)}"
+    )

@@ -1,9 +1,11 @@
 """Image I/O: bytes or a path <-> a decoded :class:`Picture`, and the atomic save back to disk.
 
-``decode`` reads (by content, header checked before decoding), ``encode`` writes (format,
-metadata, atomic rename), ``png`` is our own 16-bit and streaming PNG codec, ``atomic`` the
-temp-file-then-rename write and its leftovers, ``metadata`` EXIF/ICC/DPI, ``picture`` the
-data types. Everything a caller needs is re-exported here.
+``decode`` reads (by content, header checked before decoding), ``encode`` writes (format from
+the suffix or asked for, metadata, atomic rename), ``png`` is our own 16-bit and streaming PNG
+codec, ``tiff`` our 16-bit TIFF writer, ``atomic`` the temp-file-then-rename write and its
+leftovers, ``metadata`` EXIF/ICC/DPI, ``quiet`` keeps Pillow and its C libraries off the
+terminal and under our pixel limit, ``picture`` the data types. Everything a caller needs is
+re-exported here.
 """
 
 from __future__ import annotations

@@ -2,29 +2,36 @@
 
 Contract (see docs/API.md, "Image I/O"):
 
-* Input is chosen by *content*, never by file name, from an allowlist: PNG, JPEG, WEBP, BMP,
-  TIFF, GIF, AVIF (when Pillow has it built in) and HEIF/HEIC (when the optional
-  ``pillow-heif`` package is importable). Anything else is an :class:`InputError`.
+* Input is chosen by *content*, never by file name, from an allowlist: PNG and APNG, JPEG
+  (and MPO, a camera's multi-picture JPEG: its first picture), WEBP, BMP, TIFF, GIF, AVIF and
+  AVIF sequences (when Pillow has AVIF built in), HEIF/HEIC (when the optional
+  ``pillow-heif`` package is importable), TGA and DDS (game textures), PNM (PBM/PGM/PPM/PAM),
+  QOI, ICO (its largest picture), JPEG 2000 (JP2/J2K/JPX) and PSD (the flattened composite).
+  Anything else is an :class:`InputError` that lists them.
 * The pixel count is checked on the header, before any pixel is decoded, against
-  ``max_pixels`` (default 50 MP); Pillow's own decompression-bomb warning is an error too, so
-  the effective cap is ``min(max_pixels, PIL.Image.MAX_IMAGE_PIXELS)``. Both raise
-  :class:`ImageTooLargeError`. Nothing here changes Pillow's global settings.
-* Every failure is an :class:`~upscaler_edge.errors.UpscalerError` whose ``str`` is one line;
-  damaged or truncated data is never decoded "as far as it goes".
+  ``max_pixels`` (default 50 MP), and that is the only pixel limit: Pillow's own
+  decompression-bomb check (89.5 MP) is replaced by ``max_pixels`` inside our calls, for any
+  value (see :mod:`.quiet`), without changing ``PIL.Image.MAX_IMAGE_PIXELS``. Over the limit
+  is :class:`ImageTooLargeError`.
+* Every failure is an :class:`~upscaler_edge.errors.InputError` (or a UsageError for a
+  source that is neither a path nor bytes) whose ``str`` is one line; whatever a decoder
+  raises on damaged data (``struct.error``, ``zlib.error``, ``MemoryError`` from a lying
+  header, ``KeyError``, ...) is translated, and damaged or truncated data is never decoded
+  "as far as it goes". A valid file using a variant Pillow cannot decode (a BMP with PNG or
+  JPEG compression, ...) is "unsupported BMP variant (...)".
+* Libraries stay quiet: Pillow's warnings and log records and libtiff's messages go to
+  ``logging`` (``upscaler_edge.imageio.*``, INFO/DEBUG), never to stderr (see :mod:`.quiet`).
 * A :class:`Picture` holds frames of ``(H, W, 3)`` RGB arrays (uint8, or uint16 for 16-bit
-  PNG) plus an optional ``(H, W)`` alpha of the same dtype. EXIF orientation is already
-  applied (the carried EXIF says orientation 1); L/LA inputs are flagged ``grayscale`` and
-  their gray is replicated into the three channels; CMYK is converted to sRGB through its
-  embedded profile. ``icc_profile`` is only ever a profile matching the output (RGB, or GRAY
-  for grayscale pictures).
-* Output is PNG, JPEG or WEBP. Transparency or an animation cannot go to JPEG: PNG is written
-  instead, with a logged warning. 16-bit pictures are written as 16-bit PNG (8-bit for the
-  lossy formats). :func:`write_picture` writes a temporary file in the destination folder and
-  renames it into place, so a reader never sees half a file and a failure leaves nothing.
+  PNG and 16-bit gray inputs) plus an optional ``(H, W)`` alpha of the same dtype. EXIF
+  orientation is already applied (the carried EXIF says orientation 1); L/LA inputs are
+  flagged ``grayscale`` and their gray is replicated into the three channels; CMYK is converted
+  to sRGB through its embedded profile. ``icc_profile`` is only ever a profile matching the
+  output (RGB, or GRAY for grayscale pictures).
+* Output: see :mod:`.encode`.
 
-Threading: :func:`probe` and :func:`read_picture` use ``warnings.catch_warnings``, which
-swaps the process-wide warning filters while it runs; call them from one thread at a time
-(or from worker processes) if other threads rely on warning filters.
+Threading: the Pillow calls of :func:`probe` and :func:`read_picture` run under one
+process-wide lock (warning filters and fd 2 are process-wide); calls from several threads are
+safe and take turns there.
 """
 
 from __future__ import annotations
@@ -37,8 +44,6 @@ import os
 import re
 import stat
 import struct
-import warnings
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -46,20 +51,73 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError, features
 
-from ..errors import ImageTooLargeError, InputError, UsageError
+from ..errors import ImageTooLargeError, InputError, UpscalerError, UsageError
 from .metadata import cmyk_to_rgb, dpi_of, exif_of, icc_for, orient
 from .picture import DEFAULT_MAX_PIXELS, Frame, Picture, Source, detail, gray3
 from .png import PNG_SIGNATURE, read_png16
+from .quiet import check_size, library_call
 
 __all__ = ["SUPPORTED_INPUTS", "probe", "read_picture"]
 
 logger = logging.getLogger(__name__)
 
 #: Human names of the input formats, in the order error messages list them.
-SUPPORTED_INPUTS: tuple[str, ...] = ("png", "jpeg", "webp", "bmp", "tiff", "gif", "avif", "heic")
+SUPPORTED_INPUTS: tuple[str, ...] = (
+    "png",
+    "jpeg",
+    "webp",
+    "bmp",
+    "tiff",
+    "gif",
+    "avif",
+    "heic",
+    "tga",
+    "dds",
+    "pnm",
+    "qoi",
+    "ico",
+    "jpeg2000",
+    "psd",
+)
 
-_BASE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
+# Pillow's names, in the order Pillow tries them: TGA has no signature, so it comes last.
+_BASE_FORMATS = (
+    "PNG",
+    "JPEG",  # and MPO: Pillow's JPEG opener returns those
+    "WEBP",
+    "GIF",
+    "BMP",
+    "TIFF",
+    "QOI",
+    "DDS",
+    "PSD",
+    "ICO",
+    "JPEG2000",
+    "PPM",
+)
+_LAST_FORMATS = ("TGA",)
 _ANIMATED_FORMATS = frozenset({"GIF", "WEBP", "PNG", "AVIF"})
+
+# What a file's first bytes say it is, for messages about files Pillow cannot open.
+_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (PNG_SIGNATURE, 0, "PNG"),
+    (b"\xff\xd8\xff", 0, "JPEG"),
+    (b"GIF8", 0, "GIF"),
+    (b"BM", 0, "BMP"),
+    (b"II*\x00", 0, "TIFF"),
+    (b"MM\x00*", 0, "TIFF"),
+    (b"II+\x00", 0, "TIFF"),
+    (b"MM\x00+", 0, "TIFF"),
+    (b"WEBP", 8, "WEBP"),
+    (b"qoif", 0, "QOI"),
+    (b"DDS ", 0, "DDS"),
+    (b"8BPS", 0, "PSD"),
+    (b"\x00\x00\x01\x00", 0, "ICO"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", 0, "JPEG2000"),
+    (b"\xff\x4f\xff\x51", 0, "JPEG2000"),
+)
+_DISPLAY_NAMES = {"PPM": "PNM"}  # Pillow's name for the whole PBM/PGM/PPM family
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 # Reading
@@ -71,11 +129,12 @@ def probe(src: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, in
     ``format`` is Pillow's name ("PNG", "JPEG", ...); the size is as stored, before EXIF
     orientation. Raises InputError (unreadable, unsupported) or ImageTooLargeError.
     """
-    with _open_source(src) as fp, _bomb_guard(max_pixels):
+    with _open_source(src) as fp:
         _check_png_header(fp, max_pixels)
-        with _open_image(fp) as im:
-            _check_size(im.size, max_pixels)
-            return _format_name(im), im.size[0], im.size[1]
+        with _decoding(fp, max_pixels) as kind, _open_image(fp, kind) as im:
+            check_size(im.size, max_pixels)
+            kind[0] = _format_name(im)
+            return kind[0], im.size[0], im.size[1]
 
 
 def read_picture(
@@ -87,16 +146,16 @@ def read_picture(
     alpha, with durations and the loop count) when ``all_frames`` is true; the total pixel
     count over all frames must then stay under ``max_pixels`` too.
     """
-    with _open_source(src) as fp, _bomb_guard(max_pixels):
+    with _open_source(src) as fp:
         png16 = _check_png_header(fp, max_pixels)
-        with _open_image(fp) as im:
-            _check_size(im.size, max_pixels)
-            fmt = _format_name(im)
+        with _decoding(fp, max_pixels) as kind, _open_image(fp, kind) as im:
+            check_size(im.size, max_pixels)
+            fmt = kind[0] = _format_name(im)
             animated = all_frames and fmt in _ANIMATED_FORMATS and _n_frames(im) > 1
             if png16 and not animated:
                 fp.seek(0)
                 return read_png16(fp.read(), im.info, png16)
-            _load(im, fmt)
+            im.load()
             exif, orientation = exif_of(im)
             if fmt == "TIFF":  # its "EXIF" is the TIFF's own tags (strips, sizes): not EXIF
                 exif = None
@@ -134,8 +193,10 @@ def _open_source(src: Source) -> Iterator[BinaryIO]:
         raise InputError(f"no such file: {path}") from None
     except IsADirectoryError:
         raise InputError(f"not a file: {path}") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or detail(exc)}") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise InputError(
+            f"cannot read {path}: {getattr(exc, 'strerror', None) or detail(exc)}"
+        ) from exc
     with fp, _read_errors(str(path)):
         info = os.fstat(fp.fileno())
         if stat.S_ISREG(info.st_mode):
@@ -159,23 +220,53 @@ def _read_errors(label: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _bomb_guard(max_pixels: int) -> Iterator[None]:
-    """Turn Pillow's decompression-bomb warning and error into ImageTooLargeError."""
+def _decoding(fp: BinaryIO, max_pixels: int) -> Iterator[list[str]]:
+    """Quiet Pillow calls under our pixel limit; any failure inside becomes one InputError.
+
+    Yields a one-item list holding the format name for messages: guessed from the first
+    bytes, then Pillow's name once the file is open.
+    """
+    head = fp.read(16)
+    fp.seek(0)
+    kind = [_sniff(head)]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            yield
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        found = re.search(r"\((\d+) pixels\)", str(exc))
-        pixels = int(found.group(1)) if found else None
-        if pixels is not None and pixels > max_pixels:
-            limit = f"the {max_pixels / 1e6:.1f} MP limit"
-        else:
-            limit = (
-                f"Pillow's {(Image.MAX_IMAGE_PIXELS or 0) / 1e6:.1f} MP decompression-bomb limit"
-            )
-        size = f"{pixels / 1e6:.1f} MP" if pixels is not None else "too large"
-        raise ImageTooLargeError(f"image is {size}, over {limit}") from exc
+        with library_call(max_pixels, capture_fd=head[:4] in _TIFF_MAGIC):
+            yield kind
+    except UpscalerError:
+        raise
+    except Image.DecompressionBombError as exc:  # only if Pillow's check was not replaced
+        raise ImageTooLargeError(f"image is too large ({detail(exc)})") from exc
+    except MemoryError as exc:
+        raise InputError(
+            f"damaged {kind[0]} data: its header asks for more memory than there is"
+        ) from exc
+    except RecursionError as exc:
+        raise InputError(f"damaged {kind[0]} data (nested too deeply)") from exc
+    except Exception as exc:
+        logger.debug("decoding %s failed", kind[0], exc_info=True)
+        raise InputError(_failure_message(kind[0], exc)) from exc
+
+
+def _failure_message(fmt: str, exc: BaseException) -> str:
+    fmt = _DISPLAY_NAMES.get(fmt, fmt)
+    text = detail(exc)
+    if text.lower().startswith("unsupported") or "not supported" in text.lower():
+        what = re.sub(rf"^unsupported\s+(?:{re.escape(fmt)}\s+)?", "", text, flags=re.I)
+        return f"unsupported {fmt} variant ({what or text})"
+    if isinstance(exc, (KeyError, IndexError, TypeError, AttributeError)):
+        text = f"{type(exc).__name__}: {text}"
+    return f"damaged or truncated {fmt} data ({text})"
+
+
+def _sniff(head: bytes) -> str:
+    for magic, offset, name in _SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            return name
+    if head[4:8] == b"ftyp":
+        return "AVIF" if head[8:12] in (b"avif", b"avis") else "HEIF"
+    if len(head) >= 2 and head[:1] == b"P" and head[1:2] in b"1234567fF":
+        return "PNM"
+    return "image"
 
 
 def _check_png_header(fp: BinaryIO, max_pixels: int) -> tuple[int, int] | None:
@@ -188,17 +279,8 @@ def _check_png_header(fp: BinaryIO, max_pixels: int) -> tuple[int, int] | None:
     if len(head) < 29 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
         return None
     width, height, depth, colour, interlace = struct.unpack(">IIBB2xB", head[16:29])
-    _check_size((width, height), max_pixels)
+    check_size((width, height), max_pixels)
     return (colour, interlace) if depth == 16 and colour in (2, 4, 6) else None
-
-
-def _check_size(size: tuple[int, int], max_pixels: int) -> None:
-    width, height = size
-    if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"image is {width}x{height} = {width * height / 1e6:.1f} MP, "
-            f"over the {max_pixels / 1e6:.1f} MP limit"
-        )
 
 
 def _allowed_formats() -> list[str]:
@@ -207,7 +289,7 @@ def _allowed_formats() -> list[str]:
         formats.append("AVIF")
     if _heif_available():
         formats.append("HEIF")
-    return formats
+    return formats + list(_LAST_FORMATS)
 
 
 @functools.lru_cache(maxsize=1)
@@ -221,24 +303,29 @@ def _heif_available() -> bool:
     return True
 
 
-def _open_image(fp: BinaryIO) -> Image.Image:
+def _open_image(fp: BinaryIO, kind: list[str]) -> Image.Image:
     try:
         return Image.open(fp, formats=_allowed_formats())
     except UnidentifiedImageError:
-        raise InputError(_unsupported_message(fp)) from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
-        raise InputError(f"damaged or truncated image file ({detail(exc)})") from exc
+        raise InputError(_unsupported_message(fp, kind[0])) from None
 
 
-def _unsupported_message(fp: BinaryIO) -> str:
+def _unsupported_message(fp: BinaryIO, guess: str) -> str:
     fp.seek(0)
     head = fp.read(12)
     if head[4:8] == b"ftyp":
         brand = head[8:12]
+        allowed = _allowed_formats()
         if brand in (b"avif", b"avis"):
-            return "AVIF input needs Pillow 11.2 or newer built with AVIF support"
+            if "AVIF" not in allowed:
+                return "AVIF input needs Pillow 11.2 or newer built with AVIF support"
+            return "damaged or unsupported AVIF data"
         if brand in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"):
-            return "HEIC input needs the optional pillow-heif package (pip install pillow-heif)"
+            if "HEIF" not in allowed:
+                return "HEIC input needs the optional pillow-heif package (pip install pillow-heif)"
+            return "damaged or unsupported HEIF data"
+    if guess not in ("image", "AVIF", "HEIF"):  # a known signature Pillow refused to open
+        return f"damaged or truncated {guess} header"
     return f"not a supported image ({', '.join(SUPPORTED_INPUTS)})"
 
 
@@ -248,17 +335,7 @@ def _format_name(im: Image.Image) -> str:
 
 
 def _n_frames(im: Image.Image) -> int:
-    try:
-        return int(getattr(im, "n_frames", 1))
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
-        raise InputError(f"damaged {_format_name(im)} animation ({detail(exc)})") from exc
-
-
-def _load(im: Image.Image, fmt: str) -> None:
-    try:
-        im.load()
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as exc:
-        raise InputError(f"damaged or truncated {fmt} data ({detail(exc)})") from exc
+    return int(getattr(im, "n_frames", 1))
 
 
 def _read_animation(im: Image.Image, fmt: str, max_pixels: int) -> Picture:
@@ -272,18 +349,17 @@ def _read_animation(im: Image.Image, fmt: str, max_pixels: int) -> Picture:
     icc = im.info.get("icc_profile")
     frames: list[Frame] = []
     for index in range(count):
-        try:
-            im.seek(index)
-        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
-            raise InputError(f"damaged {fmt} animation ({detail(exc)})") from exc
-        _load(im, fmt)
+        im.seek(index)
+        im.load()
         rgba = np.asarray(im.convert("RGBA"))
+        if rgba.shape[:2] != (height, width):
+            raise InputError(f"damaged {fmt} animation (frame {index} has another size)")
         duration = im.info.get("duration")
         frames.append(
             Frame(
                 rgba[..., :3].copy(),
                 rgba[..., 3].copy(),
-                None if duration is None else round(float(duration)),
+                None if duration is None else max(0, round(float(duration))),
             )
         )
     if all(bool((f.alpha == 255).all()) for f in frames if f.alpha is not None):
@@ -299,6 +375,8 @@ def _to_arrays(
     im: Image.Image, icc: bytes | None
 ) -> tuple[np.ndarray, np.ndarray | None, bool, bytes | None]:
     """One loaded Pillow image -> (rgb, alpha, grayscale, icc profile to carry)."""
+    if not isinstance(icc, bytes):
+        icc = None
     mode = im.mode
     if mode == "CMYK":
         im, icc = cmyk_to_rgb(im, icc)

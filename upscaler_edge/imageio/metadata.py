@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
-import struct
+import math
 from typing import Any
 
 import numpy as np
@@ -64,9 +64,9 @@ def cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes 
             rgb = ImageCms.profileToProfile(im, source, target, outputMode="RGB")
             if rgb is not None:
                 return rgb, srgb_bytes()
-        except (OSError, ValueError, ImageCms.PyCMSError) as exc:
-            logger.warning(
-                "cannot use the CMYK image's colour profile (%s); converting plainly", exc
+        except Exception as exc:  # a damaged profile: lcms2 says why in many ways
+            logger.info(
+                "cannot use the CMYK image's colour profile (%s); converting plainly", detail(exc)
             )
     return im.convert("RGB"), None
 
@@ -75,10 +75,13 @@ def exif_of(im: Image.Image) -> tuple[bytes | None, int]:
     """The EXIF to carry (orientation reset to 1) and the orientation to apply."""
     try:
         exif = im.getexif()
-    except (OSError, SyntaxError, ValueError, struct.error) as exc:
-        logger.warning("ignoring unreadable EXIF data (%s)", detail(exc))
+        return reset_orientation(exif, im.info.get("exif"))
+    except MemoryError:
+        logger.info("ignoring EXIF data too large to read")
         return None, 1
-    return reset_orientation(exif, im.info.get("exif"))
+    except Exception as exc:  # damaged EXIF fails in many ways (struct.error, KeyError, ...)
+        logger.info("ignoring unreadable EXIF data (%s)", detail(exc))
+        return None, 1
 
 
 def reset_orientation(exif: Image.Exif, raw: bytes | None) -> tuple[bytes | None, int]:
@@ -86,7 +89,7 @@ def reset_orientation(exif: Image.Exif, raw: bytes | None) -> tuple[bytes | None
         return None, 1
     try:
         orientation = int(exif.get(_ORIENTATION_TAG, 1))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         orientation = 0
     if orientation == 1 and isinstance(raw, bytes) and raw:
         return (raw if raw.startswith(EXIF_PREFIX) else EXIF_PREFIX + raw), 1
@@ -94,8 +97,8 @@ def reset_orientation(exif: Image.Exif, raw: bytes | None) -> tuple[bytes | None
         exif[_ORIENTATION_TAG] = 1
     try:
         return exif.tobytes(), orientation if 2 <= orientation <= 8 else 1
-    except (OSError, ValueError, struct.error) as exc:
-        logger.warning("dropping EXIF data that cannot be rewritten (%s)", detail(exc))
+    except Exception as exc:  # values Pillow read but cannot write back
+        logger.info("dropping EXIF data that cannot be rewritten (%s)", detail(exc))
         return None, orientation if 2 <= orientation <= 8 else 1
 
 
@@ -126,6 +129,6 @@ def dpi_of(info: dict[str, Any]) -> tuple[float, float] | None:
         return None
     try:
         x, y = float(dpi[0]), float(dpi[1])
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
         return None
-    return (x, y) if x > 0 and y > 0 else None
+    return (x, y) if 0 < x < math.inf and 0 < y < math.inf else None

@@ -19,7 +19,14 @@ from ..errors import InputError
 from .metadata import EXIF_PREFIX, dpi_of, icc_for, orient, reset_orientation
 from .picture import Frame, Picture, detail, gray3
 
-__all__ = ["PNG_COMPRESS_LEVEL", "PNG_SIGNATURE", "encode_png", "read_png16", "stack"]
+__all__ = [
+    "PNG_COMPRESS_LEVEL",
+    "PNG_SIGNATURE",
+    "encode_png",
+    "png_phys",
+    "read_png16",
+    "stack",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +110,8 @@ def read_png16(data: bytes, info: dict[str, Any], kind: tuple[int, int]) -> Pict
         try:
             parsed.load(EXIF_PREFIX + chunks[b"eXIf"])
             exif, orientation = reset_orientation(parsed, EXIF_PREFIX + chunks[b"eXIf"])
-        except (OSError, SyntaxError, ValueError, struct.error) as exc:
-            logger.warning("ignoring unreadable EXIF data (%s)", detail(exc))
+        except Exception as exc:  # damaged EXIF fails in many ways
+            logger.info("ignoring unreadable EXIF data (%s)", detail(exc))
     rgb = orient(rgb, orientation)
     alpha = None if alpha is None else orient(alpha, orientation)
     icc = info.get("icc_profile")
@@ -184,8 +191,9 @@ def encode_png(
     ]
     if icc:
         out.append(_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
-    if dpi:
-        out.append(_chunk(b"pHYs", struct.pack(">IIB", *(int(v / 0.0254 + 0.5) for v in dpi), 1)))
+    phys = png_phys(dpi)
+    if phys:
+        out.append(_chunk(b"pHYs", struct.pack(">IIB", *phys, 1)))
     if exif:
         out.append(_chunk(b"eXIf", exif[6:] if exif.startswith(EXIF_PREFIX) else exif))
     rows_per_band = max(1, _BAND_BYTES // max(1, width * bpp))
@@ -209,6 +217,27 @@ def encode_png(
         adler = _adler32_combine(adler, band_adler, length)
     out += [_chunk(b"IDAT", struct.pack(">I", adler)), _chunk(b"IEND", b"")]
     return out
+
+
+_PHYS_MAX = 0xFFFFFFFF  # pHYs holds pixels per metre as unsigned 32-bit
+
+
+def png_phys(dpi: tuple[float, float] | None) -> tuple[int, int] | None:
+    """DPI -> pHYs pixels per metre, or None (logged) when pHYs cannot hold it.
+
+    A camera may claim 4294967295 dpi; after a x4 upscale that is 6.8e11 pixels per metre,
+    which no pHYs chunk can say: the chunk is left out rather than clamped to a made-up value.
+    """
+    if not dpi:
+        return None
+    try:
+        ppm = tuple(round(float(v) / 0.0254) for v in dpi)
+    except (TypeError, ValueError, OverflowError):
+        ppm = ()
+    if len(ppm) != 2 or not all(1 <= v <= _PHYS_MAX for v in ppm):
+        logger.info("leaving out a resolution of %s dpi that PNG cannot hold", dpi)
+        return None
+    return ppm[0], ppm[1]
 
 
 _BAND_BYTES = 2 << 20  # raw rows per band: big enough that the lost dictionary costs nothing
