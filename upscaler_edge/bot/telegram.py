@@ -7,6 +7,9 @@
   ``random_id``: if a crash makes the bot send the same reply again, Telegram answers
   ``RANDOM_ID_DUPLICATE`` and :func:`send_document` / :func:`send_text` return None instead
   of posting a second message.
+* Albums (:func:`send_album`) upload each file, register it with ``messages.uploadMedia`` and
+  send them in one ``messages.sendMultiMedia`` (at most :data:`ALBUM_LIMIT` items), each with its
+  own fixed ``random_id``: a repeated album is refused as a whole, like a repeated message.
 * :func:`describe_media` reads what Telegram says about an incoming file before any download.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,14 +26,21 @@ from ..naming import IMAGE_SUFFIXES
 from .telethon_api import TelegramClient, errors, functions, types, utils
 
 __all__ = [
+    "ALBUM_LIMIT",
+    "AlbumItem",
     "MediaInfo",
     "describe_media",
     "peer_from_string",
     "peer_to_string",
+    "send_album",
     "send_document",
+    "send_photo",
     "send_text",
     "sent_message_id",
+    "sent_message_ids",
 ]
+
+ALBUM_LIMIT = 10  # items Telegram takes in one album
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +77,9 @@ class MediaInfo:
 
     ``size`` is in bytes (None if unknown); ``width``/``height`` are known for photos and
     for documents that carry an image-size attribute. ``compressed`` is True for photos
-    (Telegram re-encoded them), False for files sent as documents.
+    (Telegram re-encoded them), False for files sent as documents. ``duration`` (seconds) is
+    known for videos and animations. ``album_id`` is Telegram's ``grouped_id``: the files of
+    one album share it.
     """
 
     file_name: str
@@ -76,6 +89,8 @@ class MediaInfo:
     height: int | None
     compressed: bool
     looks_like_image: bool
+    duration: float | None = None
+    album_id: int | None = None
 
 
 def describe_media(message: Any) -> MediaInfo | None:
@@ -90,6 +105,7 @@ def describe_media(message: Any) -> MediaInfo | None:
             height=file.height,
             compressed=True,
             looks_like_image=True,
+            album_id=message.grouped_id,
         )
     if message.document is not None:
         file = message.file
@@ -104,8 +120,16 @@ def describe_media(message: Any) -> MediaInfo | None:
             height=file.height or None,
             compressed=False,
             looks_like_image=image,
+            duration=file.duration or None,
+            album_id=message.grouped_id,
         )
     return None
+
+
+def sent_message_ids(result: Any) -> dict[int, int]:
+    """random_id -> new message id, from the ``Updates`` of a send request."""
+    updates = getattr(result, "updates", None) or []
+    return {u.random_id: u.id for u in updates if isinstance(u, types.UpdateMessageID)}
 
 
 def sent_message_id(result: Any, random_id: int | None = None) -> int | None:
@@ -187,3 +211,91 @@ async def send_document(
         log.info("result with random id %s was already sent; not sending it again", random_id)
         return None
     return sent_message_id(result, random_id)
+
+
+async def send_photo(
+    client: TelegramClient,
+    peer: str,
+    path: Path,
+    *,
+    caption: str,
+    random_id: int,
+    reply_to: int | None = None,
+) -> int | None:
+    """Send ``path`` (a JPEG) as a compressed photo, once; like :func:`send_document`."""
+    uploaded = await client.upload_file(path, file_name=path.name)
+    request = functions.messages.SendMediaRequest(
+        peer=peer_from_string(peer),
+        media=types.InputMediaUploadedPhoto(file=uploaded),
+        message=caption,
+        random_id=random_id,
+        reply_to=_reply_to(reply_to),
+    )
+    try:
+        result = await client(request)
+    except errors.RandomIdDuplicateError:
+        log.info("photo with random id %s was already sent; not sending it again", random_id)
+        return None
+    return sent_message_id(result, random_id)
+
+
+@dataclass(frozen=True)
+class AlbumItem:
+    """One file of an album: what to upload, its name, caption and idempotency key."""
+
+    path: Path
+    file_name: str
+    caption: str
+    random_id: int
+
+
+async def send_album(
+    client: TelegramClient,
+    peer: str,
+    items: Sequence[AlbumItem],
+    *,
+    as_photos: bool,
+    reply_to: int | None = None,
+    progress: Any = None,
+) -> dict[int, int] | None:
+    """Send 2..:data:`ALBUM_LIMIT` files as one album: documents (never recompressed), or
+    photos (the previews). Returns random_id -> message id, or None when Telegram had these
+    random ids already (the album was sent before). ``progress(done, total)`` counts files."""
+    if not 2 <= len(items) <= ALBUM_LIMIT:
+        raise ValueError(f"an album holds 2 to {ALBUM_LIMIT} files, not {len(items)}")
+    input_peer = peer_from_string(peer)
+    singles = []
+    for done, item in enumerate(items):
+        if progress is not None:
+            progress(done, len(items))
+        uploaded = await client.upload_file(item.path, file_name=item.file_name)
+        media: Any
+        if as_photos:
+            media = types.InputMediaUploadedPhoto(file=uploaded)
+        else:
+            mime = mimetypes.guess_type(item.file_name)[0] or "application/octet-stream"
+            media = types.InputMediaUploadedDocument(
+                file=uploaded,
+                mime_type=mime,
+                attributes=[types.DocumentAttributeFilename(item.file_name)],
+                force_file=True,
+            )
+        registered = await client(functions.messages.UploadMediaRequest(input_peer, media))
+        singles.append(
+            types.InputSingleMedia(
+                media=utils.get_input_media(registered),
+                message=item.caption,
+                random_id=item.random_id,
+            )
+        )
+    if progress is not None:
+        progress(len(items), len(items))
+    request = functions.messages.SendMultiMediaRequest(
+        peer=input_peer, multi_media=singles, reply_to=_reply_to(reply_to)
+    )
+    try:
+        result = await client(request)
+    except errors.RandomIdDuplicateError:
+        log.info("album with random ids %s was already sent", [i.random_id for i in items])
+        return None
+    return sent_message_ids(result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -44,15 +44,15 @@ class Core:
     """The core library functions the bot uses (swappable in tests).
 
     ``probe(path, max_pixels=...)`` -> (format, width, height) from the header, raising
-    ``InputError``/``ImageTooLargeError``; ``resolve(name, scale)`` -> the ``ModelSpec`` (a
-    family's member for that scale), raising ``UsageError``/``UnknownModelError`` (the
-    registry's rule: no scale above the model's); ``device_name`` is shown until the first
-    result names the real device.
+    ``InputError``/``ImageTooLargeError``; ``resolve(name, scale, denoise)`` -> the
+    ``ModelSpec`` (a family's member for that scale and noise level), raising
+    ``UsageError``/``UnknownModelError`` (the registry's rule: no scale above the model's, no
+    level it lacks); ``device_name`` is shown until the first result names the real device.
     """
 
     upscale: Upscale
     probe: Callable[..., tuple[str, int, int]]
-    resolve: Callable[[str, int | None], ModelSpec]
+    resolve: Callable[..., ModelSpec]
     catalog: Catalog
     device_name: str
     close: Callable[[], None] = _no_close
@@ -79,9 +79,17 @@ class Core:
 
 
 def options_for(params: Mapping[str, Any], config: BotConfig, fmt: str) -> Options:
-    """The core Options for a job's params (imported lazily: the core may load ncnn)."""
+    """The core Options for a job's params (imported lazily: the core may load ncnn).
+
+    ``params["model"]`` is the member the registry resolved for the scale and noise level
+    asked for, so the level is honoured through the model; it is also passed as
+    ``Options.denoise`` where the core's Options has that field.
+    """
     from ..options import Options
 
+    extra: dict[str, Any] = {}
+    if params.get("denoise") is not None and "denoise" in {f.name for f in fields(Options)}:
+        extra["denoise"] = params["denoise"]
     # overwrite: the spool folder is the job's own, and a crashed attempt may have left a file
     return Options(
         model=params["model"],
@@ -90,4 +98,5 @@ def options_for(params: Mapping[str, Any], config: BotConfig, fmt: str) -> Optio
         format=fmt,
         max_pixels=config.max_pixels,
         overwrite=True,
+        **extra,
     )
