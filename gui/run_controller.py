@@ -36,6 +36,7 @@ def options_for(s: GuiSettings) -> Options:
     return Options(
         model=s.model,
         scale=s.scale,
+        denoise=s.denoise,
         tile=s.tile,
         device=s.device,
         format=s.format,

@@ -27,7 +27,7 @@ from .naming import find_images, output_names
 from .options import DEFAULT_MODEL, Options
 
 if TYPE_CHECKING:
-    from .models import Registry
+    from .models import ModelFamily, Registry
 
 __all__ = ["Env", "build_parser", "main", "plan_tasks", "run"]
 
@@ -61,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale",
         type=int,
         help="output scale (default: the model's; smaller ones resize with Lanczos)",
+    )
+    p.add_argument(
+        "-n",
+        "--denoise",
+        type=int,
+        metavar="N",
+        help="denoise level, numbered as the model's reference tool does: Real-CUGAN -1 "
+        "conservative, 0 none, 1-3; waifu2x -1 none, 0-3 (default: the plain model; "
+        "--list-models shows each model's levels)",
     )
     p.add_argument(
         "-t",
@@ -125,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-resume", action="store_true", help="start over instead of resuming a killed run"
     )
     p.add_argument("--list-models", action="store_true", help="list the models and exit")
+    p.add_argument(
+        "--import-model",
+        metavar="FILE",
+        type=Path,
+        help="import a super-resolution model (.onnx, .pth, .pt, .safetensors, .ckpt) into "
+        "the user models folder, checked against the original; then -m NAME works",
+    )
+    p.add_argument("--name", help="with --import-model: the model's name (default: the file's)")
     p.add_argument("--list-devices", action="store_true", help="list the compute devices and exit")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
@@ -242,10 +259,44 @@ def _print_models(out: TextIO, registry: Registry) -> None:
     width = max(len(f.name) for f in fams) + 2
     for f in fams:
         scales = "/".join(f"x{s}" for s in f.scales)
-        denoise = f"  denoise {', '.join(map(str, f.denoise))}" if f.denoise else ""
-        out.write(f"{f.name:<{width}}{scales:<10}{f.kind:<7}{f.description}{denoise}\n")
-        if len(f.members) > 1:
+        out.write(f"{f.name:<{width}}{scales:<10}{f.kind:<7}{f.description}\n")
+        if f.denoise:
+            out.write(f"{'':<{width}}{_denoise_line(f)}\n")
+        elif len(f.members) > 1:
             out.write(f"{'':<{width}}(-s picks: {', '.join(f.members)})\n")
+
+
+def _denoise_line(f: ModelFamily) -> str:
+    """``-n  x2: -1 0 1 2 3  x3: -1 0 3  (-1 conservative, 0 none = default)``."""
+    per_scale = {s: f.denoise_for(s) for s in f.scales}
+    if len(set(per_scale.values())) == 1:
+        levels = " ".join(map(str, f.denoise))
+    else:
+        levels = "  ".join(f"x{s}: {' '.join(map(str, lv))}" for s, lv in per_scale.items() if lv)
+    named = [
+        f"{lv} {label}{' = default' if lv == f.default_denoise else ''}"
+        for lv in f.denoise
+        if (label := f.denoise_label(lv)) != str(lv)
+    ]
+    return f"-n  {levels}  ({', '.join(named)})" if named else f"-n  {levels}"
+
+
+def _import_model(args: argparse.Namespace, env: Env) -> ExitStatus:
+    """--import-model FILE [--name NAME] [-s N]: one line naming the model, on stdout."""
+    if args.inputs:
+        raise UsageError("--import-model takes no INPUT images; import first, then upscale")
+    from .convert import import_model
+
+    def say(line: str) -> None:
+        if not args.quiet and env.interactive:
+            env.stderr.write(f"{PROG}: {line}\n")
+
+    done = import_model(args.import_model, args.name, args.scale, say=say)
+    env.stdout.write(
+        f"imported {done.name} (x{done.scale}, {done.kind}, ncnn matches it at "
+        f"{done.parity_db:.0f} dB, context {done.context}): use -m {done.name}\n"
+    )
+    return ExitStatus.OK
 
 
 def _print_devices(out: TextIO) -> None:
@@ -313,7 +364,7 @@ def main(
         format=f"{PROG}: %(levelname)s: %(message)s",
         stream=env.stderr,
     )
-    if not (args.inputs or args.list_models or args.list_devices):
+    if not (args.inputs or args.list_models or args.list_devices or args.import_model):
         parser.print_usage(env.stderr)
         env.stderr.write(
             f"{PROG}: error: give at least one INPUT (file or folder), or --gui / --bot\n"
@@ -349,6 +400,7 @@ def _options(args: argparse.Namespace, fmt: str | None) -> Options:
         all_frames=args.all_frames,
         overwrite=args.overwrite,
         max_pixels=max(1, int(args.max_megapixels * 1_000_000)),
+        denoise=args.denoise,
     )
 
 
@@ -357,6 +409,8 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     makes no sense; a failing input is reported and counted, never raised."""
     from .models import default_registry
 
+    if args.import_model is not None:
+        return _import_model(args, env)
     registry = default_registry()
     if args.list_models:
         _print_models(env.stdout, registry)
@@ -372,12 +426,14 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     from .video.cli import run_videos, split_inputs  # video files go to upscaler_edge.video
 
     videos, inputs = split_inputs(inputs, args.output)
-    video_status = run_videos(videos, args, env, registry) if videos else ExitStatus.OK
+    video_status = (
+        run_videos(videos, _options(args, None), args, env, registry) if videos else ExitStatus.OK
+    )
     if not inputs:
         return video_status
     fmt = _output_format(args.output, args.format, _is_single_file(inputs, args.output))
     options = _options(args, fmt)
-    spec = registry.resolve(options.model, options.scale)
+    spec = registry.resolve(options.model, options.scale, options.denoise)
     device = pick_device(options.device)
     scale = options.scale or spec.scale
     tasks, problems = plan_tasks(inputs, args.output, scale, fmt, args.recursive)

@@ -24,7 +24,9 @@ class Options:
 
     ``tile`` counts input pixels per tile side, context padding not included; 0 means auto.
     ``scale`` None means the model's native scale; a smaller scale resizes the model's output
-    with Lanczos; a larger one is an error.
+    with Lanczos; a larger one is an error. ``denoise`` picks a family's denoise level,
+    numbered as its reference tool numbers them (Real-CUGAN -1 conservative, 0 none, 1-3;
+    waifu2x -1 none, 0-3); None means the family's plain model.
     """
 
     model: str = DEFAULT_MODEL
@@ -39,6 +41,7 @@ class Options:
     overwrite: bool = False
     max_pixels: int = 50_000_000
     models_dirs: tuple[Path, ...] = ()
+    denoise: int | None = None
 
     def __post_init__(self) -> None:
         if self.tile != 0 and self.tile < MIN_TILE:

@@ -21,13 +21,16 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from PIL import Image
 
-from . import imageio
+from . import imageio, se_sync
 from .engine import DeviceInfo, Engine, TileFault, pick_device
 from .errors import Cancelled, DeviceError, ImageTooLargeError, OutputError, UpscalerError
 from .imageio import Frame, Picture
 from .models import ModelSpec, Registry, default_registry, verify_model
 from .naming import output_name
 from .options import Options
+from .preprocess import cut, model_window, output_crop
+from .preprocess import tta_forward as _tta_forward
+from .preprocess import tta_inverse as _tta_inverse
 from .tiling import MIN_TILE, Tile, auto_tiles, plan_tiles, split_tile
 
 __all__ = [
@@ -44,6 +47,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+#: shared squeeze-and-excitation values, one dict per TTA transform (se_sync); None: none
+_Feeds = list[dict[str, np.ndarray]] | None
 
 
 class CancelToken(Protocol):
@@ -81,27 +86,6 @@ def default_output_path(src: Path, scale: int, fmt: str | None = None) -> Path:
 def _check_cancel(cancel: CancelToken | None) -> None:
     if cancel is not None and cancel.is_set():
         raise Cancelled("cancelled")
-
-
-# 8 dihedral transforms of a (C, H, W) array and their inverses, as the reference's TTA
-def _tta_forward(x: np.ndarray, k: int) -> np.ndarray:
-    if k & 4:
-        x = x.transpose(0, 2, 1)
-    if k & 2:
-        x = x[:, ::-1, :]
-    if k & 1:
-        x = x[:, :, ::-1]
-    return np.ascontiguousarray(x)
-
-
-def _tta_inverse(y: np.ndarray, k: int) -> np.ndarray:
-    if k & 1:
-        y = y[:, :, ::-1]
-    if k & 2:
-        y = y[:, ::-1, :]
-    if k & 4:
-        y = y.transpose(0, 2, 1)
-    return y
 
 
 class _Job:
@@ -151,13 +135,16 @@ class Upscaler:
         self.close()
 
     # -- one tile, with the fallbacks ------------------------------------------------------
-    def _infer(self, eng: Engine, x: np.ndarray, tta: bool) -> np.ndarray:
+    def _infer(self, eng: Engine, x: np.ndarray, tta: bool, feeds: _Feeds = None) -> np.ndarray:
+        def run(x: np.ndarray, k: int) -> np.ndarray:
+            return eng.infer(x, feeds[k]) if feeds else eng.infer(x)
+
         if not tta:
-            y = eng.infer(x)
+            y = run(x, 0)
         else:
-            acc = _tta_inverse(eng.infer(x), 0).copy()
+            acc = _tta_inverse(run(x, 0), 0).copy()
             for k in range(1, 8):
-                acc += _tta_inverse(eng.infer(_tta_forward(x, k)), k)
+                acc += _tta_inverse(run(_tta_forward(x, k), k), k)
             y = acc / 8.0
         spread = float(y.max() - y.min())
         if not math.isfinite(spread):
@@ -176,14 +163,15 @@ class Upscaler:
         eng: Engine,
         tta: bool,
         maxval: float,
+        feeds: _Feeds = None,
     ) -> None:
         """Infer one tile and paste its core into ``out`` (synchronously, with fallbacks)."""
         try:
-            y = self._infer(eng, _window(src, t, maxval), tta)
+            y = self._infer(eng, _window(src, t, maxval, spec), tta, feeds)
         except TileFault as fault:
-            self._recover(src, out, t, spec, eng, tta, maxval, fault)
+            self._recover(src, out, t, spec, eng, tta, maxval, fault, feeds)
             return
-        _paste(out, y, t, spec.scale, maxval)
+        _paste(out, y, t, spec, maxval)
 
     def _recover(
         self,
@@ -195,6 +183,7 @@ class Upscaler:
         tta: bool,
         maxval: float,
         fault: TileFault,
+        feeds: _Feeds = None,
     ) -> None:
         """A tile failed: on a GPU retry it in fp32 (some GPUs give black or NaN tiles in
         fp16), then in quarters down to MIN_TILE px, then on the CPU; else DeviceError."""
@@ -203,21 +192,21 @@ class Upscaler:
             log.warning("%s; retrying that tile in fp32", fault)
             precise = self.engine_for(spec, eng.device, precise=True)
             try:
-                y = self._infer(precise, _window(src, t, maxval), tta)
+                y = self._infer(precise, _window(src, t, maxval, spec), tta, feeds)
             except TileFault as again:
                 fault = again
             else:
-                _paste(out, y, t, spec.scale, maxval)
+                _paste(out, y, t, spec, maxval)
                 return
         if max(t.x1 - t.x0, t.y1 - t.y0) > MIN_TILE:
             log.warning("%s; retrying that tile at half size", fault)
             for sub in split_tile(t, w, h, spec.context, spec.edge_pad):
-                self._run_tile(src, out, sub, spec, eng, tta, maxval)
+                self._run_tile(src, out, sub, spec, eng, tta, maxval, feeds)
             return
         if eng.device.is_gpu:
             log.warning("%s at %d px; running that tile on the CPU", fault, MIN_TILE)
             cpu = self.engine_for(spec, pick_device("cpu"))
-            self._run_tile(src, out, t, spec, cpu, tta, maxval)
+            self._run_tile(src, out, t, spec, cpu, tta, maxval, feeds)
             return
         raise DeviceError(f"inference failed: {fault}") from fault
 
@@ -242,39 +231,70 @@ class Upscaler:
         maxval = float(np.iinfo(src.dtype).max)
         if not tiles:
             return out
+        feeds = self._shared_means(src, spec, eng, tiles, tta, job, maxval)
         with (
             ThreadPoolExecutor(1, thread_name_prefix="tile-prep") as prep,
             ThreadPoolExecutor(1, thread_name_prefix="tile-paste") as paster,
         ):
-            nxt = prep.submit(_window, src, tiles[0], maxval)
+            nxt = prep.submit(_window, src, tiles[0], maxval, spec)
             pasting: Future[None] | None = None
             for i, t in enumerate(tiles):
                 _check_cancel(job.cancel)
                 x = nxt.result()
                 if i + 1 < len(tiles):
-                    nxt = prep.submit(_window, src, tiles[i + 1], maxval)
+                    nxt = prep.submit(_window, src, tiles[i + 1], maxval, spec)
                 try:
-                    y = self._infer(eng, x, tta)
+                    y = self._infer(eng, x, tta, feeds)
                 except TileFault as fault:
                     if pasting is not None:
                         pasting.result()
                         pasting = None
-                    self._recover(src, out, t, spec, eng, tta, maxval, fault)
+                    self._recover(src, out, t, spec, eng, tta, maxval, fault, feeds)
                 else:
                     if pasting is not None:
                         pasting.result()
-                    pasting = paster.submit(_paste, out, y, t, s, maxval)
+                    pasting = paster.submit(_paste, out, y, t, spec, maxval)
                 job.step()
             if pasting is not None:
                 pasting.result()
         return out
+
+    def _shared_means(
+        self,
+        src: np.ndarray,
+        spec: ModelSpec,
+        eng: Engine,
+        tiles: list[Tile],
+        tta: bool,
+        job: _Job,
+        maxval: float,
+    ) -> _Feeds:
+        """The whole image's squeeze-and-excitation values for a tiled run (se_sync), so the
+        tiles match one whole-image inference; None when not needed. A device fault here
+        computes them on the CPU."""
+        if not se_sync.needed(spec, tiles):
+            return None
+
+        def step() -> None:
+            _check_cancel(job.cancel)
+            job.step()
+
+        transforms = range(8) if tta else (0,)
+        try:
+            return se_sync.shared_means(eng.features, src, tiles, spec, maxval, transforms, step)
+        except TileFault as fault:
+            if not eng.device.is_gpu:
+                raise DeviceError(f"inference failed: {fault}") from fault
+            log.warning("%s; computing the shared averages on the CPU", fault)
+            cpu = self.engine_for(spec, pick_device("cpu"))
+            return se_sync.shared_means(cpu.features, src, tiles, spec, maxval, transforms)
 
     # -- pictures ------------------------------------------------------------------------
     def prepare(self, options: Options | None = None) -> Plan:
         """Resolve the model and the device once for a job (or a batch)."""
         opts = options or self.options
         registry = self._registry or default_registry(tuple(opts.models_dirs))
-        spec = registry.resolve(opts.model, opts.scale)
+        spec = registry.resolve(opts.model, opts.scale, opts.denoise)
         return Plan(spec, pick_device(opts.device), opts.scale or spec.scale)
 
     def tiles(self, width: int, height: int, plan: Plan, options: Options) -> list[Tile]:
@@ -312,7 +332,8 @@ class Upscaler:
             f.alpha is not None and opts.alpha == "model" and not _is_constant(f.alpha)
             for f in pic.frames
         ]
-        job = _Job(len(tiles) * (len(pic.frames) + sum(alpha_runs)), progress, cancel)
+        passes = se_sync.passes(spec, tiles)
+        job = _Job(passes * len(tiles) * (len(pic.frames) + sum(alpha_runs)), progress, cancel)
         if progress is not None:
             progress(0, job.total)
         frames = []
@@ -521,24 +542,18 @@ def _check_output(src: Path, dst: Path, overwrite: bool) -> None:
         raise OutputError(f"{dst} exists (use --overwrite)")
 
 
-def _window(src: np.ndarray, t: Tile, maxval: float) -> np.ndarray:
-    """Tile ``t``'s window of ``src`` (H, W, 3), mirrored beyond the image's edges, as the
-    model's input: float32 (3, h, w) in [0, 1]."""
-    h, w = src.shape[:2]
-    wx0, wy0, wx1, wy1 = t.window
-    win = src[max(wy0, 0) : min(wy1, h), max(wx0, 0) : min(wx1, w)]
-    if wx0 < 0 or wy0 < 0 or wx1 > w or wy1 > h:  # mirror beyond the image's edges
-        pads = ((max(-wy0, 0), max(wy1 - h, 0)), (max(-wx0, 0), max(wx1 - w, 0)), (0, 0))
-        win = np.pad(win, pads, mode="reflect")
-    x = np.ascontiguousarray(win.transpose(2, 0, 1), dtype=np.float32)
-    x *= 1.0 / maxval
-    return x
+def _window(src: np.ndarray, t: Tile, maxval: float, spec: ModelSpec) -> np.ndarray:
+    """Tile ``t``'s window of ``src`` (H, W, 3) as the model reads it (aligned, padded beyond
+    the image's edges as the model's reference does; see ``preprocess``): float32 (3, h, w)
+    in [0, 1]."""
+    return cut(src, model_window(t, spec), spec, maxval)
 
 
-def _paste(out: np.ndarray, y: np.ndarray, t: Tile, s: int, maxval: float) -> None:
-    """Paste the core of a tile's model output ``y`` (3, h*s, w*s) into ``out``."""
-    cx0, cy0, cx1, cy1 = t.crop
-    core = y[:, cy0 * s : cy1 * s, cx0 * s : cx1 * s]
+def _paste(out: np.ndarray, y: np.ndarray, t: Tile, spec: ModelSpec, maxval: float) -> None:
+    """Paste the core of a tile's model output ``y`` into ``out``."""
+    s = spec.scale
+    cx0, cy0, cx1, cy1 = output_crop(t, spec)
+    core = y[:, cy0:cy1, cx0:cx1]
     core *= maxval
     core += 0.5
     np.clip(core, 0, maxval, out=core)

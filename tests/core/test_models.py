@@ -67,9 +67,13 @@ def test_unknown_model_lists_the_valid_names():
     with pytest.raises(UnknownModelError) as info:
         resolve_model("esrgan-9000")
     msg = str(info.value)
-    assert "esrgan-9000" in msg and "\n" not in msg
-    for name in [*OFFICIAL, "realesr-animevideov3"]:
+    assert "esrgan-9000" in msg and "\n" not in msg and "--list-models" in msg
+    # the names a user types: families and models outside one (members stay valid)
+    for name in ["realesrgan-x4plus", "realesrgan-x4plus-anime", "realesr-animevideov3"]:
         assert name in msg
+    for name in ["realcugan-se", "realcugan-pro", "waifu2x-cunet", "waifu2x-upconv7-photo"]:
+        assert name in msg
+    assert "realesr-animevideov3-x2" not in msg
 
 
 def test_official_weights_verify_and_the_verdict_is_cached(monkeypatch):

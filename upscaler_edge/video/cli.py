@@ -111,11 +111,13 @@ def _destination(
 
 
 def run_videos(
-    videos: list[Path], args: argparse.Namespace, env: Env, registry: Registry
+    videos: list[Path], options: Options, args: argparse.Namespace, env: Env, registry: Registry
 ) -> ExitStatus:
-    """Upscale each video; one line per failure on stderr. Raises UsageError (nothing run)
-    when PyAV is missing or the options make no sense; KeyboardInterrupt after saying where
-    the finished part was kept."""
+    """Upscale each video with the image ``options`` the CLI built (model, scale, tile,
+    device, denoise, tta, overwrite, pixel cap per frame) and the video flags in ``args``;
+    one line per failure on stderr. Raises UsageError (nothing run) when PyAV is missing or
+    the options make no sense; KeyboardInterrupt after saying where the finished part was
+    kept."""
     try:
         import av  # noqa: F401
     except ImportError:
@@ -125,15 +127,6 @@ def run_videos(
     from ..pipeline import Upscaler
     from .transcode import upscale_video
 
-    options = Options(
-        model=args.model,
-        scale=args.scale,
-        tile=args.tile,
-        device=args.device,
-        tta=args.tta,
-        overwrite=args.overwrite,
-        max_pixels=max(1, int(args.max_megapixels * 1_000_000)),
-    )
     vopts = _video_options(args)
     output: Path | None = args.output
     single = len(videos) == 1 and output is not None and not output.is_dir() and output.suffix != ""

@@ -241,6 +241,7 @@ def _settings(
     return {
         "model": plan.spec.name,
         "scale": plan.scale,
+        "denoise": opts.denoise,
         "tile": opts.tile,
         "tta": opts.tta,
         "device": plan.device.name,
