@@ -100,6 +100,7 @@ class SentMessage:
     file_bytes: bytes | None = None
     mime_type: str | None = None
     force_file: bool | None = None
+    attributes: list[Any] = field(default_factory=list)  # of a sent document
     kind: str = "text"  # "text", "document" or "photo"
     grouped_id: int | None = None  # sent in an album
     buttons: Any = None
@@ -264,6 +265,7 @@ class FakeTelegram:
         declared_size: int | None = None,
         grouped_id: int | None = None,
         image_size: tuple[int, int] | None = None,
+        attributes: list[Any] | None = None,
     ) -> types.UpdateNewMessage:
         """An update: ``user`` sends ``data`` as a file (``declared_size`` may lie;
         ``image_size`` is the width and height Telegram reports, if it does)."""
@@ -281,8 +283,34 @@ class FakeTelegram:
         )
         if image_size is not None:
             doc.attributes.append(types.DocumentAttributeImageSize(*image_size))
+        doc.attributes.extend(attributes or [])
         return self._new_message(
             user, caption, types.MessageMediaDocument(document=doc), grouped_id=grouped_id
+        )
+
+    def video(
+        self,
+        user: types.User,
+        data: bytes,
+        file_name: str = "clip.mp4",
+        *,
+        duration: float,
+        size: tuple[int, int],
+        animated: bool = False,
+        round_message: bool = False,
+        caption: str = "",
+    ) -> types.UpdateNewMessage:
+        """An update: ``user`` sends a video (``animated``: a GIF, as Telegram delivers it:
+        an MP4 with ``DocumentAttributeAnimated``; ``round_message``: a round video)."""
+        attrs: list[Any] = [
+            types.DocumentAttributeVideo(
+                duration=duration, w=size[0], h=size[1], round_message=round_message or None
+            )
+        ]
+        if animated:
+            attrs.append(types.DocumentAttributeAnimated())
+        return self.document(
+            user, data, file_name, mime_type="video/mp4", caption=caption, attributes=attrs
         )
 
     def album(
@@ -416,6 +444,7 @@ class FakeTelegram:
                 file_bytes=data,
                 mime_type=mime,
                 force_file=getattr(r.media, "force_file", None),
+                attributes=list(getattr(r.media, "attributes", None) or []),
                 kind=kind,
             )
             return self._sent_updates([(msg, r.random_id)])

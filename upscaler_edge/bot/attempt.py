@@ -24,6 +24,7 @@ import json
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,12 @@ from .config import TELEGRAM_FILE_LIMIT
 from .endings import Tools, end_cancelled, end_with_reply, job_translator, show
 from .eta import estimate_seconds
 from .i18n import N_, Text, Translator
-from .limits import megapixels, pixels_refusal
+from .images import ASSUMED_FPS, VIDEO_EXTRA, VIDEO_KINDS
+from .limits import file_limit_bytes, megapixels, pixels_refusal, video_length_refusal
 from .link import Stopping
 from .preview import make_preview
-from .progress import progress_text
-from .telegram import peer_from_string, send_text
+from .progress import frames_text, progress_text
+from .telegram import VideoAttributes, peer_from_string, send_text
 from .telethon_api import errors
 from .upscaling import options_for
 
@@ -86,6 +88,7 @@ class Delivery:
     device: str | None
     preview: Path | None = None
     preview_shows: str | None = None
+    video: VideoAttributes | None = None  # a video or animation result: how to send it
 
 
 class _Refused(Exception):
@@ -136,6 +139,7 @@ class JobAttempt:
         self._message = message  # from the live update, if this run received it
         self._device_name = device_name
         self._item: tuple[int, int] | None = None  # (index, count) in its album
+        self._frames_from: tuple[float, int] | None = None  # (monotonic time, frames done)
 
     async def produce(self) -> Delivery | None:
         """The result to send, or None when the job ended (or went back in line) here."""
@@ -176,6 +180,8 @@ class JobAttempt:
             log.info("job %s: result found from a previous attempt", self.view.job.id)
             return kept
         src = await self._download(spool)
+        if self.view.job.params.get("kind") in VIDEO_KINDS:
+            return await self._upscale_video(src, spool)
         return await self._upscale(src, spool)
 
     async def _join_album(self) -> None:
@@ -223,20 +229,25 @@ class JobAttempt:
         job, cfg, tr = self.view.job, self.tools.config, self.tr
         self._show("downloading")
         size = job.params.get("size")
-        if size is not None and size > cfg.max_file_bytes:
+        kind = job.params.get("kind")
+        limit_bytes = file_limit_bytes(cfg, kind)
+        if size is not None and size > limit_bytes:
             raise _Refused(
                 tr.gettext(
                     "Sorry: that file is {size} MiB; the limit is {limit} MiB.",
                     size=tr.number(size / 2**20, 0),
-                    limit=cfg.max_file_mb,
+                    limit=limit_bytes // 2**20,
                 )
             )
+        src = spool / ("input" + Path(job.params.get("file_name", "")).suffix.lower())
+        if kind in VIDEO_KINDS and size and src.exists() and src.stat().st_size == size:
+            # an earlier attempt's download, kept: the video's finished segments resume on it
+            return src
         message = self._message
         if message is None:
             message = await self._fetch_message("fetch message")
         if message is None or (message.photo is None and message.document is None):
             raise _Refused(Text(GONE))
-        src = spool / ("input" + Path(job.params.get("file_name", "")).suffix.lower())
         try:
             await self._download_to(message, src)
         except (errors.FileReferenceExpiredError, errors.FileReferenceInvalidError):
@@ -248,12 +259,12 @@ class JobAttempt:
         got = src.stat().st_size if src.exists() else 0
         if got == 0:
             raise _Refused(tr.gettext("Sorry: that file is empty (0 bytes)."))
-        if got > cfg.max_file_bytes:
+        if got > limit_bytes:
             raise _Refused(
                 tr.gettext(
                     "Sorry: that file is {size} MiB; the limit is {limit} MiB.",
                     size=tr.number(got / 2**20, 0),
-                    limit=cfg.max_file_mb,
+                    limit=limit_bytes // 2**20,
                 )
             )
         return src
@@ -382,6 +393,124 @@ class JobAttempt:
             dst, caption, device, spool / PREVIEW_NAME if shows else None, shows or None
         )
 
+    async def _upscale_video(self, src: Path, spool: Path) -> Delivery:
+        """A video, round video or animation: upscaled to MP4 in the worker process. The
+        output path is the job's own, so a retried attempt resumes from the kept segments."""
+        job, cfg, core, tr = self.view.job, self.tools.config, self.tools.core, self.tr
+        if core.upscale_video is None:
+            raise _Refused(Text(VIDEO_EXTRA))
+        from ..video import VideoOptions, available, probe_video
+
+        if not available():
+            raise _Refused(Text(VIDEO_EXTRA))
+        try:
+            info = await asyncio.to_thread(probe_video, src)
+        except InputError as exc:
+            raise _Refused(
+                tr.gettext("Sorry: I can't read that video: {reason}.", reason=str(exc))
+            ) from None
+        refusal = pixels_refusal(tr, info.width, info.height, cfg) or video_length_refusal(
+            tr, info.duration, cfg
+        )
+        if refusal is not None:
+            raise _Refused(refusal)
+        kind = job.params["kind"]
+        frames = info.frames or job.params.get("frames") or 1
+        params = (
+            await self.tools.queue.update_params(
+                job.id, width=info.width, height=info.height, frames=frames
+            )
+            or job
+        ).params
+        speed = await self.tools.prefs.speed(params.get("model", ""), cfg.device)
+        self.view.estimate = estimate_seconds(params, speed)
+        scale = (
+            params.get("scale")
+            or (await asyncio.to_thread(core.resolve, params["model"], None)).scale
+        )
+        named = Path(params.get("file_name") or f"video_{job.request_message_id}")
+        dst = spool / output_name(named, scale, "mp4")
+        loop = asyncio.get_running_loop()
+
+        def on_frames(done: int, total: int) -> None:  # called in the worker thread
+            loop.call_soon_threadsafe(self._frames, done, total)
+
+        # the time limit is per job for pictures; a video gets it per second of video
+        limit = cfg.job_timeout * max(1.0, frames / ASSUMED_FPS) if cfg.job_timeout else None
+        self._frames(0, frames)
+        result = await asyncio.to_thread(
+            core.upscale_video,
+            src,
+            dst,
+            options_for(params, cfg, "png"),
+            VideoOptions(container="mp4"),
+            progress=on_frames,
+            cancel=self.view.cancel,
+            timeout=limit,
+        )
+        dst = Path(result.dst)
+        size = dst.stat().st_size
+        if size > TELEGRAM_FILE_LIMIT:
+            raise _Refused(
+                tr.gettext(
+                    "Sorry: the result is {size} MiB, over Telegram's 2000 MiB file limit; "
+                    "try a smaller scale.",
+                    size=tr.number(size / 2**20, 0),
+                )
+            )
+        (in_w, in_h), (res_w, res_h) = result.in_size, result.out_size
+        device = result.device or self._device_name
+        done_here = result.frames - result.frames_resumed
+        if done_here > 0:
+            await self.tools.prefs.record_speed(
+                params["model"], cfg.device, in_w * in_h * done_here / 1e6, result.seconds
+            )
+        await self.tools.queue.update_params(
+            job.id, out_width=res_w, out_height=res_h, seconds=result.seconds, device=device
+        )
+        caption = tr.ngettext(
+            "{model} ×{scale}: {in_w}×{in_h} → {out_w}×{out_h}, {n} frame, {seconds} s on {device}",
+            "{model} ×{scale}: {in_w}×{in_h} → {out_w}×{out_h}, {n} frames, {seconds} s on "
+            "{device}",
+            result.frames,
+            model=params["model"],
+            scale=scale,
+            in_w=in_w,
+            in_h=in_h,
+            out_w=res_w,
+            out_h=res_h,
+            seconds=tr.number(result.seconds),
+            device=device,
+        )
+        duration = info.duration or params.get("duration") or 0.0
+        video = VideoAttributes(kind, float(duration), res_w, res_h)
+        saved = {
+            "file_name": dst.name,
+            "caption": caption,
+            "preview": None,
+            "video": [video.kind, video.duration, video.width, video.height],
+        }
+        (spool / RESULT_MARKER).write_text(json.dumps(saved))
+        return Delivery(dst, caption, device, video=video)
+
+    def _frames(self, done: int, total: int) -> None:
+        """Video progress: frames done of the total and the time left at this run's speed."""
+        self.view.done, self.view.total = done, total
+        now = time.monotonic()
+        if self._frames_from is None or done < self._frames_from[1]:
+            self._frames_from = (now, done)
+        t0, d0 = self._frames_from
+        eta = None
+        if done > d0 and total:
+            eta = (total - done) * (now - t0) / (done - d0)
+        elif total and self.view.estimate is not None:
+            eta = self.view.estimate * (1 - done / total)
+        show(
+            self.tools,
+            self.view.job,
+            frames_text(self.tr, done, total, eta, item=self._item),
+        )
+
     def _tiles(self, done: int, total: int) -> None:
         self.view.done, self.view.total = done, total
         self._show("upscaling", done, total)
@@ -432,6 +561,12 @@ def kept_result(spool: Path) -> Delivery | None:
     preview = spool / PREVIEW_NAME
     shows = saved.get("preview")
     keep = shows is not None and preview.exists()
+    video = saved.get("video")
     return Delivery(
-        path, saved["caption"], None, preview if keep else None, shows if keep else None
+        path,
+        saved["caption"],
+        None,
+        preview if keep else None,
+        shows if keep else None,
+        VideoAttributes(video[0], float(video[1]), int(video[2]), int(video[3])) if video else None,
     )

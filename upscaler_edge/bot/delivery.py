@@ -1,9 +1,11 @@
 """Sending results: one request's ``ready`` jobs go back to the chat, each reply exactly once.
 
 A single picture: its before/after preview photo (if one was made), then the result as a
-document. An album: the previews as one photo album, then the results as one album of
-documents, in chunks of :data:`~.telegram.ALBUM_LIMIT` (a chunk of one is sent as a single
-message). Every message carries a fixed ``random_id`` derived from its job
+document. A video goes back as a streamable MP4 video document, an animation as an animation
+(a silent MP4 marked animated), with no preview. An album: the previews as one photo album,
+then the results as one album of documents, in chunks of :data:`~.telegram.ALBUM_LIMIT`
+(a chunk of one is sent as a single message). Every message carries a fixed ``random_id``
+derived from its job
 (``reply_random_id`` for the document, ``reply_random_id ^ 2`` for the preview): sending again
 after a crash is refused by Telegram, so nothing arrives twice. Each job is marked ``done``
 with the id of its document as soon as its chunk is sent; the status message goes last.
@@ -131,6 +133,7 @@ async def _send_chunk(tools: Tools, chunk: list[_Ready], total: int) -> None:
                 random_id=one.job.reply_random_id,
                 reply_to=one.job.request_message_id,
                 progress=on_upload,
+                video=one.result.video,
             ),
         )
         ids = {one.job.reply_random_id: reply_id} if reply_id is not None else {}

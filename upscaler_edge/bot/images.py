@@ -41,12 +41,31 @@ PHOTO_HINT = N_(
 CAPTION_KEYS = ("model", "scale", "format", "denoise")  # what a caption may choose
 
 
-def media_kind(info: MediaInfo) -> str | None:
-    """What the bot does with a file: ``"image"`` (upscale it) or None (refuse it).
+VIDEO_KINDS = ("video", "round", "animation")
 
-    The one type check: videos and animations get their kind here when the bot learns them.
-    """
+#: Frames per second assumed for a video before its header is read (Telegram does not say).
+ASSUMED_FPS = 30.0
+
+VIDEO_EXTRA = N_(
+    "Sorry: videos and animations need the bot's video extra (PyAV), which is not installed "
+    "here. Send a picture instead."
+)
+
+
+def media_kind(info: MediaInfo) -> str | None:
+    """What the bot does with a file: ``"image"`` (upscale it), ``"video"``, ``"round"``
+    (a round video message) or ``"animation"`` (a GIF: Telegram sends it as a silent MP4),
+    or None (refuse it). The one type check."""
+    if info.video in VIDEO_KINDS:
+        return info.video
     return "image" if info.looks_like_image else None
+
+
+def estimated_frames(info: MediaInfo) -> int | None:
+    """The frame count from what Telegram says (duration x :data:`ASSUMED_FPS`), or None."""
+    if not info.duration:
+        return None
+    return max(1, round(info.duration * ASSUMED_FPS))
 
 
 async def accept_media(ctx: BotContext, event: Any, who: Sender) -> None:
@@ -146,11 +165,16 @@ async def _params(
     except UpscalerError as exc:
         return tr.gettext("Sorry: {reason}", reason=exc)
     explicit = {k: getattr(choice, k) for k in CAPTION_KEYS if getattr(choice, k) is not None}
+    kind = media_kind(info)
+    video: dict[str, Any] = {}
+    if kind in VIDEO_KINDS:
+        video = {"kind": kind, "duration": info.duration, "frames": estimated_frames(info)}
     return {
+        **video,
         "model": spec.name,
         "scale": scale,
         "denoise": denoise,
-        "format": choice.format or prefs.format or "png",
+        "format": "mp4" if video else choice.format or prefs.format or "png",
         "file_name": info.file_name,
         "size": info.size,
         "width": info.width,
@@ -196,11 +220,14 @@ async def _refusal(ctx: BotContext, who: Sender, info: MediaInfo) -> tuple[str |
     """Why a file is refused before any download: (``"type"``, ``"limits"`` or ``"quota"``,
     the one-line reply), or (None, None)."""
     tr = who.tr
-    if media_kind(info) is None:
+    kind = media_kind(info)
+    if kind is None:
         text = tr.gettext(
             "Sorry: that file ({mime}) is not an image I can read.", mime=info.mime_type
         )
         return "type", text
+    if kind in VIDEO_KINDS and not _video_available():
+        return "type", tr.gettext(VIDEO_EXTRA)
     refusal = arrival_refusal(tr, info, ctx.config)
     if refusal is not None:
         return "limits", refusal
@@ -211,6 +238,12 @@ async def _refusal(ctx: BotContext, who: Sender, info: MediaInfo) -> tuple[str |
         if used >= limit:
             return "quota", quota_refusal(tr, limit, now)
     return None, None
+
+
+def _video_available() -> bool:
+    from ..video import available
+
+    return available()
 
 
 async def _refuse(ctx: BotContext, event: Any, job: Job, refusal: str, siblings: list[Job]) -> None:
@@ -253,7 +286,9 @@ async def _caption_for_album(
             width=p.get("width"),
             height=p.get("height"),
             compressed=bool(p.get("compressed")),
-            looks_like_image=True,
+            looks_like_image=p.get("kind") is None,
+            duration=p.get("duration"),
+            video=p.get("kind"),
         )
         params = await _params(ctx, who, choice, info)
         if isinstance(params, str):

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .config import BotConfig
+from .config import TELEGRAM_FILE_LIMIT, BotConfig
 from .i18n import Translator
 from .telegram import MediaInfo
 
 __all__ = [
     "arrival_refusal",
     "day_start",
+    "file_limit_bytes",
     "megapixels",
     "next_midnight",
     "pixels_refusal",
     "quota_line",
     "quota_refusal",
     "resets_text",
+    "video_length_refusal",
 ]
 
 
@@ -103,26 +105,38 @@ def pixels_refusal(tr: Translator, width: int, height: int, config: BotConfig) -
     )
 
 
+def file_limit_bytes(config: BotConfig, video: str | None) -> int:
+    """The largest file taken: ``max_file_mb`` for pictures, Telegram's 2000 MiB for videos."""
+    return TELEGRAM_FILE_LIMIT if video else config.max_file_bytes
+
+
 def arrival_refusal(tr: Translator, info: MediaInfo, config: BotConfig) -> str | None:
     """The reply for a file refused on what Telegram says about it (no download), or None.
-    The type was checked before (:func:`~.images.media_kind`)."""
+    The type was checked before (:func:`~.images.media_kind`). A video's or animation's file
+    may be as large as Telegram allows (2000 MiB); its duration and frame size are capped."""
     if info.size is not None and info.size == 0:
         return tr.gettext("Sorry: that file is empty (0 bytes).")
-    if info.size is not None and info.size > config.max_file_bytes:
+    limit_bytes = file_limit_bytes(config, info.video)
+    if info.size is not None and info.size > limit_bytes:
         return tr.gettext(
             "Sorry: that file is {size} MiB; the limit is {limit} MiB.",
             size=tr.number(info.size / 2**20, 0),
-            limit=config.max_file_mb,
+            limit=limit_bytes // 2**20,
         )
     if info.width and info.height:
         refusal = pixels_refusal(tr, info.width, info.height, config)
         if refusal is not None:
             return refusal
+    return video_length_refusal(tr, info.duration, config)
+
+
+def video_length_refusal(tr: Translator, duration: float | None, config: BotConfig) -> str | None:
+    """The reply for a video longer than ``max_video_seconds`` (0: no cap), or None."""
     cap = config.max_video_seconds
-    if info.duration is not None and cap and info.duration > cap:
+    if duration is not None and cap and duration > cap:
         return tr.gettext(
             "Sorry: that video is {length} long; the limit is {limit}.",
-            length=tr.duration(info.duration),
+            length=tr.duration(duration),
             limit=tr.duration(cap),
         )
     return None

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from .i18n import N_, Translator
 from .telethon_api import errors
 
-__all__ = ["STAGES", "StatusEditor", "progress_text"]
+__all__ = ["STAGES", "StatusEditor", "frames_text", "progress_text"]
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,25 @@ def progress_text(
     text = tr.gettext(STAGES[stage])
     if done is not None and total:
         text += f" {min(100, int(100 * done / total))}%"
+    if item is not None and item[1] > 1:
+        text += " " + tr.gettext("(file {i} of {n})", i=item[0], n=item[1])
+    return text
+
+
+def frames_text(
+    tr: Translator,
+    done: int,
+    total: int,
+    eta: float | None,
+    *,
+    item: tuple[int, int] | None = None,
+) -> str:
+    """A video's status line: ``Upscaling… 40%: frame 120 of 300, about 2 min left``."""
+    text = progress_text(tr, "upscaling", done, total, item=None)
+    if total:
+        text += tr.gettext(": frame {done} of {total}", done=done, total=total)
+    if eta is not None:
+        text += tr.gettext(", about {time} left", time=tr.duration(eta))
     if item is not None and item[1] > 1:
         text += " " + tr.gettext("(file {i} of {n})", i=item[0], n=item[1])
     return text

@@ -29,6 +29,7 @@ __all__ = [
     "ALBUM_LIMIT",
     "AlbumItem",
     "MediaInfo",
+    "VideoAttributes",
     "describe_media",
     "peer_from_string",
     "peer_to_string",
@@ -79,7 +80,9 @@ class MediaInfo:
     for documents that carry an image-size attribute. ``compressed`` is True for photos
     (Telegram re-encoded them), False for files sent as documents. ``duration`` (seconds) is
     known for videos and animations. ``album_id`` is Telegram's ``grouped_id``: the files of
-    one album share it.
+    one album share it. ``video`` is ``"video"``, ``"round"`` (a round video message) or
+    ``"animation"`` (a GIF, which Telegram delivers as a silent MP4) from the document's
+    attributes, None for anything else.
     """
 
     file_name: str
@@ -91,6 +94,18 @@ class MediaInfo:
     looks_like_image: bool
     duration: float | None = None
     album_id: int | None = None
+    video: str | None = None
+
+
+def _video_kind(document: Any) -> tuple[str | None, Any]:
+    """(``"animation"``/``"round"``/``"video"``/None, the DocumentAttributeVideo or None)."""
+    attributes = getattr(document, "attributes", None) or []
+    video = next((a for a in attributes if isinstance(a, types.DocumentAttributeVideo)), None)
+    if any(isinstance(a, types.DocumentAttributeAnimated) for a in attributes):
+        return "animation", video
+    if video is not None:
+        return ("round" if getattr(video, "round_message", False) else "video"), video
+    return None, None
 
 
 def describe_media(message: Any) -> MediaInfo | None:
@@ -111,17 +126,23 @@ def describe_media(message: Any) -> MediaInfo | None:
         file = message.file
         name = file.name or f"file_{message.id}{file.ext or ''}"
         mime = file.mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-        image = mime.startswith("image/") or Path(name).suffix.lower() in IMAGE_SUFFIXES
+        kind, attr = _video_kind(message.document)
+        image = kind is None and (
+            mime.startswith("image/") or Path(name).suffix.lower() in IMAGE_SUFFIXES
+        )
+        if kind is not None and not Path(name).suffix:
+            name += ".mp4"
         return MediaInfo(
             file_name=name,
             size=file.size,
             mime_type=mime,
-            width=file.width or None,
-            height=file.height or None,
+            width=(attr.w if attr is not None else file.width) or None,
+            height=(attr.h if attr is not None else file.height) or None,
             compressed=False,
             looks_like_image=image,
-            duration=file.duration or None,
+            duration=(attr.duration if attr is not None else file.duration) or None,
             album_id=message.grouped_id,
+            video=kind,
         )
     return None
 
@@ -185,18 +206,37 @@ async def send_document(
     random_id: int,
     reply_to: int | None = None,
     progress: Any = None,
+    video: VideoAttributes | None = None,
 ) -> int | None:
     """Upload ``path`` and send it as a file (never a compressed photo), once.
 
+    With ``video``, an MP4 goes as a streamable video document (``DocumentAttributeVideo``),
+    or, for ``kind="animation"``, as a GIF-like silent animation (``DocumentAttributeAnimated``).
     Returns the new message id, or None if a message with ``random_id`` was sent before.
     """
     uploaded = await client.upload_file(path, file_name=file_name, progress_callback=progress)
     mime = mimetypes.guess_type(file_name)[0] or "application/octet-stream"
+    attributes: list[Any] = [types.DocumentAttributeFilename(file_name)]
+    if video is not None:
+        mime = "video/mp4"
+        attributes.append(
+            types.DocumentAttributeVideo(
+                duration=video.duration,
+                w=video.width,
+                h=video.height,
+                supports_streaming=True,
+                round_message=None,
+                nosound=True if video.kind == "animation" else None,
+            )
+        )
+        if video.kind == "animation":
+            attributes.append(types.DocumentAttributeAnimated())
     media = types.InputMediaUploadedDocument(
         file=uploaded,
         mime_type=mime,
-        attributes=[types.DocumentAttributeFilename(file_name)],
-        force_file=True,
+        attributes=attributes,
+        force_file=video is None,
+        nosound_video=True if video is not None and video.kind == "animation" else None,
     )
     request = functions.messages.SendMediaRequest(
         peer=peer_from_string(peer),
@@ -237,6 +277,17 @@ async def send_photo(
         log.info("photo with random id %s was already sent; not sending it again", random_id)
         return None
     return sent_message_id(result, random_id)
+
+
+@dataclass(frozen=True)
+class VideoAttributes:
+    """How to present a video result: ``kind`` (``"video"``, ``"round"``, ``"animation"``),
+    its duration in seconds and its size."""
+
+    kind: str
+    duration: float
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ if TYPE_CHECKING:  # the core modules load numpy (and the worker ncnn): not at i
     from ..models import ModelSpec
     from ..options import Options
     from ..pipeline import UpscaleResult
+    from ..video import VideoOptions, VideoResult
 
-__all__ = ["Core", "Upscale", "options_for"]
+__all__ = ["Core", "Upscale", "UpscaleVideo", "options_for"]
 
 
 class Upscale(Protocol):
@@ -35,6 +36,23 @@ class Upscale(Protocol):
     ) -> UpscaleResult: ...
 
 
+class UpscaleVideo(Protocol):
+    """The blocking video call (``Worker.run_video`` in production); ``progress`` gets
+    (frames done, frames total or 0)."""
+
+    def __call__(
+        self,
+        src: Path,
+        dst: Path,
+        options: Options,
+        video: VideoOptions,
+        *,
+        progress: Callable[[int, int], None],
+        cancel: threading.Event,
+        timeout: float | None,
+    ) -> VideoResult: ...
+
+
 def _no_close() -> None:
     pass
 
@@ -48,6 +66,7 @@ class Core:
     ``ModelSpec`` (a family's member for that scale and noise level), raising
     ``UsageError``/``UnknownModelError`` (the registry's rule: no scale above the model's, no
     level it lacks); ``device_name`` is shown until the first result names the real device.
+    ``upscale_video`` runs a video job (None: this core takes no videos).
     """
 
     upscale: Upscale
@@ -56,6 +75,7 @@ class Core:
     catalog: Catalog
     device_name: str
     close: Callable[[], None] = _no_close
+    upscale_video: UpscaleVideo | None = None
 
     @classmethod
     def load(cls, config: BotConfig) -> Core:
@@ -75,6 +95,7 @@ class Core:
             # worker child may do; the runner learns the real name from the first result.
             device_name="CPU" if config.device == "cpu" else f"device '{config.device}'",
             close=worker.close,
+            upscale_video=worker.run_video,
         )
 
 

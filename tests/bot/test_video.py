@@ -1,0 +1,180 @@
+"""Videos, round videos and GIF animations: the real bot, the real worker process and the
+real video library against the fake Telegram. A tiny 32x24, 6-frame H.264 MP4 is made with
+PyAV; the fast model ``realesr-animevideov3`` runs x2 on the CPU."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botkit import FRIEND, OWNER, BotHarness, make_config
+from faketg import FakeTelegram
+from telethon import functions, types
+
+from upscaler_edge.bot.app import Core
+from upscaler_edge.bot.eta import VIDEO_MPPS_GUESS, estimate_seconds
+from upscaler_edge.bot.i18n import translator
+from upscaler_edge.bot.images import media_kind
+from upscaler_edge.bot.progress import frames_text
+from upscaler_edge.bot.telegram import MediaInfo
+from upscaler_edge.jobs import DONE, FAILED
+
+pytestmark = pytest.mark.timeout(180)
+
+FRAMES, W, H = 6, 32, 24
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def mp4_bytes(frames: int = FRAMES, width: int = W, height: int = H) -> bytes:
+    """A tiny H.264 MP4 with a moving gradient (no audio), made with PyAV."""
+    av = pytest.importorskip("av", reason="videos need the video extra (PyAV)")
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            x = np.arange(width, dtype=np.uint16)[None, :, None]
+            y = np.arange(height, dtype=np.uint16)[:, None, None]
+            img = np.concatenate(
+                [(x * 8 + i * 10) % 256 + 0 * y, (y * 8) % 256 + 0 * x, np.full_like(x + y, 90)],
+                axis=2,
+            ).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def decoded(data: bytes) -> tuple[int, tuple[int, int]]:
+    """(frame count, (width, height)) of an MP4, by decoding it."""
+    import av
+
+    with av.open(io.BytesIO(data)) as src:
+        sizes = [(f.width, f.height) for f in src.decode(video=0)]
+    assert len(set(sizes)) == 1, sizes
+    return len(sizes), sizes[0]
+
+
+async def start(tmp_path: Path, fake: FakeTelegram, core: Core, **cfg: Any) -> BotHarness:
+    return await BotHarness(fake, make_config(tmp_path, **cfg), core).start()
+
+
+def attr(msg: Any, kind: type) -> Any:
+    return next((a for a in msg.attributes if isinstance(a, kind)), None)
+
+
+# -- pure parts -----------------------------------------------------------------------------
+def _info(video: str | None, image: bool = False) -> MediaInfo:
+    return MediaInfo("f", 10, "video/mp4", W, H, False, image, 1.0, None, video)
+
+
+def test_media_kind_knows_videos() -> None:
+    assert media_kind(_info("animation")) == "animation"
+    assert media_kind(_info("round")) == "round"
+    assert media_kind(_info("video")) == "video"
+    assert media_kind(_info(None, image=True)) == "image"
+    assert media_kind(_info(None)) is None
+
+
+def test_video_eta_uses_a_default_speed_before_any_measurement() -> None:
+    params = {"width": 1000, "height": 1000, "frames": 30}
+    assert estimate_seconds(params, None) == pytest.approx(30 / VIDEO_MPPS_GUESS)
+    assert estimate_seconds(params, 3.0) == pytest.approx(10.0)
+    assert estimate_seconds({"width": 1000, "height": 1000}, None) is None  # pictures: unknown
+
+
+def test_frames_text_in_two_languages() -> None:
+    assert frames_text(translator("en"), 3, 6, 65) == (
+        "Upscaling… 50%: frame 3 of 6, about 1 min 5 s left"
+    )
+    ru = frames_text(translator("ru"), 3, 6, None)
+    assert ru.startswith("Увеличиваю… 50%") and "кадр 3 из 6" in ru
+
+
+# -- end to end ------------------------------------------------------------------------------
+def test_animation_comes_back_as_an_animation_x2(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core
+) -> None:
+    data = mp4_bytes()
+    user = fake.user(OWNER)
+
+    async def main() -> None:
+        h = await start(tmp_path, fake, real_core)
+        update = fake.video(user, data, "cat.mp4", duration=0.25, size=(W, H), animated=True)
+        update.message.message = "x2"
+        await h.send(update, user)
+        job = await h.finished(update, timeout=150)
+        assert job.state == DONE, job.error
+        assert job.params["kind"] == "animation" and job.params["frames"] == FRAMES
+        await h.close()
+
+    run(main())
+    (reply,) = fake.documents_to(OWNER)
+    assert reply.file_name == "cat_x2.mp4" and reply.mime_type == "video/mp4"
+    assert attr(reply, types.DocumentAttributeAnimated) is not None
+    video = attr(reply, types.DocumentAttributeVideo)
+    assert (video.w, video.h) == (2 * W, 2 * H) and video.supports_streaming
+    assert decoded(reply.file_bytes) == (FRAMES, (2 * W, 2 * H))
+    assert f"{W}×{H} → {2 * W}×{2 * H}, {FRAMES} frames" in reply.text
+    assert not fake.photos_to(OWNER)  # no before/after preview for a video
+    status = [m for m in fake.messages_to(OWNER, include_deleted=True) if m.deleted]
+    assert status[0].text.startswith("Queued: #1 in line, ready in about ")
+    assert any("frame" in e and " of 6" in e for e in status[0].edits), status[0].edits
+
+
+def test_video_over_the_length_limit_is_refused_without_download(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core
+) -> None:
+    user = fake.user(OWNER)
+
+    async def main() -> None:
+        h = await start(tmp_path, fake, real_core, max_video_seconds=60)
+        update = fake.video(user, b"\0" * 1000, "long.mp4", duration=61.0, size=(W, H))
+        await h.send(update, user)
+        job = await h.finished(update)
+        assert job.state == FAILED
+        await h.close()
+
+    run(main())
+    (reply,) = fake.messages_to(OWNER)
+    assert reply.text == "Sorry: that video is 1 min 1 s long; the limit is 1 min."
+    assert fake.count(functions.upload.GetFileRequest) == 0
+
+
+def test_russian_user_gets_russian_texts_for_a_round_video(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core
+) -> None:
+    data = mp4_bytes()
+    anya = fake.user(FRIEND, "Аня", lang_code="ru")
+
+    async def main() -> None:
+        h = await start(tmp_path, fake, real_core)
+        long = fake.video(anya, b"\0" * 1000, "long.mp4", duration=3600.0, size=(W, H))
+        await h.send(long, anya)
+        assert (await h.finished(long)).state == FAILED
+        update = fake.video(anya, data, "round.mp4", duration=0.25, size=(W, H), round_message=True)
+        update.message.message = "x2"
+        await h.send(update, anya)
+        job = await h.finished(update, timeout=150)
+        assert job.state == DONE, job.error
+        await h.close()
+
+    run(main())
+    refusal = fake.messages_to(FRIEND)[0]
+    assert refusal.text.startswith("Видео длится 1 ч")
+    (reply,) = fake.documents_to(FRIEND)
+    assert attr(reply, types.DocumentAttributeAnimated) is None
+    assert attr(reply, types.DocumentAttributeVideo) is not None
+    assert f"{W}×{H} → {2 * W}×{2 * H}, {FRAMES} кадров" in reply.text
+    status = [m for m in fake.messages_to(FRIEND, include_deleted=True) if m.deleted]
+    assert status and status[-1].text.startswith("В очереди")
+    assert any("кадр" in e for e in status[-1].edits), status[-1].edits
