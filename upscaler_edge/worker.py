@@ -47,7 +47,8 @@ CANCEL_GRACE_S = 10.0  # a cancelled job that does not stop by then is killed
 _POLL_S = 0.05
 
 
-#: Called in the child after each tile: (source path, tiles done, tiles total).
+#: Called in the child after each tile: (source path, tiles done, tiles total); for a video
+#: job after each frame (frames done, frames total or 0).
 TileHook = Callable[[str, int, int], None]
 
 
@@ -92,8 +93,10 @@ def serve(conn: Connection, log_level: int, on_tile: TileHook | None = None) -> 
                 if on_tile is not None:
                     on_tile(src, done, total)
 
-            def frames(p: Any, job_id: int = job_id) -> None:  # a VideoProgress
+            def frames(p: Any, job_id: int = job_id, src: str = src) -> None:  # VideoProgress
                 conn.send(("progress", job_id, p.frames_done, p.frames_total or 0))
+                if on_tile is not None:
+                    on_tile(src, p.frames_done, p.frames_total or 0)
 
             try:
                 result: Any

@@ -178,3 +178,95 @@ def test_russian_user_gets_russian_texts_for_a_round_video(
     status = [m for m in fake.messages_to(FRIEND, include_deleted=True) if m.deleted]
     assert status and status[-1].text.startswith("В очереди")
     assert any("кадр" in e for e in status[-1].edits), status[-1].edits
+
+
+# -- the worker's video job -------------------------------------------------------------------
+def test_worker_video_job_resumes_from_its_segments_after_a_crash(tmp_path: Path) -> None:
+    from videofaults import crash_after_four_frames
+
+    from upscaler_edge.errors import JobFailed
+    from upscaler_edge.options import Options
+    from upscaler_edge.video import VideoOptions, job_folder
+    from upscaler_edge.worker import Worker
+
+    src = tmp_path / "in.mp4"
+    src.write_bytes(mp4_bytes())
+    dst = tmp_path / "out.mp4"
+    opts = Options(model="realesr-animevideov3", scale=2, device="cpu", overwrite=True)
+    video = VideoOptions(container="mp4", segment_seconds=0.05)  # a segment per frame or so
+    marker = tmp_path / ".fault-abort-video"
+    marker.touch()
+    seen: list[tuple[int, int]] = []
+    with Worker(timeout=120, child_entry=crash_after_four_frames) as worker:
+        with pytest.raises(JobFailed, match="SIGABRT"):
+            worker.run_video(src, dst, opts, video, progress=lambda d, t: seen.append((d, t)))
+        assert seen and seen[0][1] == FRAMES  # progress counts frames of the total
+        assert not dst.exists() and job_folder(dst).exists()  # the finished segments are kept
+        marker.unlink()
+        result = worker.run_video(src, dst, opts, video)
+    assert result.frames == FRAMES and result.frames_resumed > 0
+    assert decoded(dst.read_bytes()) == (FRAMES, (2 * W, 2 * H))
+    assert not job_folder(dst).exists()
+
+
+def test_without_pyav_a_video_gets_one_polite_reply(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from upscaler_edge.bot import images
+
+    monkeypatch.setattr(images, "_video_available", lambda: False)
+    user = fake.user(OWNER)
+    anya = fake.user(FRIEND, "Аня", lang_code="ru")
+
+    async def main() -> None:
+        h = await start(tmp_path, fake, real_core)
+        for who in (user, anya):
+            update = fake.video(who, b"\0" * 1000, "a.mp4", duration=1.0, size=(W, H))
+            await h.send(update, who)
+            assert (await h.finished(update)).state == FAILED
+        await h.close()
+
+    run(main())
+    (en,) = fake.messages_to(OWNER)
+    assert en.text.startswith("Sorry: videos and animations need the bot's video extra")
+    (ru,) = fake.messages_to(FRIEND)
+    assert ru.text.startswith("Видео и анимации требуют видеодополнения")
+    assert fake.count(functions.upload.GetFileRequest) == 0
+
+
+def test_a_worker_crash_mid_video_is_retried_and_resumes(
+    tmp_path: Path, fake: FakeTelegram, real_core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from videofaults import ONCE_ENV, crash_after_four_frames
+
+    from upscaler_edge.bot import attempt
+    from upscaler_edge.worker import Worker
+
+    monkeypatch.setattr(attempt, "VIDEO_SEGMENT_SECONDS", 0.05)  # about a segment per frame
+    data = mp4_bytes()
+    marker = tmp_path / "crash-once"
+    marker.touch()
+    monkeypatch.setenv(ONCE_ENV, str(marker))
+    worker = Worker(timeout=120, child_entry=crash_after_four_frames)
+    core = replace(real_core, upscale=worker.run, upscale_video=worker.run_video)
+    user = fake.user(OWNER)
+
+    async def main() -> None:
+        h = await start(tmp_path, fake, core)
+        update = fake.video(user, data, "clip.mp4", duration=0.25, size=(W, H), caption="x2")
+        await h.send(update, user)
+        job = await h.finished(update, timeout=150)
+        assert job.state == DONE, job.error
+        assert job.attempts == 2 and job.params["frames_resumed"] > 0
+        await h.close()
+
+    try:
+        run(main())
+    finally:
+        worker.close()
+    assert not marker.exists()
+    (reply,) = fake.documents_to(OWNER)
+    assert decoded(reply.file_bytes) == (FRAMES, (2 * W, 2 * H))
+    assert attr(reply, types.DocumentAttributeAnimated) is None

@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 RESULT_MARKER = "result.json"  # in the spool: the result is made, only the reply is missing
 PREVIEW_NAME = "preview.jpg"
 _SIZE_IN_REASON = re.compile(r"(\d+)x(\d+)")
+#: A video is encoded in pieces of about this many seconds; a retried attempt (after a worker
+#: crash, or a restart of the bot) redoes at most one.
+VIDEO_SEGMENT_SECONDS = 10.0
 GONE = N_("Sorry: I can no longer see that message; please send the picture again.")
 
 
@@ -443,7 +446,7 @@ class JobAttempt:
             src,
             dst,
             options_for(params, cfg, "png"),
-            VideoOptions(container="mp4"),
+            VideoOptions(container="mp4", segment_seconds=VIDEO_SEGMENT_SECONDS),
             progress=on_frames,
             cancel=self.view.cancel,
             timeout=limit,
@@ -466,7 +469,13 @@ class JobAttempt:
                 params["model"], cfg.device, in_w * in_h * done_here / 1e6, result.seconds
             )
         await self.tools.queue.update_params(
-            job.id, out_width=res_w, out_height=res_h, seconds=result.seconds, device=device
+            job.id,
+            out_width=res_w,
+            out_height=res_h,
+            seconds=result.seconds,
+            device=device,
+            frames=result.frames,
+            frames_resumed=result.frames_resumed,
         )
         caption = tr.ngettext(
             "{model} ×{scale}: {in_w}×{in_h} → {out_w}×{out_h}, {n} frame, {seconds} s on {device}",
