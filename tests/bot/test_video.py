@@ -270,3 +270,25 @@ def test_a_worker_crash_mid_video_is_retried_and_resumes(
     (reply,) = fake.documents_to(OWNER)
     assert decoded(reply.file_bytes) == (FRAMES, (2 * W, 2 * H))
     assert attr(reply, types.DocumentAttributeAnimated) is None
+
+
+def test_describe_media_reads_the_video_attributes(fake: FakeTelegram) -> None:
+    from upscaler_edge.bot.telegram import describe_media
+
+    user = fake.user(OWNER)
+
+    def described(update: Any) -> MediaInfo:
+        info = describe_media(update.message)
+        assert info is not None
+        return info
+
+    gif = described(fake.video(user, b"x", "a.mp4", duration=2.5, size=(320, 240), animated=True))
+    assert (gif.video, gif.width, gif.height, gif.duration) == ("animation", 320, 240, 2.5)
+    assert not gif.looks_like_image
+    note = described(
+        fake.video(user, b"x", "r.mp4", duration=3, size=(240, 240), round_message=True)
+    )
+    assert note.video == "round"
+    plain = described(fake.document(user, b"x", "clip.webm", mime_type="video/webm"))
+    assert plain.video == "video" and plain.duration is None
+    assert described(fake.document(user, b"x", "cat.png")).video is None

@@ -127,6 +127,8 @@ def describe_media(message: Any) -> MediaInfo | None:
         name = file.name or f"file_{message.id}{file.ext or ''}"
         mime = file.mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         kind, attr = _video_kind(message.document)
+        if kind is None and mime.startswith("video/"):  # a video file Telegram did not probe
+            kind = "video"
         image = kind is None and (
             mime.startswith("image/") or Path(name).suffix.lower() in IMAGE_SUFFIXES
         )
