@@ -440,7 +440,7 @@ class JobAttempt:
 
         # the time limit is per job for pictures; a video gets it per second of video
         limit = cfg.job_timeout * max(1.0, frames / ASSUMED_FPS) if cfg.job_timeout else None
-        self._frames(0, frames)
+        self._show_frames(0, frames, self.view.estimate)
         result = await asyncio.to_thread(
             core.upscale_video,
             src,
@@ -507,18 +507,17 @@ class JobAttempt:
         self.view.done, self.view.total = done, total
         now = time.monotonic()
         if self._frames_from is None or done < self._frames_from[1]:
-            self._frames_from = (now, done)
+            self._frames_from = (now, done)  # the first report: frames resumed are not speed
         t0, d0 = self._frames_from
         eta = None
         if done > d0 and total:
             eta = (total - done) * (now - t0) / (done - d0)
         elif total and self.view.estimate is not None:
             eta = self.view.estimate * (1 - done / total)
-        show(
-            self.tools,
-            self.view.job,
-            frames_text(self.tr, done, total, eta, item=self._item),
-        )
+        self._show_frames(done, total, eta)
+
+    def _show_frames(self, done: int, total: int, eta: float | None) -> None:
+        show(self.tools, self.view.job, frames_text(self.tr, done, total, eta, item=self._item))
 
     def _tiles(self, done: int, total: int) -> None:
         self.view.done, self.view.total = done, total
