@@ -95,7 +95,7 @@ def test_dropped_video_is_upscaled_2x_with_every_frame(qtbot, make_window, qsett
 
 
 def test_cancelled_video_leaves_no_output_and_resumes(qtbot, make_window, qsettings_x2, tmp_path):
-    src = _write_video(tmp_path / "long.mp4", 96, 64, 48)
+    src = _write_video(tmp_path / "long.mp4", 48, 32, 12)
     window, controller = make_window(qsettings_x2)
     window.panel.advanced_toggle.setChecked(True)
     window.panel.tile_spin.setValue(32)
@@ -117,12 +117,13 @@ def test_cancelled_video_leaves_no_output_and_resumes(qtbot, make_window, qsetti
 
     # running it again finishes it (resuming from whatever segments were kept)
     window.panel.tta_check.setChecked(False)
+    window.panel.tile_spin.setValue(0)
     controller.select(item_id)
     controller.retry_selected()
     run_queue(qtbot, controller)
     item = controller.model.item(item_id)
     assert item.state is ItemState.DONE, item.state_text()
-    assert _decode(tmp_path / "long_x2.mp4") == (48, (192, 128))
+    assert _decode(tmp_path / "long_x2.mp4") == (12, (96, 64))
 
 
 def test_video_without_pyav_fails_its_row_with_the_install_line(
