@@ -14,15 +14,11 @@ folders passed in. A user model's scale comes from a ``-xN`` suffix in its name 
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.resources
 import importlib.util
-import json
 import logging
-import os
 import re
 import sys
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +26,9 @@ from typing import Any
 
 import platformdirs
 
-from .errors import ModelError, ModelIntegrityError, UnknownModelError, UsageError
+from .errors import ModelError, UnknownModelError, UsageError
+from .integrity import verify_model
+from .ncnn_param import blob_names, global_pools
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,7 +40,6 @@ __all__ = [
     "ModelSpec",
     "Registry",
     "default_registry",
-    "global_pools",
     "manifest_path",
     "user_models_dir",
     "verify_model",
@@ -223,46 +220,6 @@ def _arithmetic(e: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _param_layers(param_path: Path) -> list[tuple[str, list[str], list[str], list[str]]]:
-    """(type, bottoms, tops, params) of each layer of an ncnn .param text file."""
-    with open(param_path, encoding="utf-8", errors="replace") as fh:
-        lines = fh.read().splitlines()
-    layers = []
-    for line in lines[2:]:
-        parts = line.split()
-        if len(parts) < 4:
-            continue
-        n_in, n_out = int(parts[2]), int(parts[3])
-        bottoms = parts[4 : 4 + n_in]
-        tops = parts[4 + n_in : 4 + n_in + n_out]
-        layers.append((parts[0], bottoms, tops, parts[4 + n_in + n_out :]))
-    return layers
-
-
-def global_pools(param_path: Path) -> list[tuple[str, str]]:
-    """(input blob, output blob) of each global average pool in an ncnn .param file, in the
-    file's order: the squeeze of squeeze-and-excitation blocks (Real-CUGAN's ``gap0``..)."""
-    pools = []
-    for kind, bottoms, tops, params in _param_layers(param_path):
-        if kind != "Pooling" or len(bottoms) != 1 or len(tops) != 1:
-            continue
-        opts = dict(p.split("=", 1) for p in params if "=" in p)
-        if opts.get("0") == "1" and opts.get("4") == "1":  # average, global
-            pools.append((bottoms[0], tops[0]))
-    return pools
-
-
-def _blob_names(param_path: Path) -> tuple[str, str]:
-    """Input and output blob names read from an ncnn .param text file."""
-    inp, out = "data", None
-    for kind, _, tops, _ in _param_layers(param_path):
-        if kind == "Input" and tops:
-            inp = tops[0]
-        if tops:
-            out = tops[-1]
-    return inp, out or "output"
-
-
 def _user_model(param: Path) -> ModelSpec | None:
     bin_path = param.with_suffix(".bin")
     if not bin_path.is_file():
@@ -290,7 +247,7 @@ def _user_model(param: Path) -> ModelSpec | None:
             return None
         scale = int(m.group(1))
     try:
-        inp, out = _blob_names(param)
+        inp, out = blob_names(param)
         pools = [top for _, top in global_pools(param)]
     except (OSError, ValueError, IndexError):
         log.warning("ignoring %s: not an ncnn .param file", param)
@@ -549,64 +506,3 @@ def _search_dirs(models_dirs: Iterable[Path | str]) -> list[Path]:
     dirs = [d for d in (project_models_dir(), user_models_dir()) if d is not None]
     dirs += [Path(d) for d in models_dirs]
     return dirs
-
-
-# --- integrity -------------------------------------------------------------------------------
-
-_cache_lock = threading.Lock()
-
-
-def _cache_file() -> Path:
-    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / "verified-models.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def verify_model(spec: ModelSpec, *, cache: bool = True) -> None:
-    """Check both weight files against the sha256 the manifest (or sidecar) states.
-
-    A verdict is cached by path, size and mtime, so an unchanged file is hashed once.
-    Raises ModelError when a file is missing, ModelIntegrityError on a mismatch.
-    """
-    checks = [(spec.param_path, spec.param_sha256), (spec.bin_path, spec.bin_sha256)]
-    with _cache_lock:
-        known: dict[str, str] = {}
-        cache_path = _cache_file()
-        if cache:
-            try:
-                known = json.loads(cache_path.read_text())
-            except (OSError, ValueError):
-                known = {}
-        changed = False
-        for path, expected in checks:
-            try:
-                st = path.stat()
-            except OSError:
-                raise ModelError(f"model {spec.name}: weight file missing: {path}") from None
-            if expected is None:
-                continue
-            key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
-            if known.get(key) == expected:
-                continue
-            actual = _sha256(path)
-            if actual != expected:
-                raise ModelIntegrityError(
-                    f"model {spec.name}: {path.name} does not match its sha256 "
-                    f"(expected {expected[:12]}..., got {actual[:12]}...); reinstall the model"
-                )
-            known[key] = expected
-            changed = True
-        if cache and changed:
-            try:
-                cache_path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(known))
-                os.replace(tmp, cache_path)
-            except OSError as exc:  # a read-only cache only costs a re-hash next time
-                log.debug("cannot save the model verification cache: %s", exc)

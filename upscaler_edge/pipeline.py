@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,11 +22,13 @@ from PIL import Image
 
 from . import imageio, se_sync
 from .engine import DeviceInfo, Engine, TileFault, pick_device
-from .errors import Cancelled, DeviceError, ImageTooLargeError, OutputError, UpscalerError
+from .errors import Cancelled, DeviceError, ImageTooLargeError, UpscalerError
 from .imageio import Frame, Picture
 from .models import ModelSpec, Registry, default_registry, verify_model
 from .naming import output_name
 from .options import Options
+from .planes import gray_of, is_constant, resize_plane, resize_rgb
+from .preflight import available_memory, check_memory, check_output
 from .preprocess import cut, model_window, output_crop
 from .preprocess import tta_forward as _tta_forward
 from .preprocess import tta_inverse as _tta_inverse
@@ -329,7 +330,7 @@ class Upscaler:
         tiles = self.tiles(pic.width, pic.height, plan, opts)
         eng = self.engine_for(spec, plan.device)
         alpha_runs = [
-            f.alpha is not None and opts.alpha == "model" and not _is_constant(f.alpha)
+            f.alpha is not None and opts.alpha == "model" and not is_constant(f.alpha)
             for f in pic.frames
         ]
         passes = se_sync.passes(spec, tiles)
@@ -344,27 +345,27 @@ class Upscaler:
                 if alpha_run:
                     a3 = np.repeat(frame.alpha[:, :, None], 3, axis=2)
                     up = self._upscale_plane(a3, spec, eng, tiles, opts.tta, job)
-                    alpha = _gray_of(up)
+                    alpha = gray_of(up)
                 elif opts.alpha == "model":  # constant alpha: no inference needed
                     alpha = np.full(rgb.shape[:2], frame.alpha.flat[0], dtype=frame.alpha.dtype)
                 else:
-                    alpha = _resize_plane(
+                    alpha = resize_plane(
                         frame.alpha, rgb.shape[1], rgb.shape[0], Image.Resampling.BICUBIC
                     )
             if target != spec.scale:
                 w, h = pic.width * target, pic.height * target
-                rgb = _resize_rgb(rgb, w, h)
+                rgb = resize_rgb(rgb, w, h)
                 if alpha is not None:
-                    alpha = _resize_plane(alpha, w, h, Image.Resampling.LANCZOS)
+                    alpha = resize_plane(alpha, w, h, Image.Resampling.LANCZOS)
             frames.append(Frame(rgb=rgb, alpha=alpha, duration_ms=frame.duration_ms))
         dpi = (pic.dpi[0] * target, pic.dpi[1] * target) if pic.dpi else None
         return replace(pic, frames=frames, dpi=dpi)
 
     def _load(self, src: Path, dst: Path, opts: Options, plan: Plan) -> Picture:
         """Check the output, the header and the memory it needs, then decode."""
-        _check_output(src, dst, opts.overwrite)
+        check_output(src, dst, opts.overwrite)
         _, width, height = imageio.probe(src, max_pixels=opts.max_pixels)
-        _check_memory(width, height, plan.scale, plan.spec.scale)
+        check_memory(width, height, plan.scale, plan.spec.scale)
         return imageio.read_picture(src, max_pixels=opts.max_pixels, all_frames=opts.all_frames)
 
     def upscale_file(
@@ -501,47 +502,6 @@ def _guarded(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         raise UpscalerError(f"internal error: {type(exc).__name__}: {exc}") from exc
 
 
-def available_memory() -> int | None:
-    """Bytes of memory this process could still get (Linux: MemAvailable), None if unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # not on this platform
-        return None
-
-
-def _check_memory(width: int, height: int, scale: int, model_scale: int) -> None:
-    """Refuse, before decoding, a job whose buffers cannot fit in the memory available:
-    the decoded input, the model's output, and its encoded file (about half again)."""
-    avail = available_memory()
-    if avail is None:
-        return
-    need = width * height * 3 * (1 + model_scale**2 + scale**2 // 2)
-    if need > avail:
-        raise ImageTooLargeError(
-            f"image is {width}x{height}: upscaling it x{scale} needs about "
-            f"{need / 2**30:.1f} GiB of memory, and {avail / 2**30:.1f} GiB is available"
-        )
-
-
-def _check_output(src: Path, dst: Path, overwrite: bool) -> None:
-    """Fail before any work when the output is the input or exists already."""
-    try:
-        same = dst.exists() and src.exists() and dst.samefile(src)
-    except OSError:
-        same = False
-    if same or dst.resolve() == src.resolve():
-        raise OutputError(f"refusing to write over the input {src}")
-    if dst.exists() and not overwrite:
-        raise OutputError(f"{dst} exists (use --overwrite)")
-
-
 def _window(src: np.ndarray, t: Tile, maxval: float, spec: ModelSpec) -> np.ndarray:
     """Tile ``t``'s window of ``src`` (H, W, 3) as the model reads it (aligned, padded beyond
     the image's edges as the model's reference does; see ``preprocess``): float32 (3, h, w)
@@ -558,32 +518,6 @@ def _paste(out: np.ndarray, y: np.ndarray, t: Tile, spec: ModelSpec, maxval: flo
     core += 0.5
     np.clip(core, 0, maxval, out=core)
     out[t.y0 * s : t.y1 * s, t.x0 * s : t.x1 * s] = core.transpose(1, 2, 0)
-
-
-def _is_constant(a: np.ndarray) -> bool:
-    return bool(a.min() == a.max())
-
-
-def _gray_of(rgb: np.ndarray) -> np.ndarray:
-    acc = rgb.astype(np.uint32).sum(axis=2)
-    acc += 1
-    acc //= 3
-    return acc.astype(rgb.dtype)
-
-
-def _resize_plane(a: np.ndarray, w: int, h: int, resample: int) -> np.ndarray:
-    if a.dtype == np.uint8:
-        return np.asarray(Image.fromarray(a, "L").resize((w, h), resample))
-    f = np.asarray(Image.fromarray(a.astype(np.float32), "F").resize((w, h), resample))
-    return np.clip(f + 0.5, 0, np.iinfo(a.dtype).max).astype(a.dtype)
-
-
-def _resize_rgb(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
-    if rgb.dtype == np.uint8:
-        return np.asarray(Image.fromarray(rgb, "RGB").resize((w, h), Image.Resampling.LANCZOS))
-    return np.stack(
-        [_resize_plane(rgb[:, :, c], w, h, Image.Resampling.LANCZOS) for c in range(3)], axis=2
-    )
 
 
 def upscale_file(

@@ -54,7 +54,7 @@ def passes(spec: ModelSpec, tiles: Sequence[Tile]) -> int:
 
 @functools.lru_cache(maxsize=64)
 def _pool_inputs(param_path: Path) -> dict[str, str]:
-    from .models import global_pools
+    from .ncnn_param import global_pools
 
     return {top: bottom for bottom, top in global_pools(param_path)}
 

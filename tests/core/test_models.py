@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from upscaler_edge import models
+from upscaler_edge import integrity, models
 from upscaler_edge.errors import ModelIntegrityError, UnknownModelError, UsageError
 from upscaler_edge.models import Registry, verify_model
 
@@ -28,7 +28,7 @@ OFFICIAL = [
 def private_dirs(tmp_path, monkeypatch):
     """Keep the user's model folder and verification cache out of the tests."""
     monkeypatch.setattr(models, "user_models_dir", lambda: tmp_path / "user-models")
-    monkeypatch.setattr(models, "_cache_file", lambda: tmp_path / "cache" / "verified.json")
+    monkeypatch.setattr(integrity, "_cache_file", lambda: tmp_path / "cache" / "verified.json")
 
 
 def test_manifest_lists_the_official_models_with_real_files():
@@ -78,8 +78,8 @@ def test_unknown_model_lists_the_valid_names():
 
 def test_official_weights_verify_and_the_verdict_is_cached(monkeypatch):
     calls = []
-    real = models._sha256
-    monkeypatch.setattr(models, "_sha256", lambda p: calls.append(p) or real(p))
+    real = integrity.sha256
+    monkeypatch.setattr(integrity, "sha256", lambda p: calls.append(p) or real(p))
     spec = resolve_model("realesr-animevideov3-x2")
     verify_model(spec)
     assert len(calls) == 2

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from upscaler_edge import models
 from upscaler_edge.cli import main
 from upscaler_edge.errors import ModelError, UsageError
 from upscaler_edge.imageio import Frame, Picture
@@ -164,7 +163,9 @@ def test_a_model_whose_package_is_missing_names_the_package():
 
 def test_global_pools_are_read_from_the_param_file():
     spec = registry().resolve("waifu2x-cunet", 1, 0)
-    pools = models.global_pools(spec.param_path)
+    from upscaler_edge.ncnn_param import global_pools
+
+    pools = global_pools(spec.param_path)
     assert [top for _, top in pools] == list(spec.se_blobs)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from upscaler_edge import convert, models
+from upscaler_edge import convert, integrity, models
 from upscaler_edge.cli import main
 from upscaler_edge.convert.pnnx import find_pnnx
 from upscaler_edge.engine import Engine, pick_device
@@ -28,7 +28,7 @@ def user_dir(tmp_path, monkeypatch):
     folder = tmp_path / "user-models"
     monkeypatch.setattr(models, "user_models_dir", lambda: folder)
     monkeypatch.setattr(convert, "user_models_dir", lambda: folder)
-    monkeypatch.setattr(models, "_cache_file", lambda: tmp_path / "cache" / "verified.json")
+    monkeypatch.setattr(integrity, "_cache_file", lambda: tmp_path / "cache" / "verified.json")
     default_registry.cache_clear()
     yield folder
     default_registry.cache_clear()

@@ -11,6 +11,8 @@ from PySide6.QtCore import QSettings
 from upscaler_edge_gui.run_controller import options_for
 from upscaler_edge_gui.settings import GuiSettings, load_settings, save_settings
 
+from upscaler_edge import integrity
+
 
 def levels(panel) -> list[int]:
     combo = panel.denoise_combo
@@ -101,7 +103,7 @@ def user_models(tmp_path, monkeypatch):
     folder = tmp_path / "user-models"
     monkeypatch.setattr(models, "user_models_dir", lambda: folder)
     monkeypatch.setattr(convert, "user_models_dir", lambda: folder)
-    monkeypatch.setattr(models, "_cache_file", lambda: tmp_path / "verified.json")
+    monkeypatch.setattr(integrity, "_cache_file", lambda: tmp_path / "verified.json")
     models.default_registry.cache_clear()
     yield folder
     models.default_registry.cache_clear()

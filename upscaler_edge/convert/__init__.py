@@ -11,7 +11,6 @@ line) adds nothing: all work happens in a temporary folder and the files are mov
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -24,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from ..models import ModelSpec, Registry, default_registry, global_pools, user_models_dir
+from ..integrity import sha256 as _sha256
+from ..models import ModelSpec, Registry, default_registry, user_models_dir
+from ..ncnn_param import blob_names, global_pools
 from .pnnx import ConversionFailed, to_ncnn
 from .sources import ImportRefused, Source, load_source
 
@@ -56,14 +57,6 @@ class ImportedModel:
     param_path: Path
     bin_path: Path
     sidecar_path: Path
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def default_name(path: Path) -> str:
@@ -144,9 +137,8 @@ def _convert_checked(src: Source, work: Path, name: str, tell: Say) -> tuple[Mod
 
 
 def _spec_for(name: str, src: Source, param: Path, binf: Path) -> ModelSpec:
-    from ..models import _blob_names  # the registry's own reading of a .param file
 
-    inp, out = _blob_names(param)
+    inp, out = blob_names(param)
     return ModelSpec(
         name=name,
         scale=src.scale,

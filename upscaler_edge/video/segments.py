@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import OutputError
+from ..integrity import sha256 as _sha256
 
 __all__ = ["Job", "Packet", "Segment", "job_folder", "read_segment"]
 
@@ -345,14 +346,6 @@ def read_segment(path: Path) -> Iterator[Packet]:
                 bool(flags & 1),
                 data,
             )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync_dir(folder: Path) -> None:
