@@ -24,7 +24,7 @@ from .workers import Job, RunnerHost, WorkerLike, one_line
 if TYPE_CHECKING:
     from upscaler_edge.options import Options
     from upscaler_edge.pipeline import UpscaleResult
-    from upscaler_edge.video import VideoProgress
+    from upscaler_edge.video import VideoOptions, VideoProgress
 
 __all__ = ["RunController", "options_for"]
 
@@ -75,6 +75,8 @@ class RunController(QObject):
         self._current: Job | None = None
         self._running = False
         self._closed = False
+        #: videos' encoder and segment settings (None: the library's defaults)
+        self.video_options: VideoOptions | None = None
         #: ids of the items this run counts for the overall bar
         self._batch: set[int] = set()
 
@@ -176,7 +178,14 @@ class RunController(QObject):
                     dst = video_output_path_for(item.src, s)
                 else:
                     dst = output_path_for(item.src, s)
-                job = Job(item.id, item.src, dst, options_for(s), video=item.is_video)
+                job = Job(
+                    item.id,
+                    item.src,
+                    dst,
+                    options_for(s),
+                    video=item.is_video,
+                    video_options=self.video_options if item.is_video else None,
+                )
                 self._current = job
                 self._model.update(
                     item.id,
@@ -260,8 +269,10 @@ class RunController(QObject):
             frames=getattr(result, "frames", None),
         )
         if item is not None:
+            resumed = getattr(result, "frames_resumed", 0)
+            note = f", resumed at frame {resumed + 1}" if resumed else ""
             self._window.show_status(
-                f"Saved {item.dst} ({format_size(item.out_size)}, {item.seconds or 0:.1f} s)",
+                f"Saved {item.dst} ({format_size(item.out_size)}, {item.seconds or 0:.1f} s{note})",
                 10_000,
             )
             self.item_done.emit(item_id)

@@ -22,7 +22,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 if TYPE_CHECKING:
     from upscaler_edge.options import Options
     from upscaler_edge.pipeline import UpscaleResult
-    from upscaler_edge.video import VideoProgress
+    from upscaler_edge.video import VideoOptions, VideoProgress
 
 __all__ = ["Job", "JobRunner", "RunnerHost", "WorkerLike", "one_line"]
 
@@ -62,6 +62,8 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
     #: a video: ``upscale_video`` (frames, resumable segments) instead of one image
     video: bool = False
+    #: the video's encoder and segment settings (None: the library's defaults)
+    video_options: VideoOptions | None = None
 
 
 class JobRunner(QObject):
@@ -145,11 +147,18 @@ class JobRunner(QObject):
                 self.video_progress.emit(job.item_id, p)
 
         run_video = getattr(worker, "run_video", None)
-        if run_video is not None:
+        if run_video is not None and job.video_options is None:
             return run_video(job.src, job.dst, job.options, progress=on_progress, cancel=job.cancel)
         from upscaler_edge.video import upscale_video
 
-        return upscale_video(job.src, job.dst, job.options, progress=on_progress, cancel=job.cancel)
+        return upscale_video(
+            job.src,
+            job.dst,
+            job.options,
+            job.video_options,
+            progress=on_progress,
+            cancel=job.cancel,
+        )
 
     def close_worker(self) -> None:
         """Stop the child process (safe from any thread once no job is running)."""

@@ -94,7 +94,9 @@ def test_dropped_video_is_upscaled_2x_with_every_frame(qtbot, make_window, qsett
     assert abs(grey.green() - 140) < 20, grey.getRgb()
 
 
-def test_cancelled_video_leaves_no_output_and_resumes(qtbot, make_window, qsettings_x2, tmp_path):
+def test_cancelled_video_leaves_no_output_and_runs_again(
+    qtbot, make_window, qsettings_x2, tmp_path
+):
     src = _write_video(tmp_path / "long.mp4", 48, 32, 12)
     window, controller = make_window(qsettings_x2)
     window.panel.advanced_toggle.setChecked(True)
@@ -115,7 +117,7 @@ def test_cancelled_video_leaves_no_output_and_resumes(qtbot, make_window, qsetti
     assert controller.model.item(item_id).state is ItemState.CANCELLED
     assert not (tmp_path / "long_x2.mp4").exists()  # no partial output
 
-    # running it again finishes it (resuming from whatever segments were kept)
+    # running it again (other settings: no resume) finishes it
     window.panel.tta_check.setChecked(False)
     window.panel.tile_spin.setValue(0)
     controller.select(item_id)
@@ -139,3 +141,37 @@ def test_video_without_pyav_fails_its_row_with_the_install_line(
     assert item.state is ItemState.FAILED
     assert 'pip install "upscaler-edge[video]"' in item.state_text()
     assert "\n" not in item.state_text()
+
+
+def test_cancelled_video_keeps_its_segments_and_running_it_again_resumes(
+    qtbot, make_window, qsettings_x2, tmp_path
+):
+    from upscaler_edge.video import VideoOptions
+
+    src = _write_video(tmp_path / "seg.mp4", 48, 32, 12)
+    window, controller = make_window(qsettings_x2)
+    controller.runs.video_options = VideoOptions(segment_seconds=0.25)  # 3 frames a segment
+    drop_paths(window.drop_zone, [src])
+    item_id = controller.model.item_at(0).id
+
+    def cancel_after_two_segments(changed: int) -> None:
+        item = controller.model.item(changed)
+        if item.state is ItemState.RUNNING and item.progress >= 0.5:
+            controller.cancel_current()
+
+    controller.model.item_changed.connect(cancel_after_two_segments)
+    run_queue(qtbot, controller)
+    controller.model.item_changed.disconnect(cancel_after_two_segments)
+    assert controller.model.item(item_id).state is ItemState.CANCELLED
+    assert not (tmp_path / "seg_x2.mp4").exists()
+    assert (tmp_path / ".seg_x2.mp4.parts").is_dir()  # kept for a resume
+
+    results: list[object] = []
+    controller.runs.hosts()[0].runner.returned.connect(lambda _i, r: results.append(r))
+    controller.select(item_id)
+    controller.retry_selected()
+    run_queue(qtbot, controller)
+    assert controller.model.item(item_id).state is ItemState.DONE
+    assert results and results[0].frames_resumed >= 3, results
+    assert _decode(tmp_path / "seg_x2.mp4") == (12, (96, 64))
+    assert not (tmp_path / ".seg_x2.mp4.parts").exists()
