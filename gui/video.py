@@ -35,8 +35,14 @@ MISSING_PYAV = 'videos need PyAV: pip install "upscaler-edge[video]"'
 
 
 def is_video(path: Path) -> bool:
-    """True for a video: a video suffix, or content that ``sniff`` calls a video."""
+    """True for a video: content that ``sniff`` calls a video, or a video suffix where the
+    content says nothing. Image suffixes are taken at their word (no disk read for them, so
+    queueing a big folder of photos stays quick)."""
+    from upscaler_edge.naming import IMAGE_SUFFIXES
     from upscaler_edge.video import sniff
+
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return False
 
     kind = sniff(path)
     if kind is not None:
