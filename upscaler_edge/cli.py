@@ -19,9 +19,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
+from .bars import ProgressBars
 from .errors import ExitStatus, UnknownModelError, UpscalerError, UsageError
 from .naming import find_images, output_names
 from .options import DEFAULT_MODEL, Options
@@ -458,7 +459,7 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     try:
         with (
             Upscaler(options, registry) as up,
-            _Bars(len(tasks), not args.quiet and env.interactive, env.stderr) as bars,
+            ProgressBars(len(tasks), not args.quiet and env.interactive, env.stderr) as bars,
         ):
             for item in up.upscale_many(
                 [(t.src, t.dst) for t in tasks], options, bars.tile, cancel
@@ -486,58 +487,3 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
             summary += f", {skipped} skipped (exist)"
         env.stderr.write(f"{summary} in {took:.1f} s with {spec.name} on {device.name}\n")
     return ExitStatus.FAILED if failed or video_status else ExitStatus.OK
-
-
-class _Bars:
-    """tqdm bars: files across the batch (when more than one) and tiles within a file."""
-
-    def __init__(self, files: int, show: bool, stream: TextIO) -> None:
-        self.show, self.stream, self.files = show, stream, files
-        self._files_bar: Any = None
-        self._tiles_bar: Any = None
-
-    def __enter__(self) -> _Bars:
-        if self.show and self.files > 1:
-            from tqdm import tqdm
-
-            self._files_bar = tqdm(
-                total=self.files, unit="file", desc="files", file=self.stream, position=0
-            )
-        return self
-
-    def tile(self, done: int, total: int) -> None:
-        if not self.show:
-            return
-        if self._tiles_bar is None or done == 0:
-            from tqdm import tqdm
-
-            if self._tiles_bar is not None:
-                self._tiles_bar.close()
-            self._tiles_bar = tqdm(
-                total=total,
-                unit="tile",
-                desc="tiles",
-                file=self.stream,
-                leave=False,
-                position=1 if self._files_bar is not None else 0,
-            )
-        self._tiles_bar.n = done
-        self._tiles_bar.refresh()
-
-    def file_done(self) -> None:
-        if self._files_bar is not None:
-            self._files_bar.update(1)
-
-    def write(self, line: str, stream: TextIO | None = None) -> None:
-        target = stream or self.stream
-        if self.show:
-            from tqdm import tqdm
-
-            tqdm.write(line, file=target)
-        else:
-            target.write(line + "\n")
-
-    def __exit__(self, *exc: object) -> None:
-        for bar in (self._tiles_bar, self._files_bar):
-            if bar is not None:
-                bar.close()
