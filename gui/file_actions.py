@@ -23,6 +23,7 @@ from .main_window import MainWindow
 from .model_choice import load_model_entries
 from .outputs import unique_path
 from .queue_model import QueueItem, QueueModel
+from .video import VIDEO_SUFFIXES
 
 __all__ = ["MODEL_SUFFIXES", "FileActions", "default_paste_dir"]
 
@@ -70,10 +71,15 @@ class FileActions(QObject):
         self._importing: threading.Thread | None = None
 
     def open_files(self) -> None:
-        """File > Open: pick images."""
+        """File > Open: pick images or videos."""
         patterns = " ".join(f"*{s}" for s in IMAGE_SUFFIXES)
+        videos = " ".join(f"*{s}" for s in VIDEO_SUFFIXES)
         files, _ = QFileDialog.getOpenFileNames(
-            self._window, "Open images", self._last_dir(), f"Images ({patterns});;All files (*)"
+            self._window,
+            "Open images or videos",
+            self._last_dir(),
+            f"Images and videos ({patterns} {videos});;Images ({patterns});;"
+            f"Videos ({videos});;All files (*)",
         )
         if files:
             self._add_paths([Path(f) for f in files])
