@@ -95,8 +95,13 @@ def import_model(
     with tempfile.TemporaryDirectory(prefix="upscaler-edge-import-") as tmp:
         work = Path(tmp)
         tell(f"reading {path.name}")
-        src = load_source(path, work, scale)
-        spec, parity = _convert_checked(src, work, name, tell)
+        try:
+            src = load_source(path, work, scale)
+            spec, parity = _convert_checked(src, work, name, tell)
+        except ImportRefused as exc:  # one line that names the file, whatever the reason
+            if path.name in str(exc):
+                raise
+            raise ImportRefused(f"{path.name}: {exc}") from exc
         tell(f"ncnn matches {src.kind} at {parity:.1f} dB; measuring the seam-free context")
         context, seam = _measure_context(spec)
         spec = dataclasses.replace(spec, context=context)
