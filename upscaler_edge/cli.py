@@ -80,7 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="tile size in input pixels, >= 32; 0 = auto (default)",
     )
     p.add_argument(
-        "-d", "--device", default="auto", help="auto (default), cpu, or a Vulkan GPU index"
+        "-d",
+        "--device",
+        default="auto",
+        help="auto (default), cpu (OpenVINO if installed, else ncnn), cpu-ncnn, cpu-openvino, "
+        "openvino-gpu, openvino-npu, or a Vulkan GPU index (see --list-devices)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="OpenVINO's precision: auto (default: bf16 on CPUs with AMX/AVX512-BF16 for "
+        "models where it was measured to keep quality), fp32 or bf16",
     )
     p.add_argument(
         "-f",
@@ -304,19 +315,22 @@ def _print_devices(out: TextIO) -> None:
     from .engine import list_devices, pick_device
 
     auto = pick_device("auto")
-    devices = list_devices()
+    devices = list_devices(backends=True)
     for d in devices:
-        idx = "cpu" if d.index < 0 else str(d.index)
         mark = "  <- auto" if d == auto else ""
         extra = ""
         if d.is_gpu:
             fp16 = "fp16" if d.fp16 else "no fp16 storage"
             extra = f", {d.driver}, {d.heap_budget_mb} MB heap budget, {fp16}"
-        out.write(f"{idx:>4}  {d.name} ({d.kind}{extra}){mark}\n")
+        elif d.backend == "best":
+            extra = ", OpenVINO where the model converts, else ncnn"
+        elif d.backend == "ncnn":
+            extra = ", ncnn"
+        out.write(f"{d.option:>12}  {d.name} ({d.kind}{extra}){mark}\n")
     if not any(d.is_gpu for d in devices):
         from .vulkan_diag import diagnose
 
-        out.write(f"      no GPU: {diagnose()}\n")
+        out.write(f"{'':>12}  no GPU: {diagnose()}\n")
 
 
 def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
@@ -402,6 +416,7 @@ def _options(args: argparse.Namespace, fmt: str | None) -> Options:
         overwrite=args.overwrite,
         max_pixels=max(1, int(args.max_megapixels * 1_000_000)),
         denoise=args.denoise,
+        precision=args.precision,
     )
 
 

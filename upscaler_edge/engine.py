@@ -5,6 +5,10 @@ software Vulkan device (llvmpipe/lavapipe, SwiftShader) only when asked for by i
 it is ~30x slower than ncnn's own CPU path; else the CPU. With no Vulkan loader or driver the
 CPU is used and one log line says so; nothing here crashes for want of a GPU.
 
+The CPU ("cpu") runs through OpenVINO when it is installed and the model converts (see
+``ov_engine``), else through ncnn; "cpu-ncnn" and "cpu-openvino" name one backend, and
+"openvino-gpu" / "openvino-npu" name the Intel devices OpenVINO finds.
+
 Tile sizes are chosen in ``tiling``; this module only runs the tiles it is given.
 """
 
@@ -20,13 +24,23 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from .errors import DeviceError, ModelError, UsageError
 from .models import ModelSpec
 
-__all__ = ["DeviceInfo", "Engine", "TileFault", "cpu_threads", "list_devices", "pick_device"]
+__all__ = [
+    "DeviceInfo",
+    "Engine",
+    "TileEngine",
+    "TileFault",
+    "cpu_threads",
+    "list_devices",
+    "openvino_installed",
+    "pick_device",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +51,46 @@ _RANK = {"discrete": 0, "integrated": 1, "virtual": 2}
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    """A compute device; ``index`` is the Vulkan index, -1 for the CPU."""
+    """A compute device; ``index`` is the Vulkan index, -1 for the CPU and OpenVINO devices.
+
+    ``backend`` is "ncnn", "openvino" (``target`` is then OpenVINO's device name: CPU,
+    GPU.0, NPU) or "best" (the CPU: OpenVINO when the model converts, else ncnn).
+    """
 
     index: int
     name: str
-    kind: str  # discrete | integrated | virtual | software | cpu
+    kind: str  # discrete | integrated | virtual | software | cpu | npu
     heap_budget_mb: int = 0
     driver: str = ""
     fp16: bool = False
+    backend: str = "ncnn"
+    target: str = ""
 
     @property
     def is_gpu(self) -> bool:
+        """A Vulkan GPU run by ncnn (fp16 retries, heap-sized tiles, CPU fallback)."""
         return self.index >= 0
+
+    @property
+    def option(self) -> str:
+        """What ``-d`` / ``Options.device`` takes to name this device."""
+        if self.is_gpu:
+            return str(self.index)
+        if self.backend == "openvino":
+            return "cpu-openvino" if self.target == "CPU" else f"openvino-{self.target.lower()}"
+        return "cpu" if self.backend == "best" else "cpu-ncnn"
+
+
+class TileEngine(Protocol):
+    """What the pipeline needs from an engine (ncnn's :class:`Engine`, OpenVINO's)."""
+
+    spec: ModelSpec
+    device: DeviceInfo
+    precise: bool
+
+    def infer(self, x: np.ndarray, feeds: Mapping[str, np.ndarray] | None = None) -> np.ndarray: ...
+
+    def close(self) -> None: ...
 
 
 class TileFault(DeviceError):
@@ -160,11 +202,42 @@ def describe_driver(vendor_id: int, version: int) -> str:
     return f"{vendor} driver {text}"
 
 
-def list_devices() -> list[DeviceInfo]:
-    """Vulkan devices, then the CPU (always present, index -1). Never raises."""
+def list_devices(*, backends: bool = False) -> list[DeviceInfo]:
+    """Vulkan devices, then the CPU (always present, index -1). Never raises.
+
+    With ``backends``, the CPU is followed by each backend's own entry ("cpu-ncnn",
+    "cpu-openvino") and OpenVINO's GPUs and NPUs.
+    """
     with _gpu_lock:
         gpus = _gpus_once()
-    return [*gpus, DeviceInfo(-1, _cpu_name(), "cpu")]
+    found = [*gpus, pick_device("cpu")]
+    if backends:
+        found.append(pick_device("cpu-ncnn"))
+        if openvino_installed():
+            from .ov_engine import openvino_devices
+
+            try:
+                found += openvino_devices()
+            except Exception as exc:  # a broken OpenVINO must not take the listing down
+                log.warning("OpenVINO's devices are unavailable (%s)", exc)
+    return found
+
+
+@functools.cache
+def openvino_installed() -> bool:
+    """Whether OpenVINO can be imported; says once (info) when the CPU runs ncnn for want of it."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("openvino") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        log.info(
+            "OpenVINO is not installed: the CPU runs ncnn "
+            '(pip install "upscaler-edge[openvino]" for the faster CPU path)'
+        )
+    return found
 
 
 @functools.cache
@@ -192,9 +265,17 @@ def _cpu_name() -> str:
 
 
 def pick_device(device: str = "auto") -> DeviceInfo:
-    """The device ``device`` ("auto", "cpu" or a Vulkan index) names."""
-    if device == "cpu":  # no Vulkan probe: it costs start-up time and ~60 MB (lavapipe's LLVM)
+    """The device ``device`` names: "auto", "cpu" (the fastest CPU backend installed),
+    "cpu-ncnn", "cpu-openvino", "openvino-gpu", "openvino-npu" or a Vulkan index."""
+    # the CPU needs no Vulkan probe: it costs start-up time and ~60 MB (lavapipe's LLVM)
+    if device == "cpu":
+        return DeviceInfo(
+            -1, _cpu_name(), "cpu", backend="best" if openvino_installed() else "ncnn"
+        )
+    if device == "cpu-ncnn":
         return DeviceInfo(-1, _cpu_name(), "cpu")
+    if device == "cpu-openvino" or device.startswith("openvino-"):
+        return _pick_openvino(device)
     devices = list_devices()
     cpu = devices[-1]
     if device == "auto":
@@ -205,12 +286,28 @@ def pick_device(device: str = "auto") -> DeviceInfo:
     try:
         index = int(device)
     except ValueError:
-        raise UsageError(f"unknown device {device!r}: use auto, cpu or a GPU index") from None
+        raise UsageError(
+            f"unknown device {device!r}: use auto, cpu, cpu-ncnn, cpu-openvino, "
+            "openvino-gpu, openvino-npu or a GPU index"
+        ) from None
     for d in devices:
         if d.index == index and d.is_gpu:
             return d
     known = ", ".join(f"{d.index} ({d.name})" for d in devices if d.is_gpu) or "none"
     raise UsageError(f"no Vulkan device {index}; devices: {known}; or use cpu")
+
+
+def _pick_openvino(device: str) -> DeviceInfo:
+    if not openvino_installed():
+        raise UsageError(f'device {device} needs OpenVINO: pip install "upscaler-edge[openvino]"')
+    from .ov_engine import openvino_devices
+
+    found = openvino_devices()
+    for d in found:
+        if d.option == device or (device.count(".") == 0 and d.option.split(".")[0] == device):
+            return d
+    known = ", ".join(d.option for d in found) or "none"
+    raise UsageError(f"OpenVINO has no device {device!r}; it has: {known}")
 
 
 class Engine:

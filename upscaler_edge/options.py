@@ -16,6 +16,8 @@ from .tiling import MIN_TILE
 __all__ = ["DEFAULT_MODEL", "Options"]
 
 DEFAULT_MODEL = "realesrgan-x4plus"
+#: Device names besides GPU indices and "openvino-<device>".
+DEVICE_NAMES = ("auto", "cpu", "cpu-ncnn", "cpu-openvino")
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,10 @@ class Options:
     ``scale`` None means the model's native scale; a smaller scale resizes the model's output
     with Lanczos; a larger one is an error. ``denoise`` picks a family's denoise level,
     numbered as its reference tool numbers them (Real-CUGAN -1 conservative, 0 none, 1-3;
-    waifu2x -1 none, 0-3); None means the family's plain model.
+    waifu2x -1 none, 0-3); None means the family's plain model. ``device``: "auto", "cpu"
+    (the fastest CPU backend installed), "cpu-ncnn", "cpu-openvino", "openvino-gpu",
+    "openvino-npu" or a Vulkan GPU index. ``precision`` (OpenVINO only): "auto" (bf16 where
+    measured safe), "fp32", "bf16".
     """
 
     model: str = DEFAULT_MODEL
@@ -42,6 +47,7 @@ class Options:
     max_pixels: int = 50_000_000
     models_dirs: tuple[Path, ...] = ()
     denoise: int | None = None
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.tile != 0 and self.tile < MIN_TILE:
@@ -59,8 +65,13 @@ class Options:
         if self.max_pixels < 1:
             raise UsageError("the pixel cap must be positive")
         dev = self.device
-        if not (dev in ("auto", "cpu") or (dev.isdigit())):
-            raise UsageError(f"unknown device {dev!r}: use auto, cpu or a GPU index (0, 1, ...)")
+        if not (dev in DEVICE_NAMES or dev.isdigit() or dev.startswith("openvino-")):
+            raise UsageError(
+                f"unknown device {dev!r}: use {', '.join(DEVICE_NAMES)}, openvino-gpu, "
+                "openvino-npu or a GPU index (0, 1, ...)"
+            )
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise UsageError(f"unknown precision {self.precision!r}: use auto, fp32 or bf16")
 
     def replace(self, **changes: object) -> Options:
         """A copy with some fields changed (validated again)."""

@@ -21,12 +21,13 @@ import numpy as np
 from PIL import Image
 
 from . import imageio, se_sync
-from .engine import DeviceInfo, Engine, TileFault, pick_device
+from .engine import DeviceInfo, Engine, TileEngine, TileFault, pick_device
 from .errors import Cancelled, DeviceError, ImageTooLargeError, UpscalerError
 from .imageio import Frame, Picture
 from .models import ModelSpec, Registry, default_registry, verify_model
 from .naming import output_name
 from .options import Options
+from .ov_engine import open_engine
 from .planes import gray_of, is_constant, resize_plane, resize_rgb
 from .preflight import available_memory, check_memory, check_output
 from .preprocess import cut, model_window, output_crop
@@ -77,6 +78,7 @@ class Plan:
     spec: ModelSpec
     device: DeviceInfo
     scale: int
+    precision: str = "auto"
 
 
 def default_output_path(src: Path, scale: int, fmt: str | None = None) -> Path:
@@ -111,16 +113,19 @@ class Upscaler:
     def __init__(self, options: Options | None = None, registry: Registry | None = None) -> None:
         self.options = options or Options()
         self._registry = registry
-        self._engines: dict[tuple[str, int, bool], Engine] = {}
+        self._engines: dict[tuple[str, DeviceInfo, bool, str], TileEngine] = {}
 
     # -- engines --------------------------------------------------------------------------
-    def engine_for(self, spec: ModelSpec, dev: DeviceInfo, *, precise: bool = False) -> Engine:
-        """The loaded engine for (model, device); ``precise`` = fp32 on a GPU."""
-        key = (spec.name, dev.index, precise and dev.is_gpu)
+    def engine_for(
+        self, spec: ModelSpec, dev: DeviceInfo, *, precise: bool = False, precision: str = "auto"
+    ) -> TileEngine:
+        """The loaded engine for (model, device): ncnn's, or OpenVINO's for OpenVINO devices
+        and the CPU where it can (``ov_engine.open_engine``); ``precise`` = fp32 on a GPU."""
+        key = (spec.name, dev, precise and dev.is_gpu, precision)
         eng = self._engines.get(key)
         if eng is None:
             verify_model(spec)
-            eng = Engine(spec, dev, precise=precise)
+            eng = open_engine(spec, dev, precise=precise, precision=precision)
             self._engines[key] = eng
         return eng
 
@@ -136,7 +141,7 @@ class Upscaler:
         self.close()
 
     # -- one tile, with the fallbacks ------------------------------------------------------
-    def _infer(self, eng: Engine, x: np.ndarray, tta: bool, feeds: _Feeds = None) -> np.ndarray:
+    def _infer(self, eng: TileEngine, x: np.ndarray, tta: bool, feeds: _Feeds = None) -> np.ndarray:
         def run(x: np.ndarray, k: int) -> np.ndarray:
             return eng.infer(x, feeds[k]) if feeds else eng.infer(x)
 
@@ -161,7 +166,7 @@ class Upscaler:
         out: np.ndarray,
         t: Tile,
         spec: ModelSpec,
-        eng: Engine,
+        eng: TileEngine,
         tta: bool,
         maxval: float,
         feeds: _Feeds = None,
@@ -180,7 +185,7 @@ class Upscaler:
         out: np.ndarray,
         t: Tile,
         spec: ModelSpec,
-        eng: Engine,
+        eng: TileEngine,
         tta: bool,
         maxval: float,
         fault: TileFault,
@@ -215,7 +220,7 @@ class Upscaler:
         self,
         src: np.ndarray,
         spec: ModelSpec,
-        eng: Engine,
+        eng: TileEngine,
         tiles: list[Tile],
         tta: bool,
         job: _Job,
@@ -264,7 +269,7 @@ class Upscaler:
         self,
         src: np.ndarray,
         spec: ModelSpec,
-        eng: Engine,
+        eng: TileEngine,
         tiles: list[Tile],
         tta: bool,
         job: _Job,
@@ -281,13 +286,15 @@ class Upscaler:
             job.step()
 
         transforms = range(8) if tta else (0,)
+        assert isinstance(eng, Engine)  # ov_engine.open_engine gives SE models ncnn's engine
         try:
             return se_sync.shared_means(eng.features, src, tiles, spec, maxval, transforms, step)
         except TileFault as fault:
             if not eng.device.is_gpu:
                 raise DeviceError(f"inference failed: {fault}") from fault
             log.warning("%s; computing the shared averages on the CPU", fault)
-            cpu = self.engine_for(spec, pick_device("cpu"))
+            cpu = self.engine_for(spec, pick_device("cpu-ncnn"))
+            assert isinstance(cpu, Engine)
             return se_sync.shared_means(cpu.features, src, tiles, spec, maxval, transforms)
 
     # -- pictures ------------------------------------------------------------------------
@@ -296,7 +303,7 @@ class Upscaler:
         opts = options or self.options
         registry = self._registry or default_registry(tuple(opts.models_dirs))
         spec = registry.resolve(opts.model, opts.scale, opts.denoise)
-        return Plan(spec, pick_device(opts.device), opts.scale or spec.scale)
+        return Plan(spec, pick_device(opts.device), opts.scale or spec.scale, opts.precision)
 
     def tiles(self, width: int, height: int, plan: Plan, options: Options) -> list[Tile]:
         """The tiles of a ``width`` x ``height`` input: the user's tile size, exactly, or
@@ -328,7 +335,7 @@ class Upscaler:
         plan = plan or self.prepare(opts)
         spec, target = plan.spec, plan.scale
         tiles = self.tiles(pic.width, pic.height, plan, opts)
-        eng = self.engine_for(spec, plan.device)
+        eng = self.engine_for(spec, plan.device, precision=plan.precision)
         alpha_runs = [
             f.alpha is not None and opts.alpha == "model" and not is_constant(f.alpha)
             for f in pic.frames

