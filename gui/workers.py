@@ -148,7 +148,17 @@ class JobRunner(QObject):
 
         run_video = getattr(worker, "run_video", None)
         if run_video is not None and job.video_options is None:
-            return run_video(job.src, job.dst, job.options, progress=on_progress, cancel=job.cancel)
+            from upscaler_edge.video import VideoProgress
+
+            started = time.monotonic()
+
+            def from_worker(done: int, total: int) -> None:  # the child sends frame counts
+                elapsed = time.monotonic() - started
+                fps = done / elapsed if elapsed > 0 else 0.0
+                eta = (total - done) / fps if fps > 0 and total else None
+                on_progress(VideoProgress(done, total or None, fps, eta, elapsed))
+
+            return run_video(job.src, job.dst, job.options, progress=from_worker, cancel=job.cancel)
         from upscaler_edge.video import upscale_video
 
         return upscale_video(

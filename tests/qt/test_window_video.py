@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST_MODEL
 from PySide6.QtCore import QSettings
 from qt_helpers import drop_paths, run_queue
 from upscaler_edge_gui.queue_model import ItemState
 from upscaler_edge_gui.settings import GuiSettings, save_settings
 
 av = pytest.importorskip("av", reason="the video extra (PyAV) is not installed")
+
+FAST_MODEL = "realesr-animevideov3"  # with scale 2: the cheapest real model
 
 
 def _write_video(path: Path, width: int, height: int, frames: int) -> Path:
@@ -144,9 +145,20 @@ def test_video_without_pyav_fails_its_row_with_the_install_line(
 
 
 def test_cancelled_video_keeps_its_segments_and_running_it_again_resumes(
-    qtbot, make_window, qsettings_x2, tmp_path
+    qtbot, make_window, qsettings_x2, tmp_path, monkeypatch
 ):
+    import time
+
+    from upscaler_edge.pipeline import Upscaler
     from upscaler_edge.video import VideoOptions
+
+    real = Upscaler.upscale_picture
+
+    def slow(self, *a, **k):  # frames slow enough that the cancel lands before the end
+        time.sleep(0.05)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Upscaler, "upscale_picture", slow)
 
     src = _write_video(tmp_path / "seg.mp4", 48, 32, 12)
     window, controller = make_window(qsettings_x2)
