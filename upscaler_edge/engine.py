@@ -87,6 +87,8 @@ class TileEngine(Protocol):
     spec: ModelSpec
     device: DeviceInfo
     precise: bool
+    #: working memory of one inference per input pixel on the CPU (sizes the auto tile)
+    work_bytes_per_pixel: int
 
     def infer(self, x: np.ndarray, feeds: Mapping[str, np.ndarray] | None = None) -> np.ndarray: ...
 
@@ -334,6 +336,7 @@ class Engine:
         self.spec = spec
         self.device = device
         self.precise = precise
+        self.work_bytes_per_pixel = spec.work_bytes_per_pixel
         self._lock = threading.Lock()
         net = ncnn.Net()
         opt = net.opt

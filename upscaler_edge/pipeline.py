@@ -305,12 +305,22 @@ class Upscaler:
         spec = registry.resolve(opts.model, opts.scale, opts.denoise)
         return Plan(spec, pick_device(opts.device), opts.scale or spec.scale, opts.precision)
 
-    def tiles(self, width: int, height: int, plan: Plan, options: Options) -> list[Tile]:
+    def tiles(
+        self,
+        width: int,
+        height: int,
+        plan: Plan,
+        options: Options,
+        engine: TileEngine | None = None,
+    ) -> list[Tile]:
         """The tiles of a ``width`` x ``height`` input: the user's tile size, exactly, or
-        the automatic one for the device (see ``tiling``)."""
+        the automatic one for the device (see ``tiling``); on the CPU sized by ``engine``'s
+        working memory per pixel when given (OpenVINO needs less than ncnn)."""
         spec = plan.spec
         if options.tile:
             return plan_tiles(width, height, options.tile, spec.context, spec.edge_pad)
+        if engine is not None and not plan.device.is_gpu:
+            spec = replace(spec, work_bytes_per_pixel=engine.work_bytes_per_pixel)
         heap = plan.device.heap_budget_mb if plan.device.is_gpu else None
         return auto_tiles(width, height, spec, heap, available_memory())
 
@@ -334,8 +344,8 @@ class Upscaler:
         opts = options or self.options
         plan = plan or self.prepare(opts)
         spec, target = plan.spec, plan.scale
-        tiles = self.tiles(pic.width, pic.height, plan, opts)
         eng = self.engine_for(spec, plan.device, precision=plan.precision)
+        tiles = self.tiles(pic.width, pic.height, plan, opts, eng)
         alpha_runs = [
             f.alpha is not None and opts.alpha == "model" and not is_constant(f.alpha)
             for f in pic.frames
