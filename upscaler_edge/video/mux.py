@@ -21,7 +21,8 @@ from typing import Any
 
 import av
 
-from ..errors import Cancelled, OutputError, OutputExistsError
+from ..errors import Cancelled, OutputError
+from ..imageio.atomic import place
 from ..pipeline import CancelToken
 from .codecs import EncoderChoice, configure
 from .segments import Job
@@ -63,8 +64,7 @@ def join(
         notes = _write(job, choice, info, tmp, container, cancel)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        _place(tmp, dst, overwrite)
+        place(tmp, dst, overwrite)
         placed = True
     except OSError as exc:
         raise OutputError(f"cannot write {dst}: {exc.strerror or exc}") from exc
@@ -217,39 +217,3 @@ def _by_time(a: Iterator[tuple[float, Any]], b: Iterator[tuple[float, Any]]) -> 
         else:
             yield nb[1]
             nb = next(b, None)
-
-
-def _place(tmp: Path, dst: Path, overwrite: bool) -> None:
-    """Move the finished file into place; without ``overwrite`` never over an existing one."""
-    if overwrite:
-        os.replace(tmp, dst)
-    else:
-        try:
-            os.link(tmp, dst)
-        except FileExistsError:
-            raise OutputExistsError(f"{dst} exists (use --overwrite)") from None
-        except OSError:  # no hard links here: check, then rename
-            if os.path.lexists(dst):
-                raise OutputExistsError(f"{dst} exists (use --overwrite)") from None
-            os.replace(tmp, dst)
-        else:
-            tmp.unlink()
-    with contextlib.suppress(OSError):
-        fd = os.open(dst.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _umask() -> int:
-    try:  # Linux: read it without changing it, as os.umask() would for a moment
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

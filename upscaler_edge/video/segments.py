@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import OutputError
+from ..imageio.atomic import fsync_dir
 from ..integrity import sha256 as _sha256
 
 __all__ = ["Job", "Packet", "Segment", "job_folder", "read_segment"]
@@ -222,7 +223,7 @@ class Job:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.folder / "job.json")
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
 
     # -- state -----------------------------------------------------------------------------
     def resolve(self, **facts: Any) -> None:
@@ -346,14 +347,3 @@ def read_segment(path: Path) -> Iterator[Packet]:
                 bool(flags & 1),
                 data,
             )
-
-
-def _fsync_dir(folder: Path) -> None:
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
