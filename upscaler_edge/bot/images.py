@@ -307,7 +307,7 @@ async def _announce(
     if shared is not None:
         await ctx.runner.enqueue(job, message=msg, status_message_id=shared)
         if not any(s.state in (RUNNING, READY) for s in accepted):  # else progress shows
-            first = accepted[0] if accepted else job
+            first = min([*accepted, job], key=lambda s: s.id)  # the album's place in line
             text = await ctx.runner.queued_text(job, tr, count=len(accepted) + 1, first=first)
             ctx.runner.show_status(job, text, status_message_id=shared)
         log.info("job %s queued with its album (user %s)", job.id, who.user_id)
