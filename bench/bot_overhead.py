@@ -4,12 +4,14 @@
    reaching the bot to the result's SendMediaRequest arriving at the fake, minus the time spent
    inside the upscale call (the supervised worker, real model, tiny image). What is left is the
    bot: handlers, queue writes, download through GetFileRequest parts, header probe, upload
-   through SaveFilePartRequest parts, replies and edits.
+   through SaveFilePartRequest parts, replies and edits, and (unless ``--no-preview``) the
+   before/after preview made with Pillow and sent before the result.
 2. Queue throughput: 200 tiny jobs from 4 users, (a) through ``JobQueue`` alone (add, claim,
    finish), and (b) through the whole bot with an upscale that just copies the file, so the
    number is the bot's own ceiling.
 
-Run: ``python bench/bot_overhead.py [--jobs 30] [--throughput 200]`` (needs the ``bot`` extra).
+Run: ``python bench/bot_overhead.py [--jobs 30] [--throughput 200] [--no-preview]`` (needs the
+``bot`` extra).
 Numbers are logged (INFO) and printed as one summary line per measurement.
 """
 
@@ -33,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests" / "bot"))
 log = logging.getLogger("bench.bot_overhead")
 
 
-async def _overhead(tmp: Path, jobs: int) -> dict[str, float]:
+async def _overhead(tmp: Path, jobs: int, preview: bool = True) -> dict[str, float]:
     from botkit import MODEL, OWNER, BotHarness, make_config, png_bytes, wait_for
     from faketg import FakeTelegram
 
@@ -55,6 +57,7 @@ async def _overhead(tmp: Path, jobs: int) -> dict[str, float]:
 
     core.upscale = timed
     h = await BotHarness(fake, config, core).start()
+    await h.send(fake.text(user, "/preview " + ("on" if preview else "off")), user)
     warm = fake.document(user, png_bytes(64, 48), "warm.png")  # spawns the worker child
     await h.send(warm, user)
     await h.finished(warm, timeout=120)
@@ -92,7 +95,7 @@ def _queue_only(tmp: Path, n: int) -> float:
         return n / (time.perf_counter() - began)
 
 
-async def _through_bot(tmp: Path, n: int) -> float:
+async def _through_bot(tmp: Path, n: int, preview: bool = True) -> float:
     from botkit import BotHarness, make_config, png_bytes, wait_for
     from faketg import FakeTelegram
 
@@ -128,6 +131,8 @@ async def _through_bot(tmp: Path, n: int) -> float:
     people = [fake.user(u) for u in users]
     config = replace(make_config(tmp, progress_interval=2.0), allowed_users=allowed)
     h = await BotHarness(fake, config, core).start()
+    for person in people:
+        await h.send(fake.text(person, "/preview " + ("on" if preview else "off")), person)
     data = png_bytes(32, 24)
     began = time.perf_counter()
     for i in range(n):
@@ -143,16 +148,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=30, help="jobs for the overhead measurement")
     parser.add_argument("--throughput", type=int, default=200, help="jobs for throughput")
+    parser.add_argument(
+        "--no-preview", action="store_true", help="without the before/after preview photos"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.INFO)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        over = asyncio.run(_overhead(tmp / "o", args.jobs))
+        preview = not args.no_preview
+        over = asyncio.run(_overhead(tmp / "o", args.jobs, preview))
         log.info(
-            "overhead per job outside inference (64x48 PNG, x4, %d jobs): median %.1f ms, "
+            "overhead per job outside inference (64x48 PNG, x4, %d jobs, preview %s): "
+            "median %.1f ms, "
             "p90 %.1f ms (receive->reply median %.1f ms, of which upscale call %.1f ms)",
             over["jobs"],
+            "on" if preview else "off",
             over["overhead_median_ms"],
             over["overhead_p90_ms"],
             over["total_median_ms"],
@@ -160,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         q = _queue_only(tmp / "q", args.throughput)
         log.info("queue alone: %d jobs (add + claim + finish) at %.0f jobs/s", args.throughput, q)
-        b = asyncio.run(_through_bot(tmp / "b", args.throughput))
+        b = asyncio.run(_through_bot(tmp / "b", args.throughput, preview))
         log.info(
             "whole bot, copy instead of upscale: %d jobs from 4 users at %.1f jobs/s",
             args.throughput,

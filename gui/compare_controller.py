@@ -43,6 +43,9 @@ class CompareController(QObject):
         window.queue_view.current_row_changed.connect(self._on_current_row)
         model.item_changed.connect(self._on_item_changed)
         self._pairs.loaded.connect(self._on_pair)
+        self._pane.frame_requested.connect(self._on_frame)
+        #: the frame of each video item last compared (the slider returns there)
+        self._frames: dict[int, int] = {}
         self._update_actions()
 
     def select(self, item_id: int, *, follow: bool = False) -> None:
@@ -85,7 +88,13 @@ class CompareController(QObject):
             # keep the last pair on screen until this one arrives
             self._pane.show_loading(item.name)
             self._window.set_result_actions(can_open=True, can_show_folder=True)
-            self._pairs.request(item.id, item.src, item.dst)
+            if item.is_video:
+                index = self._frames.get(item.id, 0)
+                self._pane.show_frames(item.frames, index)
+                self._pairs.request(item.id, item.src, item.dst, index)
+            else:
+                self._pane.hide_frames()
+                self._pairs.request(item.id, item.src, item.dst)
             return
         if item.state is ItemState.FAILED:
             message = f"Failed: {item.error}"
@@ -94,6 +103,18 @@ class CompareController(QObject):
         self._pane.show_message(item.name, message)
         self.shown = None
         self._update_actions()
+
+    @Slot(int)
+    def _on_frame(self, index: int) -> None:
+        """The timeline slider moved: load that frame of the selected video."""
+        item = self._model.item(self._selected) if self._selected is not None else None
+        if item is None or not item.is_video or item.dst is None:
+            return
+        if item.state is not ItemState.DONE:
+            return
+        self._frames[item.id] = index
+        self._pane.show_loading(item.name)
+        self._pairs.request(item.id, item.src, item.dst, index)
 
     @Slot(int, object)
     def _on_pair(self, item_id: int, pair: LoadedPair | None) -> None:
@@ -105,7 +126,10 @@ class CompareController(QObject):
             self.shown = None
             self._update_actions()
             return
-        self._pane.show_pair(pair, f"{item.name}  →  {item.dst.name if item.dst else ''}")
+        caption = f"{item.name}  →  {item.dst.name if item.dst else ''}"
+        if pair.frame is not None:
+            caption += f"  (frame {pair.frame + 1})"
+        self._pane.show_pair(pair, caption)
         self.shown = item.id
         self._update_actions()
         self.compare_ready.emit(item.id)

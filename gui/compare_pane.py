@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSizePolicy,
+    QSlider,
     QVBoxLayout,
     QWidget,
 )
@@ -30,6 +31,8 @@ class ComparePane(QFrame):
 
     open_requested = Signal()
     folder_requested = Signal()
+    #: the user picked another frame of a video on the timeline slider
+    frame_requested = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -77,6 +80,25 @@ class ComparePane(QFrame):
         fl.setContentsMargins(1, 1, 1, 1)
         fl.addWidget(self.view)
         cl.addWidget(frame, 1)
+        #: a finished video's timeline: which frame the pair shows (hidden for images)
+        self.frame_row = QWidget()
+        rl = QHBoxLayout(self.frame_row)
+        rl.setContentsMargins(0, 0, 0, 0)
+        self.frame_slider = QSlider(Qt.Orientation.Horizontal)
+        self.frame_slider.setTracking(False)  # a frame per release, not per pixel dragged
+        self.frame_slider.setToolTip("Pick the video frame to compare")
+        self._frame_label = QLabel("")
+        self._frame_label.setObjectName("Muted")
+        rl.addWidget(self.frame_slider, 1)
+        rl.addWidget(self._frame_label)
+        self.frame_row.hide()
+        cl.addWidget(self.frame_row)
+        #: the video frame index of the pair on screen (None: a still image or nothing)
+        self.shown_frame: int | None = None
+        #: the pair on screen (None: none)
+        self.shown_pair: LoadedPair | None = None
+        self.frame_slider.valueChanged.connect(self.frame_requested)
+        self.frame_slider.sliderMoved.connect(self._show_frame_number)
 
         self._fit.clicked.connect(self.view.zoom_fit)
         self._actual.clicked.connect(self.view.zoom_actual)
@@ -95,6 +117,9 @@ class ComparePane(QFrame):
         """No pair: ``message`` in the picture's place, ``caption`` beside the title."""
         self._caption.setText(caption)
         self.view.clear(message)
+        self.shown_frame = None
+        self.shown_pair = None
+        self.hide_frames()
         self._update_tools()
 
     def show_loading(self, caption: str) -> None:
@@ -104,8 +129,30 @@ class ComparePane(QFrame):
             self.view.clear("Loading…")
         self._update_tools()
 
+    def show_frames(self, count: int | None, index: int) -> None:
+        """Show the timeline slider over ``count`` frames at ``index`` (None or 0: hide it)."""
+        if not count:
+            self.hide_frames()
+            return
+        slider = self.frame_slider
+        slider.blockSignals(True)
+        slider.setRange(0, max(0, count - 1))
+        slider.setValue(min(index, count - 1))
+        slider.blockSignals(False)
+        self._show_frame_number(slider.value())
+        self.frame_row.show()
+
+    def hide_frames(self) -> None:
+        """No timeline (an image, or nothing selected)."""
+        self.frame_row.hide()
+
+    def _show_frame_number(self, index: int) -> None:
+        self._frame_label.setText(f"Frame {index + 1} / {self.frame_slider.maximum() + 1}")
+
     def show_pair(self, pair: LoadedPair, caption: str) -> None:
         """Show ``pair``, captioned with its sizes."""
+        self.shown_frame = pair.frame
+        self.shown_pair = pair
         self.view.set_images(pair.before, pair.after, pair.before_preview, pair.after_preview)
         self.view.set_labels(
             f"Before  {pair.before.width()}×{pair.before.height()}",

@@ -13,6 +13,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal, Slot
 from PySide6.QtGui import QImage, QImageReader
 
+from .video import is_video, read_frame
+
 __all__ = ["PREVIEW_MAX_SIDE", "THUMB_SIZE", "LoadedPair", "PairLoader", "ThumbnailLoader"]
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,18 @@ class _ThumbnailTask(QRunnable):
         size: QSize | None = None
         image: QImage | None = None
         try:
+            if is_video(self._path):
+                frame = read_frame(self._path, 0)
+                if frame is not None:
+                    size = frame.size()
+                    image = frame.scaled(
+                        THUMB_SIZE,
+                        THUMB_SIZE,
+                        Qt.AspectRatioMode.KeepAspectRatio,
+                        Qt.TransformationMode.SmoothTransformation,
+                    )
+                self._signals.thumbnail.emit(self._id, size, image)
+                return
             reader = QImageReader(str(self._path))
             reader.setAutoTransform(True)
             raw = reader.size()
@@ -100,21 +114,34 @@ class LoadedPair:
     after: QImage
     before_preview: QImage
     after_preview: QImage
+    #: the video frame index shown (None: a still image)
+    frame: int | None = None
 
 
 class _PairTask(QRunnable):
     def __init__(
-        self, number: int, item_id: int, before: Path, after: Path, signals: _Signals
+        self,
+        number: int,
+        item_id: int,
+        before: Path,
+        after: Path,
+        signals: _Signals,
+        frame: int | None = None,
     ) -> None:
         super().__init__()
         self._number, self._id, self._signals = number, item_id, signals
-        self._before, self._after = before, after
+        self._before, self._after, self._frame = before, after, frame
+
+    def _read(self, path: Path) -> QImage:
+        if self._frame is None:
+            return _read_image(path)
+        return read_frame(path, self._frame) or QImage()
 
     def run(self) -> None:
         pair: LoadedPair | None = None
         try:
-            after = _read_image(self._after)
-            before = _read_image(self._before)
+            after = self._read(self._after)
+            before = self._read(self._before)
             if not after.isNull() and not before.isNull():
                 after = after.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
                 before = before.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
@@ -126,6 +153,7 @@ class _PairTask(QRunnable):
                 smooth = Qt.TransformationMode.SmoothTransformation
                 ignore = Qt.AspectRatioMode.IgnoreAspectRatio
                 pair = LoadedPair(
+                    frame=self._frame,
                     before=before,
                     after=after,
                     before_preview=before.scaled(preview_size, ignore, smooth),
@@ -152,10 +180,11 @@ class PairLoader(QObject):
         self._signals.pair.connect(self._on_pair)
         self._latest = 0
 
-    def request(self, item_id: int, before: Path, after: Path) -> None:
-        """Start loading ``item_id``'s pair; ``loaded`` follows unless a newer request does."""
+    def request(self, item_id: int, before: Path, after: Path, frame: int | None = None) -> None:
+        """Start loading ``item_id``'s pair (of videos: frame ``frame`` of each); ``loaded``
+        follows unless a newer request does."""
         self._latest += 1
-        task = _PairTask(self._latest, item_id, before, after, self._signals)
+        task = _PairTask(self._latest, item_id, before, after, self._signals, frame)
         QThreadPool.globalInstance().start(task)
 
     @Slot(int, int, object)

@@ -154,6 +154,7 @@ class MainWindow(QMainWindow):
         self.open_action = action("&Open images…", QKeySequence.StandardKey.Open)
         self.open_folder_action = action("Open &folder…", "Ctrl+Shift+O")
         self.paste_action = action("&Paste images", QKeySequence.StandardKey.Paste)
+        self.import_model_action = action("&Import model…")
         self.quit_action = action("&Quit", QKeySequence.StandardKey.Quit)
         self.start_action = action("&Upscale", "Ctrl+Return")
         self.cancel_action = action("&Cancel current", "Esc")
@@ -171,6 +172,8 @@ class MainWindow(QMainWindow):
         file_menu = menus.addMenu("&File")
         for a in (self.open_action, self.open_folder_action, self.paste_action):
             file_menu.addAction(a)
+        file_menu.addSeparator()
+        file_menu.addAction(self.import_model_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         queue_menu = menus.addMenu("&Queue")

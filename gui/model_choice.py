@@ -2,8 +2,9 @@
 
 One row per :class:`upscaler_edge.models.ModelFamily` (a family such as
 ``realesr-animevideov3`` offers its x2/x3/x4 members as one choice; the core picks the
-member for the scale). The scale buttons offer 2 up to the family's largest scale: smaller
-scales than a model's own are a Lanczos resize of its output.
+member for the scale and denoise level). The scale buttons offer 2 up to the family's largest
+scale (smaller scales than a model's own are a Lanczos resize of its output), and 1 where a
+member works at x1; the denoise picker offers the levels shipped at the chosen scale.
 """
 
 from __future__ import annotations
@@ -36,7 +37,18 @@ def _kind_rank(family: ModelFamily) -> int:
 def model_entries(families: Iterable[ModelFamily]) -> list[ModelEntry]:
     """Picker rows grouped by kind (:data:`KIND_ORDER`), the registry's order within a kind."""
     ordered = sorted(families, key=_kind_rank)
-    return [ModelEntry(f.name, f.name, f.description, max(f.scales)) for f in ordered]
+    return [
+        ModelEntry(
+            f.name,
+            f.name,
+            f.description,
+            max(f.scales),
+            combos=f.combos,
+            default_denoise=f.default_denoise,
+            denoise_labels=f.denoise_labels,
+        )
+        for f in ordered
+    ]
 
 
 def load_model_entries() -> tuple[list[ModelEntry], str | None]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .settings import GuiSettings
 
-__all__ = ["output_path_for", "unique_path"]
+__all__ = ["output_path_for", "unique_path", "video_output_path_for"]
 
 
 def unique_path(path: Path) -> Path:
@@ -28,4 +28,16 @@ def output_path_for(src: Path, s: GuiSettings) -> Path:
     default = default_output_path(src, s.scale, s.format)
     folder = Path(s.output_dir) if s.output_dir else default.parent
     dst = folder / default.name
+    return dst if s.overwrite else unique_path(dst)
+
+
+def video_output_path_for(src: Path, s: GuiSettings) -> Path:
+    """Where the video ``src``'s result goes: ``NAME_xS.ext`` in the input's container (as
+    ``default_video_output`` names it), in ``s.output_dir`` or beside the input; a free name
+    unless overwriting was asked for. A cancelled job leaves no output, so running it again
+    gets the same name and resumes from the segments kept beside it."""
+    from .video import video_output_name
+
+    folder = Path(s.output_dir) if s.output_dir else src.parent
+    dst = folder / video_output_name(src, s.scale)
     return dst if s.overwrite else unique_path(dst)

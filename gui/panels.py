@@ -41,12 +41,44 @@ _FORMAT_LABELS = {"png": "PNG (lossless)", "jpg": "JPEG", "webp": "WebP"}
 @dataclass(frozen=True)
 class ModelEntry:
     """One model picker row: ``name`` goes into ``Options.model``; ``max_scale`` is the
-    largest scale it can produce (smaller ones are a Lanczos resize of its output)."""
+    largest scale it can produce (smaller ones are a Lanczos resize of its output).
+
+    ``combos`` are the (native scale, denoise level) pairs the family ships (denoise None for
+    families without levels); ``default_denoise`` is its plain model's level and
+    ``denoise_labels`` names some levels (``-1`` -> ``conservative``).
+    """
 
     name: str
     label: str
     description: str
     max_scale: int
+    combos: tuple[tuple[int, int | None], ...] = ()
+    default_denoise: int | None = None
+    denoise_labels: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def native_scales(self) -> tuple[int, ...]:
+        return tuple(sorted({s for s, _ in self.combos})) or (self.max_scale,)
+
+    def native_for(self, scale: int) -> int | None:
+        """The native scale a target ``scale`` runs at (the smallest at or above it)."""
+        above = [s for s in self.native_scales if s >= scale]
+        return above[0] if above else None
+
+    def scale_allowed(self, scale: int) -> bool:
+        """Scales up to the largest; 1x only where a model works at x1 natively."""
+        if scale == 1:
+            return 1 in self.native_scales
+        return self.native_for(scale) is not None
+
+    def denoise_levels(self, scale: int) -> tuple[int, ...]:
+        """The denoise levels offered at target ``scale`` (empty: no levels)."""
+        native = self.native_for(scale)
+        return tuple(sorted({d for s, d in self.combos if s == native and d is not None}))
+
+    def denoise_text(self, level: int) -> str:
+        label = dict(self.denoise_labels).get(level)
+        return f"{label.capitalize()} ({level})" if label else f"Level {level}"
 
 
 def _section(text: str) -> QLabel:
@@ -97,7 +129,7 @@ class SettingsPanel(QFrame):
         brand.addWidget(title)
         brand.addStretch(1)
         lay.addLayout(brand)
-        tagline = QLabel("Real-ESRGAN on your own machine")
+        tagline = QLabel("Super-resolution on your own machine")
         tagline.setObjectName("Muted")
         lay.addWidget(tagline)
         lay.addSpacing(12)
@@ -133,6 +165,17 @@ class SettingsPanel(QFrame):
             self.scale_buttons[scale] = b
             scale_row.addWidget(b)
         lay.addLayout(scale_row)
+        lay.addSpacing(6)
+
+        # denoise (families with levels only; the levels the chosen scale ships)
+        self.denoise_section = _section("Denoise")
+        lay.addWidget(self.denoise_section)
+        self.denoise_combo = QComboBox()
+        self.denoise_combo.setObjectName("DenoiseCombo")
+        self.denoise_combo.setToolTip(
+            "Noise reduction, numbered as the model's reference tool numbers it"
+        )
+        lay.addWidget(self.denoise_combo)
         lay.addSpacing(10)
 
         # format
@@ -163,8 +206,10 @@ class SettingsPanel(QFrame):
         out_row.setSpacing(6)
         self.output_edit = QLineEdit()
         self.output_edit.setReadOnly(True)
-        self.output_edit.setPlaceholderText("Beside each input image")
+        self.output_edit.setPlaceholderText("Beside each input")
+        self.output_edit.setToolTip("Beside each input image")
         self.output_browse = QPushButton("Browse…")
+        self.output_browse.setObjectName("CompactButton")
         self.output_reset = QToolButton()
         self.output_reset.setText("✕")
         self.output_reset.setToolTip("Save beside each input image")
@@ -272,9 +317,11 @@ class SettingsPanel(QFrame):
         self.clear_rest_button.clicked.connect(self.cancel_all_requested)
         self.output_reset.clicked.connect(lambda: self.set_output_dir(""))
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
+        self.scale_group.idClicked.connect(lambda *_: self._update_denoise())
         for signal in (
             self.model_combo.currentIndexChanged,
             self.scale_group.idClicked,
+            self.denoise_combo.currentIndexChanged,
             self.format_combo.currentIndexChanged,
             self.quality_spin.valueChanged,
             self.device_combo.currentIndexChanged,
@@ -298,14 +345,44 @@ class SettingsPanel(QFrame):
     def _on_model_changed(self) -> None:
         entry: ModelEntry | None = self.model_combo.currentData()
         self.model_description.setText(entry.description if entry else "")
-        max_scale = entry.max_scale if entry else max(SCALES)
         for scale, button in self.scale_buttons.items():
-            button.setEnabled(scale <= max_scale)
+            button.setEnabled(entry.scale_allowed(scale) if entry else scale > 1)
         checked = self.scale_group.checkedId()
-        if checked > max_scale:
-            enabled = [s for s in SCALES if s <= max_scale]
-            if enabled:
-                self.scale_buttons[enabled[-1]].setChecked(True)
+        if checked not in self.scale_buttons or not self.scale_buttons[checked].isEnabled():
+            enabled = [s for s, b in self.scale_buttons.items() if b.isEnabled()]
+            native = entry.native_scales if entry else ()
+            pick = [s for s in enabled if s in native] or enabled
+            if pick:  # the largest native scale, else the largest allowed
+                self.scale_buttons[pick[-1]].setChecked(True)
+        self._update_denoise()
+
+    def _update_denoise(self, want: int | None = None) -> None:
+        """Offer the chosen family's denoise levels at the chosen scale, keeping the current
+        level (or ``want``) when it is offered, else the family's plain level, else the
+        first; hidden for families without levels."""
+        entry: ModelEntry | None = self.model_combo.currentData()
+        scale = self.scale_group.checkedId()
+        levels = entry.denoise_levels(scale) if entry and scale > 0 else ()
+        keep = want if want is not None else self.denoise_combo.currentData()
+        self.denoise_combo.blockSignals(True)
+        self.denoise_combo.clear()
+        for level in levels:
+            assert entry is not None
+            self.denoise_combo.addItem(entry.denoise_text(level), level)
+        if levels:
+            assert entry is not None
+            choice = next((lv for lv in (keep, entry.default_denoise) if lv in levels), levels[0])
+            self.denoise_combo.setCurrentIndex(levels.index(choice))
+        self.denoise_combo.blockSignals(False)
+        self.denoise_section.setVisible(bool(levels))
+        self.denoise_combo.setVisible(bool(levels))
+
+    def denoise(self) -> int | None:
+        """The chosen denoise level; None for families without levels."""
+        if not self.denoise_combo.count():
+            return None
+        level = self.denoise_combo.currentData()
+        return None if level is None else int(level)
 
     # --- content -------------------------------------------------------------------------
 
@@ -376,6 +453,7 @@ class SettingsPanel(QFrame):
         s = GuiSettings() if base is None else GuiSettings(**vars(base))
         s.model = self.model_name() or s.model
         s.scale = self.scale_group.checkedId() if self.scale_group.checkedId() > 0 else s.scale
+        s.denoise = self.denoise()
         s.format = self.format_combo.currentData() or s.format
         s.quality = self.quality_spin.value()
         s.output_dir = self.output_dir()
@@ -392,6 +470,7 @@ class SettingsPanel(QFrame):
             self.set_model_name(s.model)
             if s.scale in self.scale_buttons and self.scale_buttons[s.scale].isEnabled():
                 self.scale_buttons[s.scale].setChecked(True)
+            self._update_denoise(want=s.denoise)
             self.format_combo.setCurrentIndex(max(0, self.format_combo.findData(s.format)))
             self.quality_spin.setValue(s.quality)
             self.set_output_dir(s.output_dir)

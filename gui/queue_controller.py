@@ -16,6 +16,7 @@ from .dropzone import collect_images
 from .loaders import ThumbnailLoader
 from .main_window import MainWindow
 from .queue_model import ItemState, QueueItem, QueueModel, scaled_size
+from .video import is_video
 
 __all__ = ["QueueController"]
 
@@ -46,6 +47,8 @@ class QueueController(QObject):
         for item_id in ids:
             item = self._model.item(item_id)
             if item is not None:
+                if is_video(item.src):
+                    self._model.update(item_id, is_video=True)
                 self._thumbnails.request(item_id, item.src)
         self.refresh()
         return ids, len(files)

@@ -80,6 +80,10 @@ class QueueItem:
     scale: int | None = None
     device: str | None = None
     seconds: float | None = None
+    #: a video (frames, not tiles): ``detail`` is its progress line, ``frames`` its count
+    is_video: bool = False
+    detail: str | None = None
+    frames: int | None = None
     thumbnail: QImage | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -90,6 +94,8 @@ class QueueItem:
     def state_text(self) -> str:
         """The state in the user's words: ``Running 42%``, ``Failed: <reason>``, ..."""
         if self.state is ItemState.RUNNING:
+            if self.detail:
+                return f"Running {int(self.progress * 100)}% · {self.detail}"
             return f"Running {int(self.progress * 100)}%"
         if self.state is ItemState.DONE:
             if self.seconds is None:

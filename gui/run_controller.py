@@ -15,14 +15,16 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal, Slot
 
 from .main_window import MainWindow
-from .outputs import output_path_for
+from .outputs import output_path_for, video_output_path_for
 from .queue_model import ItemState, QueueItem, QueueModel, format_size, scaled_size
 from .settings import GuiSettings
+from .video import MISSING_PYAV, progress_text, video_available
 from .workers import Job, RunnerHost, WorkerLike, one_line
 
 if TYPE_CHECKING:
     from upscaler_edge.options import Options
     from upscaler_edge.pipeline import UpscaleResult
+    from upscaler_edge.video import VideoOptions, VideoProgress
 
 __all__ = ["RunController", "options_for"]
 
@@ -36,6 +38,7 @@ def options_for(s: GuiSettings) -> Options:
     return Options(
         model=s.model,
         scale=s.scale,
+        denoise=s.denoise,
         tile=s.tile,
         device=s.device,
         format=s.format,
@@ -72,6 +75,8 @@ class RunController(QObject):
         self._current: Job | None = None
         self._running = False
         self._closed = False
+        #: videos' encoder and segment settings (None: the library's defaults)
+        self.video_options: VideoOptions | None = None
         #: ids of the items this run counts for the overall bar
         self._batch: set[int] = set()
 
@@ -146,6 +151,7 @@ class RunController(QObject):
             host = RunnerHost(device, self._worker_factory)
             r = host.runner
             r.progress.connect(self._on_progress)
+            r.video_progress.connect(self._on_video_progress)
             r.returned.connect(self._on_returned)
             r.errored.connect(self._on_errored)
             r.cancelled.connect(self._on_cancelled)
@@ -165,13 +171,28 @@ class RunController(QObject):
                 return
             s = self._settings()
             try:
-                job = Job(item.id, item.src, output_path_for(item.src, s), options_for(s))
+                if item.is_video:
+                    if not video_available():
+                        self._fail_to_start(item, MISSING_PYAV)
+                        continue
+                    dst = video_output_path_for(item.src, s)
+                else:
+                    dst = output_path_for(item.src, s)
+                job = Job(
+                    item.id,
+                    item.src,
+                    dst,
+                    options_for(s),
+                    video=item.is_video,
+                    video_options=self.video_options if item.is_video else None,
+                )
                 self._current = job
                 self._model.update(
                     item.id,
                     state=ItemState.RUNNING,
                     progress=0.0,
                     error=None,
+                    detail=None,
                     model=s.model,
                     scale=s.scale,
                     device=s.device,
@@ -226,6 +247,14 @@ class RunController(QObject):
         self._model.update(item_id, progress=done / total if total else 0.0)
 
     @Slot(int, object)
+    def _on_video_progress(self, item_id: int, p: VideoProgress) -> None:
+        if self._current is None or self._current.item_id != item_id:
+            return
+        done = p.frames_done + p.frame_fraction
+        fraction = min(1.0, done / p.frames_total) if p.frames_total else 0.0
+        self._model.update(item_id, progress=fraction, detail=progress_text(p))
+
+    @Slot(int, object)
     def _on_returned(self, item_id: int, result: UpscaleResult) -> None:
         job_dst = self._current.dst if self._current is not None else None
         item = self._model.update(
@@ -236,10 +265,14 @@ class RunController(QObject):
             in_size=result.in_size,
             out_size=result.out_size,
             seconds=result.seconds,
+            detail=None,
+            frames=getattr(result, "frames", None),
         )
         if item is not None:
+            resumed = getattr(result, "frames_resumed", 0)
+            note = f", resumed at frame {resumed + 1}" if resumed else ""
             self._window.show_status(
-                f"Saved {item.dst} ({format_size(item.out_size)}, {item.seconds or 0:.1f} s)",
+                f"Saved {item.dst} ({format_size(item.out_size)}, {item.seconds or 0:.1f} s{note})",
                 10_000,
             )
             self.item_done.emit(item_id)
@@ -249,13 +282,13 @@ class RunController(QObject):
         self._fail(item_id, one_line(reason))
 
     def _fail(self, item_id: int, reason: str) -> None:
-        item = self._model.update(item_id, state=ItemState.FAILED, error=reason)
+        item = self._model.update(item_id, state=ItemState.FAILED, error=reason, detail=None)
         name = item.name if item else f"item {item_id}"
         self._window.show_status(f"Failed: {name}: {reason}")
 
     @Slot(int)
     def _on_cancelled(self, item_id: int) -> None:
-        self._model.update(item_id, state=ItemState.CANCELLED, progress=0.0)
+        self._model.update(item_id, state=ItemState.CANCELLED, progress=0.0, detail=None)
         self._window.show_status("Cancelled", 5000)
 
     @Slot(int)

@@ -24,15 +24,17 @@ ORGANIZATION = "upscaler-edge"
 APPLICATION = "upscaler-edge-gui"
 
 FORMATS = ("png", "jpg", "webp")
-SCALES = (2, 3, 4)
+SCALES = (1, 2, 3, 4)
 
 
 @dataclass
 class GuiSettings:
-    """The window's choices. ``output_dir`` empty means "beside each input"; ``tile`` 0 = auto."""
+    """The window's choices. ``output_dir`` empty means "beside each input"; ``tile`` 0 = auto;
+    ``denoise`` None = the model family's plain model (or a family without levels)."""
 
     model: str = "realesrgan-x4plus"
     scale: int = 4
+    denoise: int | None = None
     format: str = "png"
     quality: int = 95
     output_dir: str = ""
@@ -65,6 +67,13 @@ def _to_int(raw: object) -> int:
     raise TypeError(f"not a number: {type(raw).__name__}")
 
 
+def _to_level(raw: object) -> int | None:
+    """A denoise level; '' (or None) for none."""
+    if raw is None or raw == "":
+        return None
+    return _to_int(raw)
+
+
 def _value(qs: QSettings, key: str, default: T, convert: Callable[[object], T]) -> T:
     """``qs.value`` converted; the default when missing or unreadable."""
     raw = qs.value(key, None)
@@ -83,6 +92,7 @@ def load_settings(qs: QSettings) -> GuiSettings:
     s = GuiSettings(
         model=_value(qs, "model", d.model, str),
         scale=_value(qs, "scale", d.scale, _to_int),
+        denoise=_value(qs, "denoise", d.denoise, _to_level),
         format=_value(qs, "format", d.format, str),
         quality=_value(qs, "quality", d.quality, _to_int),
         output_dir=_value(qs, "output_dir", d.output_dir, str),
@@ -107,6 +117,7 @@ def save_settings(qs: QSettings, s: GuiSettings) -> None:
     """Write settings and flush them to storage."""
     qs.setValue("model", s.model)
     qs.setValue("scale", s.scale)
+    qs.setValue("denoise", "" if s.denoise is None else s.denoise)
     qs.setValue("format", s.format)
     qs.setValue("quality", s.quality)
     qs.setValue("output_dir", s.output_dir)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import QApplication
 
@@ -36,7 +38,23 @@ QComboBox, QLineEdit, QSpinBox {
     color: %(text)s; min-height: 20px; selection-background-color: %(accent)s; }
 QComboBox:hover, QLineEdit:hover, QSpinBox:hover { border-color: #3d4250; }
 QComboBox:focus, QLineEdit:focus, QSpinBox:focus { border-color: %(accent)s; }
-QComboBox::drop-down { border: none; width: 24px; }
+QComboBox { padding-right: 26px; }
+QComboBox::drop-down { subcontrol-origin: padding; subcontrol-position: center right; border: none; width: 26px; }
+QComboBox::down-arrow { image: url(%(icons)s/chevron-down.svg); width: 12px; height: 12px; }
+QComboBox::down-arrow:on, QComboBox::down-arrow:hover { image: url(%(icons)s/chevron-down-hover.svg); }
+QComboBox::down-arrow:disabled { image: url(%(icons)s/chevron-down-disabled.svg); }
+QSpinBox { padding-right: 24px; }
+QSpinBox::up-button, QSpinBox::down-button { subcontrol-origin: border; width: 22px; border: none; background: transparent; }
+QSpinBox::up-button { subcontrol-position: top right; margin: 3px 3px 0 0; }
+QSpinBox::down-button { subcontrol-position: bottom right; margin: 0 3px 3px 0; }
+QSpinBox::up-button:hover, QSpinBox::down-button:hover { background: #2f3440; border-radius: 4px; }
+QSpinBox::up-arrow { image: url(%(icons)s/chevron-up.svg); width: 10px; height: 10px; }
+QSpinBox::up-arrow:hover { image: url(%(icons)s/chevron-up-hover.svg); }
+QSpinBox::up-arrow:disabled, QSpinBox::up-arrow:off { image: url(%(icons)s/chevron-up-disabled.svg); }
+QSpinBox::down-arrow { image: url(%(icons)s/chevron-down.svg); width: 10px; height: 10px; }
+QSpinBox::down-arrow:hover { image: url(%(icons)s/chevron-down-hover.svg); }
+QSpinBox::down-arrow:disabled, QSpinBox::down-arrow:off { image: url(%(icons)s/chevron-down-disabled.svg); }
+QPushButton#CompactButton { padding: 7px 10px; }
 QComboBox QAbstractItemView { background: %(base)s; border: 1px solid %(border)s;
     selection-background-color: #2d2a48; outline: none; padding: 4px; }
 QPushButton { background: #272b34; border: 1px solid %(border)s; border-radius: 8px;
@@ -117,4 +135,5 @@ def apply_theme(app: QApplication) -> None:
     if font.pointSizeF() < 10:
         font.setPointSizeF(10)
     app.setFont(font)
-    app.setStyleSheet(_STYLE % {**_COLORS, "accent": ACCENT})
+    icons = (Path(__file__).resolve().parent / "icons").as_posix()  # chevrons (package data)
+    app.setStyleSheet(_STYLE % {**_COLORS, "accent": ACCENT, "icons": icons})

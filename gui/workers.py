@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 if TYPE_CHECKING:
     from upscaler_edge.options import Options
     from upscaler_edge.pipeline import UpscaleResult
+    from upscaler_edge.video import VideoOptions, VideoProgress
 
 __all__ = ["Job", "JobRunner", "RunnerHost", "WorkerLike", "one_line"]
 
@@ -58,6 +60,10 @@ class Job:
     dst: Path
     options: Options
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
+    #: a video: ``upscale_video`` (frames, resumable segments) instead of one image
+    video: bool = False
+    #: the video's encoder and segment settings (None: the library's defaults)
+    video_options: VideoOptions | None = None
 
 
 class JobRunner(QObject):
@@ -72,6 +78,7 @@ class JobRunner(QObject):
 
     started = Signal(int)
     progress = Signal(int, int, int)
+    video_progress = Signal(int, object)  # item id, VideoProgress
     returned = Signal(int, object)
     errored = Signal(int, str)
     cancelled = Signal(int)
@@ -105,9 +112,12 @@ class JobRunner(QObject):
                 if self._worker is None:
                     self._worker = self._worker_factory()
                 worker = self._worker
-            result = worker.run(
-                job.src, job.dst, job.options, progress=on_progress, cancel=job.cancel
-            )
+            if job.video:
+                result = self._run_video(job, worker)
+            else:
+                result = worker.run(
+                    job.src, job.dst, job.options, progress=on_progress, cancel=job.cancel
+                )
         except Cancelled:
             log.info("cancelled: %s", job.src)
             self.cancelled.emit(job.item_id)
@@ -123,6 +133,42 @@ class JobRunner(QObject):
             self.returned.emit(job.item_id, result)
         finally:
             self.finished.emit(job.item_id)
+
+    def _run_video(self, job: Job, worker: WorkerLike) -> object:
+        """A video job: through the worker's ``run_video`` where it has one, else
+        ``upscale_video`` on this thread. Progress reaches ``video_progress`` at most every
+        0.1 s (and at every change of phase)."""
+        last: list[float | str] = [0.0, ""]
+
+        def on_progress(p: VideoProgress) -> None:
+            now = time.monotonic()
+            if p.phase != last[1] or now - float(last[0]) >= 0.1:
+                last[0], last[1] = now, p.phase
+                self.video_progress.emit(job.item_id, p)
+
+        run_video = getattr(worker, "run_video", None)
+        if run_video is not None and job.video_options is None:
+            from upscaler_edge.video import VideoProgress
+
+            started = time.monotonic()
+
+            def from_worker(done: int, total: int) -> None:  # the child sends frame counts
+                elapsed = time.monotonic() - started
+                fps = done / elapsed if elapsed > 0 else 0.0
+                eta = (total - done) / fps if fps > 0 and total else None
+                on_progress(VideoProgress(done, total or None, fps, eta, elapsed))
+
+            return run_video(job.src, job.dst, job.options, progress=from_worker, cancel=job.cancel)
+        from upscaler_edge.video import upscale_video
+
+        return upscale_video(
+            job.src,
+            job.dst,
+            job.options,
+            job.video_options,
+            progress=on_progress,
+            cancel=job.cancel,
+        )
 
     def close_worker(self) -> None:
         """Stop the child process (safe from any thread once no job is running)."""

@@ -19,15 +19,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
+from .bars import ProgressBars
 from .errors import ExitStatus, UnknownModelError, UpscalerError, UsageError
 from .naming import find_images, output_names
 from .options import DEFAULT_MODEL, Options
 
 if TYPE_CHECKING:
-    from .models import Registry
+    from .models import ModelFamily, Registry
 
 __all__ = ["Env", "build_parser", "main", "plan_tasks", "run"]
 
@@ -61,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale",
         type=int,
         help="output scale (default: the model's; smaller ones resize with Lanczos)",
+    )
+    p.add_argument(
+        "-n",
+        "--denoise",
+        type=int,
+        metavar="N",
+        help="denoise level, numbered as the model's reference tool does: Real-CUGAN -1 "
+        "conservative, 0 none, 1-3; waifu2x -1 none, 0-3 (default: the plain model; "
+        "--list-models shows each model's levels)",
     )
     p.add_argument(
         "-t",
@@ -115,7 +125,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-megapixels", type=float, default=50.0, help="refuse larger inputs (default 50)"
     )
+    v = p.add_argument_group("video (mp4, mkv, webm, mov, ...; see README, Video)")
+    v.add_argument(
+        "--video-codec",
+        metavar="CODEC",
+        help="h264, hevc, av1, vp9 or an FFmpeg encoder (default: h264; vp9 for webm; "
+        "hevc/av1 for 10-bit input)",
+    )
+    v.add_argument("--crf", type=int, help="encoder quality, lower is better (default per codec)")
+    v.add_argument("--preset", help="encoder speed preset (default: medium; svt-av1 8; vp9 4)")
+    v.add_argument(
+        "--segment",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="encode in independent pieces of this length; a resume redoes at most one "
+        "(default 10)",
+    )
+    v.add_argument(
+        "--no-resume", action="store_true", help="start over instead of resuming a killed run"
+    )
     p.add_argument("--list-models", action="store_true", help="list the models and exit")
+    p.add_argument(
+        "--import-model",
+        metavar="FILE",
+        type=Path,
+        help="import a super-resolution model (.onnx, .pth, .pt, .safetensors, .ckpt) into "
+        "the user models folder, checked against the original; then -m NAME works",
+    )
+    p.add_argument("--name", help="with --import-model: the model's name (default: the file's)")
     p.add_argument("--list-devices", action="store_true", help="list the compute devices and exit")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
@@ -233,10 +271,44 @@ def _print_models(out: TextIO, registry: Registry) -> None:
     width = max(len(f.name) for f in fams) + 2
     for f in fams:
         scales = "/".join(f"x{s}" for s in f.scales)
-        denoise = f"  denoise {', '.join(map(str, f.denoise))}" if f.denoise else ""
-        out.write(f"{f.name:<{width}}{scales:<10}{f.kind:<7}{f.description}{denoise}\n")
-        if len(f.members) > 1:
+        out.write(f"{f.name:<{width}}{scales:<10}{f.kind:<7}{f.description}\n")
+        if f.denoise:
+            out.write(f"{'':<{width}}{_denoise_line(f)}\n")
+        elif len(f.members) > 1:
             out.write(f"{'':<{width}}(-s picks: {', '.join(f.members)})\n")
+
+
+def _denoise_line(f: ModelFamily) -> str:
+    """``-n  x2: -1 0 1 2 3  x3: -1 0 3  (-1 conservative, 0 none = default)``."""
+    per_scale = {s: f.denoise_for(s) for s in f.scales}
+    if len(set(per_scale.values())) == 1:
+        levels = " ".join(map(str, f.denoise))
+    else:
+        levels = "  ".join(f"x{s}: {' '.join(map(str, lv))}" for s, lv in per_scale.items() if lv)
+    named = [
+        f"{lv} {label}{' = default' if lv == f.default_denoise else ''}"
+        for lv in f.denoise
+        if (label := f.denoise_label(lv)) != str(lv)
+    ]
+    return f"-n  {levels}  ({', '.join(named)})" if named else f"-n  {levels}"
+
+
+def _import_model(args: argparse.Namespace, env: Env) -> ExitStatus:
+    """--import-model FILE [--name NAME] [-s N]: one line naming the model, on stdout."""
+    if args.inputs:
+        raise UsageError("--import-model takes no INPUT images; import first, then upscale")
+    from .convert import import_model
+
+    def say(line: str) -> None:
+        if not args.quiet and env.interactive:
+            env.stderr.write(f"{PROG}: {line}\n")
+
+    done = import_model(args.import_model, args.name, args.scale, say=say)
+    env.stdout.write(
+        f"imported {done.name} (x{done.scale}, {done.kind}, ncnn matches it at "
+        f"{done.parity_db:.0f} dB, context {done.context}): use -m {done.name}\n"
+    )
+    return ExitStatus.OK
 
 
 def _print_devices(out: TextIO) -> None:
@@ -307,7 +379,7 @@ def main(
         format=f"{PROG}: %(levelname)s: %(message)s",
         stream=env.stderr,
     )
-    if not (args.inputs or args.list_models or args.list_devices):
+    if not (args.inputs or args.list_models or args.list_devices or args.import_model):
         parser.print_usage(env.stderr)
         env.stderr.write(
             f"{PROG}: error: give at least one INPUT (file or folder), or --gui / --bot\n"
@@ -343,6 +415,7 @@ def _options(args: argparse.Namespace, fmt: str | None) -> Options:
         all_frames=args.all_frames,
         overwrite=args.overwrite,
         max_pixels=max(1, int(args.max_megapixels * 1_000_000)),
+        denoise=args.denoise,
         precision=args.precision,
     )
 
@@ -352,6 +425,8 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     makes no sense; a failing input is reported and counted, never raised."""
     from .models import default_registry
 
+    if args.import_model is not None:
+        return _import_model(args, env)
     registry = default_registry()
     if args.list_models:
         _print_models(env.stdout, registry)
@@ -364,9 +439,17 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     from .pipeline import Upscaler
 
     inputs = [Path(p) for p in args.inputs]
+    from .video.cli import run_videos, split_inputs  # video files go to upscaler_edge.video
+
+    videos, inputs = split_inputs(inputs, args.output)
+    video_status = (
+        run_videos(videos, _options(args, None), args, env, registry) if videos else ExitStatus.OK
+    )
+    if not inputs:
+        return video_status
     fmt = _output_format(args.output, args.format, _is_single_file(inputs, args.output))
     options = _options(args, fmt)
-    spec = registry.resolve(options.model, options.scale)
+    spec = registry.resolve(options.model, options.scale, options.denoise)
     device = pick_device(options.device)
     scale = options.scale or spec.scale
     tasks, problems = plan_tasks(inputs, args.output, scale, fmt, args.recursive)
@@ -391,7 +474,7 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     try:
         with (
             Upscaler(options, registry) as up,
-            _Bars(len(tasks), not args.quiet and env.interactive, env.stderr) as bars,
+            ProgressBars(len(tasks), not args.quiet and env.interactive, env.stderr) as bars,
         ):
             for item in up.upscale_many(
                 [(t.src, t.dst) for t in tasks], options, bars.tile, cancel
@@ -418,59 +501,4 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
         if skipped:
             summary += f", {skipped} skipped (exist)"
         env.stderr.write(f"{summary} in {took:.1f} s with {spec.name} on {device.name}\n")
-    return ExitStatus.FAILED if failed else ExitStatus.OK
-
-
-class _Bars:
-    """tqdm bars: files across the batch (when more than one) and tiles within a file."""
-
-    def __init__(self, files: int, show: bool, stream: TextIO) -> None:
-        self.show, self.stream, self.files = show, stream, files
-        self._files_bar: Any = None
-        self._tiles_bar: Any = None
-
-    def __enter__(self) -> _Bars:
-        if self.show and self.files > 1:
-            from tqdm import tqdm
-
-            self._files_bar = tqdm(
-                total=self.files, unit="file", desc="files", file=self.stream, position=0
-            )
-        return self
-
-    def tile(self, done: int, total: int) -> None:
-        if not self.show:
-            return
-        if self._tiles_bar is None or done == 0:
-            from tqdm import tqdm
-
-            if self._tiles_bar is not None:
-                self._tiles_bar.close()
-            self._tiles_bar = tqdm(
-                total=total,
-                unit="tile",
-                desc="tiles",
-                file=self.stream,
-                leave=False,
-                position=1 if self._files_bar is not None else 0,
-            )
-        self._tiles_bar.n = done
-        self._tiles_bar.refresh()
-
-    def file_done(self) -> None:
-        if self._files_bar is not None:
-            self._files_bar.update(1)
-
-    def write(self, line: str, stream: TextIO | None = None) -> None:
-        target = stream or self.stream
-        if self.show:
-            from tqdm import tqdm
-
-            tqdm.write(line, file=target)
-        else:
-            target.write(line + "\n")
-
-    def __exit__(self, *exc: object) -> None:
-        for bar in (self._tiles_bar, self._files_bar):
-            if bar is not None:
-                bar.close()
+    return ExitStatus.FAILED if failed or video_status else ExitStatus.OK

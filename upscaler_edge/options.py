@@ -26,9 +26,12 @@ class Options:
 
     ``tile`` counts input pixels per tile side, context padding not included; 0 means auto.
     ``scale`` None means the model's native scale; a smaller scale resizes the model's output
-    with Lanczos; a larger one is an error. ``device``: "auto", "cpu" (the fastest CPU
-    backend installed), "cpu-ncnn", "cpu-openvino", "openvino-gpu", "openvino-npu" or a Vulkan
-    GPU index. ``precision`` (OpenVINO only): "auto" (bf16 where measured safe), "fp32", "bf16".
+    with Lanczos; a larger one is an error. ``denoise`` picks a family's denoise level,
+    numbered as its reference tool numbers them (Real-CUGAN -1 conservative, 0 none, 1-3;
+    waifu2x -1 none, 0-3); None means the family's plain model. ``device``: "auto", "cpu"
+    (the fastest CPU backend installed), "cpu-ncnn", "cpu-openvino", "openvino-gpu",
+    "openvino-npu" or a Vulkan GPU index. ``precision`` (OpenVINO only): "auto" (bf16 where
+    measured safe), "fp32", "bf16".
     """
 
     model: str = DEFAULT_MODEL
@@ -43,6 +46,7 @@ class Options:
     overwrite: bool = False
     max_pixels: int = 50_000_000
     models_dirs: tuple[Path, ...] = ()
+    denoise: int | None = None
     precision: str = "auto"
 
     def __post_init__(self) -> None:

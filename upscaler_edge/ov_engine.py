@@ -18,13 +18,14 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from .engine import DeviceInfo, Engine, TileEngine, TileFault, _cpu_name, cpu_threads
-from .errors import DeviceError, ModelError
+from .errors import DeviceError, ModelError, UsageError
 from .models import ModelSpec
 from .ncnn2onnx import UnsupportedModelError, onnx_for
 
@@ -194,9 +195,11 @@ class OpenVinoEngine:
             req = self._requests[(h, w)] = compiled.create_infer_request()
         return req
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
+    def infer(self, x: np.ndarray, feeds: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         if not self._open:
             raise DeviceError("engine is closed")
+        if feeds:  # open_engine gives models that need feeds (shared SE averages) to ncnn
+            raise DeviceError(f"{self.spec.name}: OpenVINO cannot take fed blobs")
         _, h, w = x.shape
         s = self.spec.scale
         xc = np.ascontiguousarray(x, dtype=np.float32)[None]
@@ -223,6 +226,20 @@ class OpenVinoEngine:
         self.close()
 
 
+def _plain(spec: ModelSpec) -> bool:
+    """A model whose window goes in and whose x``scale`` output comes out as it is: what the
+    OpenVINO engine runs. Real-CUGAN and waifu2x (prepadding, value range, one-plane nets,
+    residuals, shared squeeze-and-excitation averages) stay on ncnn's engine, which does that
+    arithmetic."""
+    return (
+        not spec.se_blobs
+        and spec.prepadding == 0
+        and spec.value_range == 1.0
+        and spec.residual is None
+        and spec.channels == 3
+    )
+
+
 def open_engine(
     spec: ModelSpec, device: DeviceInfo, *, precise: bool = False, precision: str = "auto"
 ) -> TileEngine:
@@ -231,6 +248,11 @@ def open_engine(
     cannot run the model (a layer the converter lacks, a compile error, no OpenVINO)."""
     if device.backend == "ncnn":
         return Engine(spec, device, precise=precise)
+    if not _plain(spec):  # our ncnn engine does its arithmetic (prepadding, SE feeds, ...)
+        if device.backend == "best" or device.target.split(".")[0] == "CPU":
+            log.info("%s needs ncnn's engine (its own arithmetic): ncnn on the CPU", spec.name)
+            return Engine(spec, replace(device, backend="ncnn", target=""), precise=precise)
+        raise UsageError(f"{spec.name} runs on ncnn only: use -d cpu or a Vulkan GPU index")
     target = device
     try:
         if device.backend == "best":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,14 +20,19 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from PIL import Image
 
-from . import imageio
-from .engine import DeviceInfo, TileEngine, TileFault, pick_device
-from .errors import Cancelled, DeviceError, ImageTooLargeError, OutputError, UpscalerError
+from . import imageio, se_sync
+from .engine import DeviceInfo, Engine, TileEngine, TileFault, pick_device
+from .errors import Cancelled, DeviceError, ImageTooLargeError, UpscalerError
 from .imageio import Frame, Picture
 from .models import ModelSpec, Registry, default_registry, verify_model
 from .naming import output_name
 from .options import Options
 from .ov_engine import open_engine
+from .planes import gray_of, is_constant, resize_plane, resize_rgb
+from .preflight import available_memory, check_memory, check_output
+from .preprocess import cut, model_window, output_crop
+from .preprocess import tta_forward as _tta_forward
+from .preprocess import tta_inverse as _tta_inverse
 from .tiling import MIN_TILE, Tile, auto_tiles, plan_tiles, split_tile
 
 __all__ = [
@@ -45,6 +49,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+#: shared squeeze-and-excitation values, one dict per TTA transform (se_sync); None: none
+_Feeds = list[dict[str, np.ndarray]] | None
 
 
 class CancelToken(Protocol):
@@ -83,27 +89,6 @@ def default_output_path(src: Path, scale: int, fmt: str | None = None) -> Path:
 def _check_cancel(cancel: CancelToken | None) -> None:
     if cancel is not None and cancel.is_set():
         raise Cancelled("cancelled")
-
-
-# 8 dihedral transforms of a (C, H, W) array and their inverses, as the reference's TTA
-def _tta_forward(x: np.ndarray, k: int) -> np.ndarray:
-    if k & 4:
-        x = x.transpose(0, 2, 1)
-    if k & 2:
-        x = x[:, ::-1, :]
-    if k & 1:
-        x = x[:, :, ::-1]
-    return np.ascontiguousarray(x)
-
-
-def _tta_inverse(y: np.ndarray, k: int) -> np.ndarray:
-    if k & 1:
-        y = y[:, :, ::-1]
-    if k & 2:
-        y = y[:, ::-1, :]
-    if k & 4:
-        y = y.transpose(0, 2, 1)
-    return y
 
 
 class _Job:
@@ -156,13 +141,16 @@ class Upscaler:
         self.close()
 
     # -- one tile, with the fallbacks ------------------------------------------------------
-    def _infer(self, eng: TileEngine, x: np.ndarray, tta: bool) -> np.ndarray:
+    def _infer(self, eng: TileEngine, x: np.ndarray, tta: bool, feeds: _Feeds = None) -> np.ndarray:
+        def run(x: np.ndarray, k: int) -> np.ndarray:
+            return eng.infer(x, feeds[k]) if feeds else eng.infer(x)
+
         if not tta:
-            y = eng.infer(x)
+            y = run(x, 0)
         else:
-            acc = _tta_inverse(eng.infer(x), 0).copy()
+            acc = _tta_inverse(run(x, 0), 0).copy()
             for k in range(1, 8):
-                acc += _tta_inverse(eng.infer(_tta_forward(x, k)), k)
+                acc += _tta_inverse(run(_tta_forward(x, k), k), k)
             y = acc / 8.0
         spread = float(y.max() - y.min())
         if not math.isfinite(spread):
@@ -181,14 +169,15 @@ class Upscaler:
         eng: TileEngine,
         tta: bool,
         maxval: float,
+        feeds: _Feeds = None,
     ) -> None:
         """Infer one tile and paste its core into ``out`` (synchronously, with fallbacks)."""
         try:
-            y = self._infer(eng, _window(src, t, maxval), tta)
+            y = self._infer(eng, _window(src, t, maxval, spec), tta, feeds)
         except TileFault as fault:
-            self._recover(src, out, t, spec, eng, tta, maxval, fault)
+            self._recover(src, out, t, spec, eng, tta, maxval, fault, feeds)
             return
-        _paste(out, y, t, spec.scale, maxval)
+        _paste(out, y, t, spec, maxval)
 
     def _recover(
         self,
@@ -200,6 +189,7 @@ class Upscaler:
         tta: bool,
         maxval: float,
         fault: TileFault,
+        feeds: _Feeds = None,
     ) -> None:
         """A tile failed: on a GPU retry it in fp32 (some GPUs give black or NaN tiles in
         fp16), then in quarters down to MIN_TILE px, then on the CPU; else DeviceError."""
@@ -208,21 +198,21 @@ class Upscaler:
             log.warning("%s; retrying that tile in fp32", fault)
             precise = self.engine_for(spec, eng.device, precise=True)
             try:
-                y = self._infer(precise, _window(src, t, maxval), tta)
+                y = self._infer(precise, _window(src, t, maxval, spec), tta, feeds)
             except TileFault as again:
                 fault = again
             else:
-                _paste(out, y, t, spec.scale, maxval)
+                _paste(out, y, t, spec, maxval)
                 return
         if max(t.x1 - t.x0, t.y1 - t.y0) > MIN_TILE:
             log.warning("%s; retrying that tile at half size", fault)
             for sub in split_tile(t, w, h, spec.context, spec.edge_pad):
-                self._run_tile(src, out, sub, spec, eng, tta, maxval)
+                self._run_tile(src, out, sub, spec, eng, tta, maxval, feeds)
             return
         if eng.device.is_gpu:
             log.warning("%s at %d px; running that tile on the CPU", fault, MIN_TILE)
             cpu = self.engine_for(spec, pick_device("cpu"))
-            self._run_tile(src, out, t, spec, cpu, tta, maxval)
+            self._run_tile(src, out, t, spec, cpu, tta, maxval, feeds)
             return
         raise DeviceError(f"inference failed: {fault}") from fault
 
@@ -247,39 +237,72 @@ class Upscaler:
         maxval = float(np.iinfo(src.dtype).max)
         if not tiles:
             return out
+        feeds = self._shared_means(src, spec, eng, tiles, tta, job, maxval)
         with (
             ThreadPoolExecutor(1, thread_name_prefix="tile-prep") as prep,
             ThreadPoolExecutor(1, thread_name_prefix="tile-paste") as paster,
         ):
-            nxt = prep.submit(_window, src, tiles[0], maxval)
+            nxt = prep.submit(_window, src, tiles[0], maxval, spec)
             pasting: Future[None] | None = None
             for i, t in enumerate(tiles):
                 _check_cancel(job.cancel)
                 x = nxt.result()
                 if i + 1 < len(tiles):
-                    nxt = prep.submit(_window, src, tiles[i + 1], maxval)
+                    nxt = prep.submit(_window, src, tiles[i + 1], maxval, spec)
                 try:
-                    y = self._infer(eng, x, tta)
+                    y = self._infer(eng, x, tta, feeds)
                 except TileFault as fault:
                     if pasting is not None:
                         pasting.result()
                         pasting = None
-                    self._recover(src, out, t, spec, eng, tta, maxval, fault)
+                    self._recover(src, out, t, spec, eng, tta, maxval, fault, feeds)
                 else:
                     if pasting is not None:
                         pasting.result()
-                    pasting = paster.submit(_paste, out, y, t, s, maxval)
+                    pasting = paster.submit(_paste, out, y, t, spec, maxval)
                 job.step()
             if pasting is not None:
                 pasting.result()
         return out
+
+    def _shared_means(
+        self,
+        src: np.ndarray,
+        spec: ModelSpec,
+        eng: TileEngine,
+        tiles: list[Tile],
+        tta: bool,
+        job: _Job,
+        maxval: float,
+    ) -> _Feeds:
+        """The whole image's squeeze-and-excitation values for a tiled run (se_sync), so the
+        tiles match one whole-image inference; None when not needed. A device fault here
+        computes them on the CPU."""
+        if not se_sync.needed(spec, tiles):
+            return None
+
+        def step() -> None:
+            _check_cancel(job.cancel)
+            job.step()
+
+        transforms = range(8) if tta else (0,)
+        assert isinstance(eng, Engine)  # ov_engine.open_engine gives SE models ncnn's engine
+        try:
+            return se_sync.shared_means(eng.features, src, tiles, spec, maxval, transforms, step)
+        except TileFault as fault:
+            if not eng.device.is_gpu:
+                raise DeviceError(f"inference failed: {fault}") from fault
+            log.warning("%s; computing the shared averages on the CPU", fault)
+            cpu = self.engine_for(spec, pick_device("cpu-ncnn"))
+            assert isinstance(cpu, Engine)
+            return se_sync.shared_means(cpu.features, src, tiles, spec, maxval, transforms)
 
     # -- pictures ------------------------------------------------------------------------
     def prepare(self, options: Options | None = None) -> Plan:
         """Resolve the model and the device once for a job (or a batch)."""
         opts = options or self.options
         registry = self._registry or default_registry(tuple(opts.models_dirs))
-        spec = registry.resolve(opts.model, opts.scale)
+        spec = registry.resolve(opts.model, opts.scale, opts.denoise)
         return Plan(spec, pick_device(opts.device), opts.scale or spec.scale, opts.precision)
 
     def tiles(
@@ -324,10 +347,11 @@ class Upscaler:
         eng = self.engine_for(spec, plan.device, precision=plan.precision)
         tiles = self.tiles(pic.width, pic.height, plan, opts, eng)
         alpha_runs = [
-            f.alpha is not None and opts.alpha == "model" and not _is_constant(f.alpha)
+            f.alpha is not None and opts.alpha == "model" and not is_constant(f.alpha)
             for f in pic.frames
         ]
-        job = _Job(len(tiles) * (len(pic.frames) + sum(alpha_runs)), progress, cancel)
+        passes = se_sync.passes(spec, tiles)
+        job = _Job(passes * len(tiles) * (len(pic.frames) + sum(alpha_runs)), progress, cancel)
         if progress is not None:
             progress(0, job.total)
         frames = []
@@ -338,27 +362,27 @@ class Upscaler:
                 if alpha_run:
                     a3 = np.repeat(frame.alpha[:, :, None], 3, axis=2)
                     up = self._upscale_plane(a3, spec, eng, tiles, opts.tta, job)
-                    alpha = _gray_of(up)
+                    alpha = gray_of(up)
                 elif opts.alpha == "model":  # constant alpha: no inference needed
                     alpha = np.full(rgb.shape[:2], frame.alpha.flat[0], dtype=frame.alpha.dtype)
                 else:
-                    alpha = _resize_plane(
+                    alpha = resize_plane(
                         frame.alpha, rgb.shape[1], rgb.shape[0], Image.Resampling.BICUBIC
                     )
             if target != spec.scale:
                 w, h = pic.width * target, pic.height * target
-                rgb = _resize_rgb(rgb, w, h)
+                rgb = resize_rgb(rgb, w, h)
                 if alpha is not None:
-                    alpha = _resize_plane(alpha, w, h, Image.Resampling.LANCZOS)
+                    alpha = resize_plane(alpha, w, h, Image.Resampling.LANCZOS)
             frames.append(Frame(rgb=rgb, alpha=alpha, duration_ms=frame.duration_ms))
         dpi = (pic.dpi[0] * target, pic.dpi[1] * target) if pic.dpi else None
         return replace(pic, frames=frames, dpi=dpi)
 
     def _load(self, src: Path, dst: Path, opts: Options, plan: Plan) -> Picture:
         """Check the output, the header and the memory it needs, then decode."""
-        _check_output(src, dst, opts.overwrite)
+        check_output(src, dst, opts.overwrite)
         _, width, height = imageio.probe(src, max_pixels=opts.max_pixels)
-        _check_memory(width, height, plan.scale, plan.spec.scale)
+        check_memory(width, height, plan.scale, plan.spec.scale)
         return imageio.read_picture(src, max_pixels=opts.max_pixels, all_frames=opts.all_frames)
 
     def upscale_file(
@@ -495,95 +519,22 @@ def _guarded(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         raise UpscalerError(f"internal error: {type(exc).__name__}: {exc}") from exc
 
 
-def available_memory() -> int | None:
-    """Bytes of memory this process could still get (Linux: MemAvailable), None if unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # not on this platform
-        return None
+def _window(src: np.ndarray, t: Tile, maxval: float, spec: ModelSpec) -> np.ndarray:
+    """Tile ``t``'s window of ``src`` (H, W, 3) as the model reads it (aligned, padded beyond
+    the image's edges as the model's reference does; see ``preprocess``): float32 (3, h, w)
+    in [0, 1]."""
+    return cut(src, model_window(t, spec), spec, maxval)
 
 
-def _check_memory(width: int, height: int, scale: int, model_scale: int) -> None:
-    """Refuse, before decoding, a job whose buffers cannot fit in the memory available:
-    the decoded input, the model's output, and its encoded file (about half again)."""
-    avail = available_memory()
-    if avail is None:
-        return
-    need = width * height * 3 * (1 + model_scale**2 + scale**2 // 2)
-    if need > avail:
-        raise ImageTooLargeError(
-            f"image is {width}x{height}: upscaling it x{scale} needs about "
-            f"{need / 2**30:.1f} GiB of memory, and {avail / 2**30:.1f} GiB is available"
-        )
-
-
-def _check_output(src: Path, dst: Path, overwrite: bool) -> None:
-    """Fail before any work when the output is the input or exists already."""
-    try:
-        same = dst.exists() and src.exists() and dst.samefile(src)
-    except OSError:
-        same = False
-    if same or dst.resolve() == src.resolve():
-        raise OutputError(f"refusing to write over the input {src}")
-    if dst.exists() and not overwrite:
-        raise OutputError(f"{dst} exists (use --overwrite)")
-
-
-def _window(src: np.ndarray, t: Tile, maxval: float) -> np.ndarray:
-    """Tile ``t``'s window of ``src`` (H, W, 3), mirrored beyond the image's edges, as the
-    model's input: float32 (3, h, w) in [0, 1]."""
-    h, w = src.shape[:2]
-    wx0, wy0, wx1, wy1 = t.window
-    win = src[max(wy0, 0) : min(wy1, h), max(wx0, 0) : min(wx1, w)]
-    if wx0 < 0 or wy0 < 0 or wx1 > w or wy1 > h:  # mirror beyond the image's edges
-        pads = ((max(-wy0, 0), max(wy1 - h, 0)), (max(-wx0, 0), max(wx1 - w, 0)), (0, 0))
-        win = np.pad(win, pads, mode="reflect")
-    x = np.ascontiguousarray(win.transpose(2, 0, 1), dtype=np.float32)
-    x *= 1.0 / maxval
-    return x
-
-
-def _paste(out: np.ndarray, y: np.ndarray, t: Tile, s: int, maxval: float) -> None:
-    """Paste the core of a tile's model output ``y`` (3, h*s, w*s) into ``out``."""
-    cx0, cy0, cx1, cy1 = t.crop
-    core = y[:, cy0 * s : cy1 * s, cx0 * s : cx1 * s]
+def _paste(out: np.ndarray, y: np.ndarray, t: Tile, spec: ModelSpec, maxval: float) -> None:
+    """Paste the core of a tile's model output ``y`` into ``out``."""
+    s = spec.scale
+    cx0, cy0, cx1, cy1 = output_crop(t, spec)
+    core = y[:, cy0:cy1, cx0:cx1]
     core *= maxval
     core += 0.5
     np.clip(core, 0, maxval, out=core)
     out[t.y0 * s : t.y1 * s, t.x0 * s : t.x1 * s] = core.transpose(1, 2, 0)
-
-
-def _is_constant(a: np.ndarray) -> bool:
-    return bool(a.min() == a.max())
-
-
-def _gray_of(rgb: np.ndarray) -> np.ndarray:
-    acc = rgb.astype(np.uint32).sum(axis=2)
-    acc += 1
-    acc //= 3
-    return acc.astype(rgb.dtype)
-
-
-def _resize_plane(a: np.ndarray, w: int, h: int, resample: int) -> np.ndarray:
-    if a.dtype == np.uint8:
-        return np.asarray(Image.fromarray(a, "L").resize((w, h), resample))
-    f = np.asarray(Image.fromarray(a.astype(np.float32), "F").resize((w, h), resample))
-    return np.clip(f + 0.5, 0, np.iinfo(a.dtype).max).astype(a.dtype)
-
-
-def _resize_rgb(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
-    if rgb.dtype == np.uint8:
-        return np.asarray(Image.fromarray(rgb, "RGB").resize((w, h), Image.Resampling.LANCZOS))
-    return np.stack(
-        [_resize_plane(rgb[:, :, c], w, h, Image.Resampling.LANCZOS) for c in range(3)], axis=2
-    )
 
 
 def upscale_file(

@@ -7,8 +7,9 @@ which, removes any temporary file the child left, and starts a fresh child for t
 It never hangs: every wait has a deadline or watches the child's liveness.
 
 Messages (tuples over a multiprocessing Pipe):
-  parent -> child: ("job", id, src, dst, Options) | ("cancel", id) | ("stop",)
-  child -> parent: ("progress", id, done, total) | ("done", id, UpscaleResult)
+  parent -> child: ("job", id, src, dst, Options) | ("video", id, src, dst, Options,
+                   VideoOptions) | ("cancel", id) | ("stop",)
+  child -> parent: ("progress", id, done, total) | ("done", id, UpscaleResult | VideoResult)
                    | ("error", id, error class name, message)
 """
 
@@ -27,13 +28,16 @@ import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .errors import Cancelled, JobFailed, UpscalerError
 from .imageio import remove_leftovers
 from .options import Options
 from .pipeline import CancelToken, Progress, UpscaleResult
+
+if TYPE_CHECKING:  # the video package loads PyAV lazily; the worker imports it only for jobs
+    from .video import VideoOptions, VideoResult
 
 __all__ = ["TileHook", "Worker", "serve"]
 
@@ -43,7 +47,8 @@ CANCEL_GRACE_S = 10.0  # a cancelled job that does not stop by then is killed
 _POLL_S = 0.05
 
 
-#: Called in the child after each tile: (source path, tiles done, tiles total).
+#: Called in the child after each tile: (source path, tiles done, tiles total); for a video
+#: job after each frame (frames done, frames total or 0).
 TileHook = Callable[[str, int, int], None]
 
 
@@ -69,7 +74,7 @@ def serve(conn: Connection, log_level: int, on_tile: TileHook | None = None) -> 
             if msg[0] == "cancel":
                 if msg[1] == current[0]:
                     cancel.set()
-            elif msg[0] == "job":
+            elif msg[0] in ("job", "video"):
                 jobs.put(msg)
             else:
                 jobs.put(None)
@@ -79,7 +84,7 @@ def serve(conn: Connection, log_level: int, on_tile: TileHook | None = None) -> 
     up = Upscaler()
     try:
         while (msg := jobs.get()) is not None:
-            _, job_id, src, dst, options = msg
+            kind, job_id, src, dst, options = msg[:5]
             cancel.clear()
             current[0] = job_id
 
@@ -88,8 +93,21 @@ def serve(conn: Connection, log_level: int, on_tile: TileHook | None = None) -> 
                 if on_tile is not None:
                     on_tile(src, done, total)
 
+            def frames(p: Any, job_id: int = job_id, src: str = src) -> None:  # VideoProgress
+                conn.send(("progress", job_id, p.frames_done, p.frames_total or 0))
+                if on_tile is not None:
+                    on_tile(src, p.frames_done, p.frames_total or 0)
+
             try:
-                result = up.upscale_file(Path(src), Path(dst), options, progress, cancel)
+                result: Any
+                if kind == "video":
+                    from .video import upscale_video
+
+                    result = upscale_video(
+                        Path(src), Path(dst), options, msg[5], frames, cancel, upscaler=up
+                    )
+                else:
+                    result = up.upscale_file(Path(src), Path(dst), options, progress, cancel)
                 conn.send(("done", job_id, result))
             except UpscalerError as exc:
                 conn.send(("error", job_id, type(exc).__name__, str(exc)))
@@ -230,12 +248,53 @@ class Worker:
         """Upscale ``src`` into ``dst`` in the child. Raises what the pipeline raises,
         Cancelled, or JobFailed when the child died or timed out (no output is left then)."""
         opts = options or self.options
+        result: UpscaleResult = self._run(
+            ("job", str(src), str(dst), opts), Path(dst), progress, cancel, timeout
+        )
+        return result
+
+    def run_video(
+        self,
+        src: Path | str,
+        dst: Path | str,
+        options: Options | None = None,
+        video: VideoOptions | None = None,
+        *,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+        timeout: float | None = None,
+    ) -> VideoResult:
+        """Upscale the video ``src`` into ``dst`` in the child (``upscale_video``).
+
+        ``progress(frames_done, frames_total)`` (total 0 while unknown). A crash, timeout or
+        cancel keeps the finished segments beside ``dst``: the same call again resumes.
+        Raises like :meth:`run`."""
+        from .video import VideoOptions
+
+        opts = options or self.options
+        result: VideoResult = self._run(
+            ("video", str(src), str(dst), opts, video or VideoOptions()),
+            Path(dst),
+            progress,
+            cancel,
+            timeout,
+        )
+        return result
+
+    def _run(
+        self,
+        job: tuple[Any, ...],
+        dst: Path,
+        progress: Progress | None,
+        cancel: CancelToken | None,
+        timeout: float | None,
+    ) -> Any:
         limit = timeout if timeout is not None else self.timeout
         with self._lock:
             self._ensure_child()
             assert self._conn is not None and self._proc is not None
             job_id = next(self._ids)
-            self._conn.send(("job", job_id, str(src), str(dst), opts))
+            self._conn.send((job[0], job_id, *job[1:]))
             started = time.monotonic()
             cancel_sent_at: float | None = None
             while True:
@@ -254,7 +313,7 @@ class Worker:
                         progress(msg[2], msg[3])
                 elif msg is None and not self._proc.is_alive():
                     reason = _describe_exit(self._proc.exitcode)
-                    self._fail(Path(dst))
+                    self._fail(dst)
                     raise JobFailed(
                         f"the upscaling process crashed ({reason}); try again or use -d cpu"
                     )
@@ -265,10 +324,10 @@ class Worker:
                         cancel_sent_at = now
                         self._conn.send(("cancel", job_id))
                     elif now - cancel_sent_at > CANCEL_GRACE_S:
-                        self._fail(Path(dst))
+                        self._fail(dst)
                         raise Cancelled("cancelled")
                 if limit is not None and now - started > limit:
-                    self._fail(Path(dst))
+                    self._fail(dst)
                     raise JobFailed(f"the job ran past its {limit:g} s time limit and was stopped")
 
     def _fail(self, dst: Path) -> None:

@@ -72,6 +72,36 @@ def make_config(tmp: Path, **changes: Any) -> BotConfig:
     return replace(base, **changes)
 
 
+def stub_core(core: Core, calls: list[Path] | None = None) -> Core:
+    """``core`` with a Pillow resize instead of the model (fast; for tests about the bot, not
+    the picture). ``calls`` collects each finished upscale's input path."""
+    from PIL import Image
+
+    from upscaler_edge.pipeline import UpscaleResult
+
+    def upscale(src: Path, dst: Path, options: Any, *, progress: Any, **kw: Any) -> Any:
+        scale = options.scale or core.resolve(options.model, None).scale
+        with Image.open(src) as img:
+            size = img.size
+            out = img.convert("RGB").resize((size[0] * scale, size[1] * scale))
+        progress(1, 1)
+        out.save(dst, "JPEG" if dst.suffix == ".jpg" else "PNG")
+        if calls is not None:
+            calls.append(src)
+        return UpscaleResult(
+            src=src,
+            dst=dst,
+            in_size=size,
+            out_size=out.size,
+            model=options.model,
+            scale=scale,
+            device="stub",
+            seconds=0.01,
+        )
+
+    return replace(core, upscale=upscale, close=lambda: None)
+
+
 def slowed(core: Core, seconds: float) -> Core:
     """The same core, but each upscale takes ``seconds`` longer (progress edits get a chance)."""
     base = core.upscale

@@ -12,15 +12,19 @@ then ``_preprocess_updates([update], users, chats)`` attaches entities, then
 these private hooks changes in a Telethon release.
 
 :class:`FakeTelegram` is the "server": it answers requests by type, records every request,
-keeps the bot's sent messages (with edits, deletions, reassembled uploads), serves
-downloads, rejects a repeated ``random_id`` with ``RANDOM_ID_DUPLICATE`` like Telegram does,
-and lets tests inject errors (``fail``), drop connections (``drop``) or refuse them (``down``).
+keeps the bot's sent messages (with edits, deletions, reassembled uploads; documents, photos
+and albums: ``uploadMedia`` then ``sendMultiMedia``), serves downloads, rejects a repeated
+``random_id`` with ``RANDOM_ID_DUPLICATE`` like Telegram does (for an album, if any of its ids
+was used), records the command menus and bot descriptions per language (``bot_commands``,
+``bot_info``), and lets tests inject errors (``fail``), drop connections (``drop``) or refuse
+them (``down``). Users carry a ``lang_code``; incoming messages may be albums (``album``),
+replies and forwards.
 
 For a bot running in another process, :class:`TcpFakeServer` serves the same
 :class:`FakeTelegram` over a loopback socket and :func:`attach_remote` connects a client to it
 (requests, results, errors and pushed updates travel pickled; test-only, loopback only).
 Not modelled: pts/getDifference bookkeeping (missed updates are handed to a ``catch_up``
-client once it is logged in), channels, albums, CDN redirects.
+client once it is logged in), channels, CDN redirects.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ __all__ = [
     "TcpFakeServer",
     "attach",
     "attach_remote",
+    "is_document_send",
 ]
 
 BOT_ID = 7000001
@@ -71,6 +76,13 @@ HOOKS = (
 )
 
 
+def is_document_send(request: Any) -> bool:
+    """True for a ``SendMediaRequest`` that sends a file as a document."""
+    return isinstance(request, functions.messages.SendMediaRequest) and isinstance(
+        request.media, types.InputMediaUploadedDocument
+    )
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(tz=dt.timezone.utc).replace(microsecond=0)
 
@@ -88,6 +100,9 @@ class SentMessage:
     file_bytes: bytes | None = None
     mime_type: str | None = None
     force_file: bool | None = None
+    attributes: list[Any] = field(default_factory=list)  # of a sent document
+    kind: str = "text"  # "text", "document" or "photo"
+    grouped_id: int | None = None  # sent in an album
     buttons: Any = None
     edits: list[str] = field(default_factory=list)
     deleted: bool = False
@@ -105,6 +120,7 @@ class _Fault:
     make: Callable[[Any], BaseException]
     times: int
     after: bool  # perform the request, then raise (a lost response)
+    when: Callable[[Any], bool] | None = None  # only requests this accepts
 
 
 class FakeTelegram:
@@ -126,6 +142,10 @@ class FakeTelegram:
         self.files: dict[int, bytes] = {}
         self.uploads: dict[int, dict[int, bytes]] = {}
         self.callback_answers: list[functions.messages.SetBotCallbackAnswerRequest] = []
+        # (scope type name, lang_code) -> [(command, description)]; lang_code -> (about, text)
+        self.bot_commands: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self.bot_info: dict[str, tuple[str | None, str | None]] = {}
+        self.media: dict[int, tuple[str, bytes, str | None, str]] = {}  # uploadMedia results
         self.authorized: set[int] = set()
         self.down = False
         self.connections: list[Any] = []
@@ -137,14 +157,18 @@ class FakeTelegram:
         self._pts = 1
 
     # -- test controls --------------------------------------------------------------------
-    def user(self, user_id: int, first_name: str = "User") -> types.User:
-        """Register (or return) a Telegram user who can write to the bot."""
+    def user(
+        self, user_id: int, first_name: str = "User", *, lang_code: str | None = None
+    ) -> types.User:
+        """Register (or return) a Telegram user who can write to the bot; ``lang_code`` is
+        their app's language, as Telegram tells bots."""
         if user_id not in self.users:
             self.users[user_id] = types.User(
                 id=user_id,
                 access_hash=31_000 + user_id,
                 first_name=first_name,
                 username=f"u{user_id}",
+                lang_code=lang_code,
             )
         return self.users[user_id]
 
@@ -155,9 +179,11 @@ class FakeTelegram:
         *,
         times: int = 1,
         after: bool = False,
+        when: Callable[[Any], bool] | None = None,
     ) -> None:
-        """Make the next ``times`` requests of type ``kind`` raise ``make(request)``."""
-        self._faults.append(_Fault(kind, make, times, after))
+        """Make the next ``times`` requests of type ``kind`` (that ``when`` accepts, if
+        given) raise ``make(request)``."""
+        self._faults.append(_Fault(kind, make, times, after, when))
 
     def drop(self) -> None:
         """Cut every connection, as if Telethon gave up reconnecting."""
@@ -174,16 +200,28 @@ class FakeTelegram:
 
     def documents_to(self, chat_id: int) -> list[SentMessage]:
         """The bot's file messages in a chat (deleted or not)."""
-        return [
-            m for m in self.messages_to(chat_id, include_deleted=True) if m.file_bytes is not None
-        ]
+        return [m for m in self.messages_to(chat_id, include_deleted=True) if m.kind == "document"]
+
+    def photos_to(self, chat_id: int) -> list[SentMessage]:
+        """The bot's photo messages in a chat (deleted or not)."""
+        return [m for m in self.messages_to(chat_id, include_deleted=True) if m.kind == "photo"]
+
+    def texts_to(self, chat_id: int) -> list[str]:
+        """The current text of the bot's visible text messages in a chat."""
+        return [m.current_text for m in self.messages_to(chat_id) if m.kind == "text"]
 
     def count(self, kind: type) -> int:
         """How many requests of this type were made."""
         return sum(isinstance(r, kind) for r in self.requests)
 
+    def document_sends(self) -> int:
+        """How many ``SendMediaRequest``s carried a document (not a photo)."""
+        return sum(is_document_send(r) for r in self.requests)
+
     # -- incoming updates -------------------------------------------------------------------
-    def _new_message(self, user: types.User, text: str, media: Any) -> types.UpdateNewMessage:
+    def _new_message(
+        self, user: types.User, text: str, media: Any, **extra: Any
+    ) -> types.UpdateNewMessage:
         msg = types.Message(
             id=next(self._ids),
             peer_id=types.PeerUser(user.id),
@@ -191,14 +229,30 @@ class FakeTelegram:
             message=text,
             media=media,
             out=False,
+            **extra,
         )
         self.incoming[msg.id] = msg
         self._pts += 1
         return types.UpdateNewMessage(message=msg, pts=self._pts, pts_count=1)
 
-    def text(self, user: types.User, text: str) -> types.UpdateNewMessage:
-        """An update: ``user`` sends ``text``."""
-        return self._new_message(user, text, None)
+    def text(
+        self, user: types.User, text: str, *, reply_to: int | None = None
+    ) -> types.UpdateNewMessage:
+        """An update: ``user`` sends ``text`` (in reply to their message ``reply_to``)."""
+        header = None if reply_to is None else types.MessageReplyHeader(reply_to_msg_id=reply_to)
+        return self._new_message(user, text, None, reply_to=header)
+
+    def forward(
+        self, user: types.User, original: types.User | None, text: str, *, from_name: str = ""
+    ) -> types.UpdateNewMessage:
+        """An update: ``user`` forwards a message ``original`` wrote (None: its author hides
+        their account in forwards, only ``from_name`` shows)."""
+        header = types.MessageFwdHeader(
+            date=_now(),
+            from_id=None if original is None else types.PeerUser(original.id),
+            from_name=from_name or None,
+        )
+        return self._new_message(user, text, None, fwd_from=header)
 
     def document(
         self,
@@ -209,8 +263,12 @@ class FakeTelegram:
         mime_type: str = "image/png",
         caption: str = "",
         declared_size: int | None = None,
+        grouped_id: int | None = None,
+        image_size: tuple[int, int] | None = None,
+        attributes: list[Any] | None = None,
     ) -> types.UpdateNewMessage:
-        """An update: ``user`` sends ``data`` as a file (``declared_size`` may lie)."""
+        """An update: ``user`` sends ``data`` as a file (``declared_size`` may lie;
+        ``image_size`` is the width and height Telegram reports, if it does)."""
         media_id = next(self._media_ids)
         self.files[media_id] = data
         doc = types.Document(
@@ -223,10 +281,60 @@ class FakeTelegram:
             dc_id=DC_ID,
             attributes=[types.DocumentAttributeFilename(file_name)],
         )
-        return self._new_message(user, caption, types.MessageMediaDocument(document=doc))
+        if image_size is not None:
+            doc.attributes.append(types.DocumentAttributeImageSize(*image_size))
+        doc.attributes.extend(attributes or [])
+        return self._new_message(
+            user, caption, types.MessageMediaDocument(document=doc), grouped_id=grouped_id
+        )
+
+    def video(
+        self,
+        user: types.User,
+        data: bytes,
+        file_name: str = "clip.mp4",
+        *,
+        duration: float,
+        size: tuple[int, int],
+        animated: bool = False,
+        round_message: bool = False,
+        caption: str = "",
+    ) -> types.UpdateNewMessage:
+        """An update: ``user`` sends a video (``animated``: a GIF, as Telegram delivers it:
+        an MP4 with ``DocumentAttributeAnimated``; ``round_message``: a round video)."""
+        attrs: list[Any] = [
+            types.DocumentAttributeVideo(
+                duration=duration, w=size[0], h=size[1], round_message=round_message or None
+            )
+        ]
+        if animated:
+            attrs.append(types.DocumentAttributeAnimated())
+        return self.document(
+            user, data, file_name, mime_type="video/mp4", caption=caption, attributes=attrs
+        )
+
+    def album(
+        self, user: types.User, files: list[tuple[bytes, str]], *, caption: str = ""
+    ) -> list[types.UpdateNewMessage]:
+        """Updates: ``user`` sends ``files`` (data, name) as one album, the caption on the
+        first, as Telegram apps do."""
+        grouped_id = next(self._media_ids) * 1_000_003
+        return [
+            self.document(
+                user, data, name, caption=caption if i == 0 else "", grouped_id=grouped_id
+            )
+            for i, (data, name) in enumerate(files)
+        ]
 
     def photo(
-        self, user: types.User, jpeg: bytes, width: int, height: int, *, caption: str = ""
+        self,
+        user: types.User,
+        jpeg: bytes,
+        width: int,
+        height: int,
+        *,
+        caption: str = "",
+        grouped_id: int | None = None,
     ) -> types.UpdateNewMessage:
         """An update: ``user`` sends a (Telegram-compressed) photo."""
         media_id = next(self._media_ids)
@@ -239,7 +347,9 @@ class FakeTelegram:
             sizes=[types.PhotoSize(type="y", w=width, h=height, size=len(jpeg))],
             dc_id=DC_ID,
         )
-        return self._new_message(user, caption, types.MessageMediaPhoto(photo=photo))
+        return self._new_message(
+            user, caption, types.MessageMediaPhoto(photo=photo), grouped_id=grouped_id
+        )
 
     def button_press(self, user: types.User, message_id: int, data: bytes) -> Any:
         """An update: ``user`` presses an inline button under the bot's message."""
@@ -261,11 +371,29 @@ class FakeTelegram:
         for conn in live:
             await conn.feed(update, [user, self.bot])
 
+    async def deliver_together(self, updates: list[Any], user: types.User) -> None:
+        """Hand several updates (an album) to the bot at once: their handlers run
+        concurrently, as Telethon runs them."""
+        live = [c for c in self.connections if c.connected and c.logged_in]
+        if not live:
+            self.backlog.extend((u, [user, self.bot]) for u in updates)
+            return
+        await asyncio.gather(*(c.feed(u, [user, self.bot]) for c in live for u in updates))
+
     # -- the request handler ----------------------------------------------------------------
     async def handle(self, request: TLRequest, conn: Any) -> Any:
         """Answer one (resolved) request like Telegram would; records it first."""
         self.requests.append(request)
-        fault = next((f for f in self._faults if isinstance(request, f.kind) and f.times > 0), None)
+        fault = next(
+            (
+                f
+                for f in self._faults
+                if isinstance(request, f.kind)
+                and f.times > 0
+                and (f.when is None or f.when(request))
+            ),
+            None,
+        )
         if fault is not None:
             fault.times -= 1
             if not fault.after:
@@ -308,55 +436,71 @@ class FakeTelegram:
                 id=msg.id, pts=self._pts, pts_count=1, date=_now(), out=True
             )
         if isinstance(r, functions.messages.SendMediaRequest):
-            media = r.media
-            if not isinstance(media, types.InputMediaUploadedDocument):
-                raise NotImplementedError(f"fake Telegram: media {type(media).__name__}")
-            data = self._assemble(media.file)
-            name = next(
-                (
-                    a.file_name
-                    for a in media.attributes
-                    if isinstance(a, types.DocumentAttributeFilename)
-                ),
-                media.file.name,
-            )
+            kind, data, name, mime = self._uploaded(r.media)
             msg = self._store(
                 r,
                 text=r.message,
                 file_name=name,
                 file_bytes=data,
-                mime_type=media.mime_type,
-                force_file=media.force_file,
+                mime_type=mime,
+                force_file=getattr(r.media, "force_file", None),
+                attributes=list(getattr(r.media, "attributes", None) or []),
+                kind=kind,
             )
-            doc = types.Document(
-                id=next(self._media_ids),
-                access_hash=1,
-                file_reference=b"r",
-                date=_now(),
-                mime_type=media.mime_type,
-                size=len(data),
-                dc_id=DC_ID,
-                attributes=list(media.attributes),
+            return self._sent_updates([(msg, r.random_id)])
+        if isinstance(r, functions.messages.UploadMediaRequest):
+            kind, data, name, mime = self._uploaded(r.media)
+            media_id = next(self._media_ids)
+            self.media[media_id] = (kind, data, name, mime or "image/jpeg")
+            if kind == "photo":
+                return types.MessageMediaPhoto(photo=self._photo_object(media_id, data))
+            return types.MessageMediaDocument(
+                document=types.Document(
+                    id=media_id,
+                    access_hash=media_id * 7,
+                    file_reference=b"up",
+                    date=_now(),
+                    mime_type=mime or "application/octet-stream",
+                    size=len(data),
+                    dc_id=DC_ID,
+                    attributes=list(getattr(r.media, "attributes", [])),
+                )
             )
-            message = types.Message(
-                id=msg.id,
-                peer_id=types.PeerUser(msg.chat_id),
-                date=_now(),
-                message=r.message,
-                out=True,
-                media=types.MessageMediaDocument(document=doc),
-            )
-            self._pts += 1
-            return types.Updates(
-                updates=[
-                    types.UpdateMessageID(id=msg.id, random_id=r.random_id),
-                    types.UpdateNewMessage(message=message, pts=self._pts, pts_count=1),
-                ],
-                users=[self.bot, *self.users.values()],
-                chats=[],
-                date=_now(),
-                seq=0,
-            )
+        if isinstance(r, functions.messages.SendMultiMediaRequest):
+            if not 2 <= len(r.multi_media) <= 10:
+                raise errors.MultiMediaTooLongError(r)
+            chat_id = getattr(r.peer, "user_id", None)
+            if any((chat_id, item.random_id) in self._random_ids for item in r.multi_media):
+                raise errors.RandomIdDuplicateError(r)
+            grouped_id = next(self._media_ids)
+            stored = []
+            for item in r.multi_media:
+                media_id = item.media.id.id
+                if media_id not in self.media:
+                    raise errors.MediaInvalidError(r)
+                kind, data, name, mime = self.media[media_id]
+                if isinstance(item.media, types.InputMediaPhoto) != (kind == "photo"):
+                    raise errors.MediaInvalidError(r)
+                msg = self._store(
+                    r,
+                    random_id=item.random_id,
+                    text=item.message,
+                    file_name=name,
+                    file_bytes=data,
+                    mime_type=mime,
+                    force_file=kind == "document" or None,
+                    kind=kind,
+                    grouped_id=grouped_id,
+                )
+                stored.append((msg, item.random_id))
+            return self._sent_updates(stored)
+        if isinstance(r, functions.bots.SetBotCommandsRequest):
+            key = (type(r.scope).__name__, r.lang_code)
+            self.bot_commands[key] = [(c.command, c.description) for c in r.commands]
+            return True
+        if isinstance(r, functions.bots.SetBotInfoRequest):
+            self.bot_info[r.lang_code] = (r.about, r.description)
+            return True
         if isinstance(r, functions.messages.EditMessageRequest):
             msg = self.sent.get(r.id)
             if msg is None or msg.deleted:
@@ -392,6 +536,9 @@ class FakeTelegram:
             found = []
             for item in r.id:
                 mid = item.id
+                if isinstance(item, types.InputMessageReplyTo):  # the message it replies to
+                    header = getattr(self.incoming.get(mid), "reply_to", None)
+                    mid = getattr(header, "reply_to_msg_id", None) or 0
                 found.append(self.incoming.get(mid) or types.MessageEmpty(id=mid))
             return types.messages.Messages(
                 messages=found, topics=[], chats=[], users=[self.bot, *self.users.values()]
@@ -416,22 +563,90 @@ class FakeTelegram:
             return True
         raise NotImplementedError(f"fake Telegram does not answer {type(r).__name__}")
 
-    def _store(self, r: Any, **fields: Any) -> SentMessage:
+    def _store(self, r: Any, random_id: int | None = None, **fields: Any) -> SentMessage:
         peer = r.peer
         chat_id = getattr(peer, "user_id", None) or getattr(peer, "chat_id", None)
         if chat_id not in self.users:
             raise errors.PeerIdInvalidError(r)
-        key = (chat_id, r.random_id)
+        random_id = r.random_id if random_id is None else random_id
+        key = (chat_id, random_id)
         if key in self._random_ids:
             raise errors.RandomIdDuplicateError(r)
         reply_to = getattr(r.reply_to, "reply_to_msg_id", None)
         msg = SentMessage(
-            id=next(self._ids), chat_id=chat_id, reply_to=reply_to, random_id=r.random_id, **fields
+            id=next(self._ids), chat_id=chat_id, reply_to=reply_to, random_id=random_id, **fields
         )
         self._random_ids[key] = msg.id
         self.sent[msg.id] = msg
         self._pts += 1
         return msg
+
+    def _uploaded(self, media: Any) -> tuple[str, bytes, str | None, str | None]:
+        """(kind, bytes, file name, mime type) of an InputMediaUploaded{Document,Photo}."""
+        if isinstance(media, types.InputMediaUploadedPhoto):
+            return "photo", self._assemble(media.file), None, "image/jpeg"
+        if isinstance(media, types.InputMediaUploadedDocument):
+            name = next(
+                (
+                    a.file_name
+                    for a in media.attributes
+                    if isinstance(a, types.DocumentAttributeFilename)
+                ),
+                media.file.name,
+            )
+            return "document", self._assemble(media.file), name, media.mime_type
+        raise NotImplementedError(f"fake Telegram: media {type(media).__name__}")
+
+    @staticmethod
+    def _photo_object(media_id: int, data: bytes) -> types.Photo:
+        return types.Photo(
+            id=media_id,
+            access_hash=media_id * 7,
+            file_reference=b"up",
+            date=_now(),
+            sizes=[types.PhotoSize(type="y", w=1, h=1, size=len(data))],
+            dc_id=DC_ID,
+        )
+
+    def _sent_updates(self, sent: list[tuple[SentMessage, int]]) -> types.Updates:
+        """What Telegram answers to a send: the new ids by random_id, and the messages."""
+        updates: list[Any] = []
+        for msg, random_id in sent:
+            updates.append(types.UpdateMessageID(id=msg.id, random_id=random_id))
+        for msg, _ in sent:
+            if msg.kind == "photo":
+                media: Any = types.MessageMediaPhoto(photo=self._photo_object(msg.id, b""))
+            else:
+                media = types.MessageMediaDocument(
+                    document=types.Document(
+                        id=next(self._media_ids),
+                        access_hash=1,
+                        file_reference=b"r",
+                        date=_now(),
+                        mime_type=msg.mime_type or "application/octet-stream",
+                        size=len(msg.file_bytes or b""),
+                        dc_id=DC_ID,
+                        attributes=[types.DocumentAttributeFilename(msg.file_name or "file")],
+                    )
+                )
+            message = types.Message(
+                id=msg.id,
+                peer_id=types.PeerUser(msg.chat_id),
+                date=_now(),
+                message=msg.text,
+                out=True,
+                media=media,
+                grouped_id=msg.grouped_id,
+            )
+            self._pts += 1
+            updates.append(types.UpdateNewMessage(message=message, pts=self._pts, pts_count=1))
+        return types.Updates(
+            updates=updates,
+            users=[self.bot, *self.users.values()],
+            chats=[],
+            date=_now(),
+            seq=0,
+        )
 
     def _assemble(self, file: Any) -> bytes:
         parts = self.uploads.get(file.id)

@@ -199,3 +199,19 @@ def test_short_values_are_not_redacted_and_long_ones_are():
     rec = _logging.LogRecord("x", _logging.INFO, __file__, 1, "image has %s", (token,), None)
     assert f.filter(rec)
     assert rec.getMessage() == "image has [redacted]"
+
+
+def test_limits_from_file_and_environment(tmp_path: Path) -> None:
+    path = tmp_path / "bot.toml"
+    path.write_text(
+        'api_id = 1\napi_hash = "h"\nbot_token = "1:t"\n'
+        "daily_limit = 5\nmax_megapixels = 12.5\nmax_video_seconds = 90\n"
+    )
+    cfg = load_config(path=path, env={})
+    assert (cfg.daily_limit, cfg.max_megapixels, cfg.max_video_seconds) == (5, 12.5, 90)
+    assert cfg.max_pixels == 12_500_000
+    assert load_config(path=path, env={"UPSCALER_DAILY_LIMIT": "0"}).daily_limit == 0
+    path.write_text('api_id = 1\napi_hash = "h"\nbot_token = "1:t"\nmax_pixels = 30000000\n')
+    assert load_config(path=path, env={}).max_megapixels == 30.0  # the older key still counts
+    with pytest.raises(ConfigError, match="daily_limit"):
+        load_config(path=path, env={"UPSCALER_DAILY_LIMIT": "-1"})

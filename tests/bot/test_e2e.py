@@ -23,7 +23,7 @@ from botkit import (
     slowed,
     wait_for,
 )
-from faketg import FakeTelegram
+from faketg import FakeTelegram, is_document_send
 from PIL import Image
 from telethon import errors, functions
 
@@ -79,14 +79,19 @@ def test_file_in_file_out_4x(tmp_path: Path, fake: FakeTelegram, real_core: Core
     (reply,) = fake.documents_to(OWNER)
     assert reply.file_name == "cat_x4.png" and reply.force_file is True
     assert decode(reply.file_bytes).size == (128, 96)
-    assert f"{MODEL} x4: 32x24 -> 128x96" in reply.text
+    assert f"{MODEL} ×4: 32×24 → 128×96" in reply.text
     assert reply.reply_to is not None
-    # the "queued" status message was replaced by the result: only the document is visible
+    # the "queued" status message was replaced by the preview and the result
+    (preview,) = fake.photos_to(OWNER)
+    assert preview.text == "Before and after." and preview.reply_to == reply.reply_to
+    before_after = decode(preview.file_bytes)
+    assert before_after.format == "JPEG" and max(before_after.size) <= 1280
+    assert before_after.size == (128 + 4 + 128, 96)  # small enough to show whole
     visible = fake.messages_to(OWNER)
-    assert [m.id for m in visible] == [reply.id]
+    assert [m.id for m in visible] == [preview.id, reply.id]
     status = [m for m in fake.messages_to(OWNER, include_deleted=True) if m.deleted]
-    assert len(status) == 1 and status[0].text.startswith("queued (#1 in line")
-    assert any("upscaling" in e for e in status[0].edits)
+    assert len(status) == 1 and status[0].text.startswith("Queued: #1 in line")
+    assert any(e.startswith("Upscaling… ") for e in status[0].edits)
     assert fake.count(functions.upload.SaveFilePartRequest) >= 1
 
 
@@ -109,11 +114,12 @@ def test_photo_with_caption_x2_gets_hint_once(
     docs = fake.documents_to(OWNER)
     assert [decode(d.file_bytes).size for d in docs] == [(80, 60), (160, 120)]
     assert docs[0].file_name.endswith("_x2.png")
-    statuses = [m for m in fake.messages_to(OWNER, include_deleted=True) if m.file_bytes is None]
+    statuses = [m for m in fake.messages_to(OWNER, include_deleted=True) if m.kind == "text"]
     hints = [m for m in statuses if "as a file" in m.text]
     assert len(hints) == 1
     # the second job's ETA comes from the speed measured on the first
-    assert "ETA unknown yet" in statuses[0].text and "ETA ~" in statuses[1].text
+    assert statuses[0].text.startswith("Queued: #1 in line.\nTip:")
+    assert statuses[1].text.startswith("Queued: #1 in line, ready in about ")
 
 
 def test_stranger_is_refused_once_and_leaves_no_trace(
@@ -155,7 +161,7 @@ def test_bad_inputs_get_one_line_and_fail(
         expect = "limit is 5 MiB"
     elif case == "huge_header":
         update = fake.document(user, png_header(60000, 60000), "huge.png")
-        expect = "60000x60000"
+        expect = "60000×60000"
     else:
         update = fake.document(user, b"PK\x03\x04zip", "a.zip", mime_type="application/zip")
         expect = "not an image"
@@ -208,7 +214,11 @@ def test_flood_wait_on_send_reschedules_the_reply(
     tmp_path: Path, fake: FakeTelegram, real_core: Core
 ) -> None:
     user = fake.user(OWNER)
-    fake.fail(functions.messages.SendMediaRequest, lambda r: errors.FloodWaitError(r, capture=1))
+    fake.fail(
+        functions.messages.SendMediaRequest,
+        lambda r: errors.FloodWaitError(r, capture=1),
+        when=is_document_send,
+    )
 
     async def main() -> None:
         h = await start(tmp_path, fake, real_core)
@@ -218,7 +228,7 @@ def test_flood_wait_on_send_reschedules_the_reply(
         await h.close()
 
     run(main())
-    assert fake.count(functions.messages.SendMediaRequest) == 2
+    assert fake.document_sends() == 2
     assert len(fake.documents_to(OWNER)) == 1
 
 
@@ -267,6 +277,7 @@ def test_lost_response_on_send_never_duplicates_the_reply(
         functions.messages.SendMediaRequest,
         lambda r: ConnectionError("lost on the way back"),
         after=True,
+        when=is_document_send,
     )
 
     async def main() -> None:
@@ -277,8 +288,9 @@ def test_lost_response_on_send_never_duplicates_the_reply(
         await h.close()
 
     run(main())
-    assert fake.count(functions.messages.SendMediaRequest) == 2
+    assert fake.document_sends() == 2
     assert len(fake.documents_to(OWNER)) == 1
+    assert len(fake.photos_to(OWNER)) == 1  # the preview, sent once before the document
 
 
 def test_worker_abort_then_next_job_succeeds(
@@ -323,7 +335,7 @@ def test_worker_abort_then_next_job_succeeds(
         run(main())
     finally:
         worker.close()
-    texts = [m.current_text for m in fake.messages_to(OWNER) if m.file_bytes is None]
+    texts = fake.texts_to(OWNER)
     assert len(texts) == 1 and "failed 2 times" in texts[0] and "crashed" in texts[0]
     (doc,) = fake.documents_to(OWNER)
     assert doc.file_name == "good_x4.png"
@@ -385,13 +397,14 @@ def test_commands_and_buttons(tmp_path: Path, fake: FakeTelegram, real_core: Cor
         await h.close()
 
     run(main())
-    texts = [m.current_text for m in fake.messages_to(OWNER)]
+    texts = fake.texts_to(OWNER)
     assert "2000 MiB" in texts[0] and texts[0] == texts[1]
     assert MODEL in texts[2]
     assert texts[3].startswith("Device: ") and "0 waiting" in texts[3]
     assert texts[4] == "You have nothing queued or running."
     assert texts[5].startswith("Send me a photo")
-    assert "scale is now x2" in texts[6] and "format is now jpg" in texts[7]
+    assert texts[6] == "Done: your default scale is ×2."
+    assert texts[7] == "Done: your default format is jpg."
     (doc,) = fake.documents_to(OWNER)
     assert doc.file_name == "p_x2.jpg" and decode(doc.file_bytes).format == "JPEG"
     assert "understand" in texts[-1]
@@ -423,7 +436,7 @@ def test_handler_exception_still_replies(
     user = fake.user(OWNER)
     from upscaler_edge.bot import handlers
 
-    async def broken(ctx: Any, event: Any) -> None:
+    async def broken(ctx: Any, event: Any, who: Any) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setitem(handlers.COMMANDS, "/status", broken)
@@ -534,7 +547,10 @@ def test_stop_mid_job_requeues_then_restart_finishes_once(
 
     run(main())
     assert len(fake.documents_to(OWNER)) == 1
-    assert [m.file_name for m in fake.messages_to(OWNER)] == ["s_x4.png"]
+    assert [(m.kind, m.file_name) for m in fake.messages_to(OWNER)] == [
+        ("photo", None),
+        ("document", "s_x4.png"),
+    ]
 
 
 @pytest.mark.filterwarnings("ignore:the session already had an authorized user")
@@ -680,7 +696,7 @@ def test_unexpected_error_fails_that_job_and_the_next_one_runs(
     run(main())
     (doc,) = fake.documents_to(OWNER)
     assert doc.file_name == "good_x4.png"
-    (reply,) = [m for m in fake.messages_to(OWNER) if m.file_bytes is None]
+    (reply,) = [m for m in fake.messages_to(OWNER) if m.kind == "text"]
     assert reply.current_text.startswith("Sorry: internal error: struct.error")
     assert "\n" not in reply.current_text and "bot's log" in reply.current_text
     logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is struct.error]
@@ -696,6 +712,7 @@ def test_bot_keeps_sqlite_off_the_event_loop(
     import inspect
     import threading
 
+    from upscaler_edge.bot.members import Members
     from upscaler_edge.bot.prefs import Prefs
     from upscaler_edge.jobs import JobQueue
 
@@ -704,6 +721,7 @@ def test_bot_keeps_sqlite_off_the_event_loop(
     watched = {
         JobQueue: [n for n in vars(JobQueue) if not n.startswith("_") and n != "close"],
         Prefs: [n for n in vars(Prefs) if not n.startswith("_") and n != "close"],
+        Members: [n for n in vars(Members) if not n.startswith("_") and n != "close"],
     }
 
     def watch(cls: type, name: str) -> None:

@@ -1,4 +1,4 @@
-"""The durable queue: uniqueness, claiming, fairness, recovery, spool cleanup."""
+"""The durable queue: uniqueness, claiming, fairness, recovery, spool cleanup, albums, quotas."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from upscaler_edge.jobs import (
     DONE,
     FAILED,
     QUEUED,
+    READY,
     RUNNING,
     SCHEMA_VERSION,
     JobQueue,
@@ -298,3 +299,119 @@ def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(QueueVersionError, match="newer"):
         JobQueue(db, tmp_path / "spool")
+
+
+def test_album_rows_are_claimed_once_settled_and_delivered_together(queue: JobQueue) -> None:
+    a, _ = queue.add(1, 10, 1, album_id=77)
+    b, _ = queue.add(1, 11, 1, album_id=77)
+    single, _ = queue.add(2, 20, 2)
+    now = a.created_at
+    # the album is still growing: only the single request may start
+    assert queue.claim(settled_before=now).id == single.id  # type: ignore[union-attr]
+    assert queue.claim(settled_before=now) is None
+    assert queue.growing_album(now) == b.created_at
+    later = b.created_at + 1
+    assert queue.growing_album(later) is None
+    assert queue.mark_ready(single.id)
+    groups, _ = queue.deliverable(later)
+    assert [[j.id for j in g] for g in groups] == [[single.id]]  # a single goes at once
+    first = queue.claim(settled_before=later)
+    assert first is not None and first.id == a.id and queue.mark_ready(a.id)
+    groups, _ = queue.deliverable(later)
+    assert [[j.id for j in g] for g in groups] == [[single.id]]  # b is still queued
+    assert queue.claim(settled_before=later).id == b.id  # type: ignore[union-attr]
+    queue.mark_ready(b.id)
+    groups, next_at = queue.deliverable(b.created_at)  # "b arrived just now": hold on
+    assert [[j.id for j in g] for g in groups] == [[single.id]] and next_at == b.created_at
+    groups, _ = queue.deliverable(later)
+    assert [[j.id for j in g] for g in groups] == [[a.id, b.id], [single.id]]  # arrival order
+    assert [j.id for j in queue.album(1, 77)] == [a.id, b.id]
+    # ready rows survive a restart untouched and keep their spool folders
+    (queue.spool_dir(a.id) / "result.png").write_bytes(b"x")
+    assert queue.recover() == [] and queue.get(a.id).state == READY  # type: ignore[union-attr]
+    assert queue.clean_spool() == 0 and (queue.spool_dir(a.id) / "result.png").exists()
+    assert queue.finish(a.id, DONE, reply_message_id=5)
+    assert not queue.mark_ready(a.id)  # final stays final
+
+
+def test_cancel_covers_ready_rows_and_keeps_a_running_rows_folder(queue: JobQueue) -> None:
+    ready, _ = queue.add(1, 1, 1)
+    running, _ = queue.add(1, 2, 1)
+    queue.claim()
+    queue.mark_ready(ready.id)
+    queue.claim()
+    (queue.spool_dir(running.id) / "input.png").write_bytes(b"x")
+    (queue.spool_dir(ready.id) / "out.png").write_bytes(b"x")
+    cancelled = queue.cancel_for_user(1)
+    assert [(j.id, j.state) for j in cancelled] == [(ready.id, READY), (running.id, RUNNING)]
+    assert not (queue.spool_root / str(ready.id)).exists()
+    assert (queue.spool_root / str(running.id)).exists()  # its runner ends it
+    assert {j.state for j in queue.all_jobs()} == {CANCELLED}
+
+
+def test_counted_since_counts_what_a_quota_should(queue: JobQueue) -> None:
+    states = []
+    for n in range(5):
+        job, _ = queue.add(1, n, 1)
+        states.append(job)
+    queue.finish(states[0].id, DONE)
+    queue.finish(states[1].id, FAILED)
+    queue.finish(states[2].id, CANCELLED)
+    queue.claim()  # states[3] runs
+    queue.add(1, 99, 1, state=FAILED, error="refused")
+    queue.add(2, 1, 2)  # another user
+    assert queue.counted_since(1, 0) == 3  # done, running, queued
+    assert queue.counted_since(1, states[4].created_at + 1) == 0
+    assert len(queue.jobs_since(0)) == 7
+
+
+# The schema at user_version 1, copied from jobs.py as it was (do not edit).
+_SCHEMA_V1 = """
+CREATE TABLE jobs (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    chat_id             INTEGER NOT NULL,
+    request_message_id  INTEGER NOT NULL,
+    user_id             INTEGER NOT NULL,
+    chat_address        TEXT    NOT NULL DEFAULT '',
+    state               TEXT    NOT NULL DEFAULT 'queued'
+                        CHECK (state IN ('queued','running','done','failed','cancelled')),
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    params_json         TEXT    NOT NULL DEFAULT '{}',
+    status_message_id   INTEGER,
+    reply_message_id    INTEGER,
+    reply_random_id     INTEGER NOT NULL,
+    error               TEXT,
+    claim_number        INTEGER,
+    created_at          REAL    NOT NULL,
+    started_at          REAL,
+    finished_at         REAL,
+    UNIQUE (chat_id, request_message_id)
+);
+CREATE INDEX jobs_state_user ON jobs (state, user_id, id);
+CREATE INDEX jobs_user_claim ON jobs (user_id, claim_number);
+PRAGMA user_version = 1;
+"""
+
+
+def test_version_1_database_gains_albums_and_keeps_its_rows(tmp_path: Path) -> None:
+    db, spool = tmp_path / "jobs.sqlite3", tmp_path / "spool"
+    with sqlite3.connect(db) as raw:
+        raw.executescript(_SCHEMA_V1)
+        raw.execute(
+            "INSERT INTO jobs (id, chat_id, request_message_id, user_id, chat_address, state,"
+            " attempts, params_json, reply_random_id, claim_number, created_at)"
+            " VALUES (41, 1, 10, 1, 'user:1:11', 'running', 1, '{\"model\": \"m\"}', 7041,"
+            " 3, 100.0)"
+        )
+        raw.execute("DELETE FROM jobs WHERE id = 41 AND 0")  # AUTOINCREMENT high-water: 41
+    with JobQueue(db, spool) as q:
+        with sqlite3.connect(db) as raw:
+            assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
+        assert "jobs_v1" not in tables and "jobs_album" in tables
+        old = q.get(41)
+        assert old is not None and old.params == {"model": "m"} and old.album_id is None
+        assert old.reply_random_id == 7041 and old.state == RUNNING
+        assert q.mark_ready(41)  # the new state is allowed
+        new, _ = q.add(1, 11, 1, album_id=5)
+        assert new.id == 42 and new.album_id == 5

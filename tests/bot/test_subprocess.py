@@ -133,7 +133,9 @@ def test_kill_9_mid_job_then_restart_replies_exactly_once(tmp_path: Path) -> Non
     assert job_states(data / "jobs.sqlite3") == [("done", 2)]
     (doc,) = fake.documents_to(OWNER)
     assert Image.open(io.BytesIO(doc.file_bytes)).size == (128, 96)
-    assert [m.id for m in fake.messages_to(OWNER)] == [doc.id]  # status message replaced
+    # the status message was replaced by the preview and the result
+    assert [m.kind for m in fake.messages_to(OWNER)] == ["photo", "document"]
+    assert fake.messages_to(OWNER)[-1].id == doc.id
     assert not any((data / "spool").iterdir())
     assert BOT_TOKEN not in log1.read_text() + log2.read_text()
     assert "bot stopped" in log2.read_text()

@@ -336,9 +336,9 @@ def test_unwritable_output_folder_is_found_before_the_model_runs(photo_png, tmp_
 
 
 def test_memory_a_job_cannot_have_is_named(photo_png, monkeypatch):
-    from upscaler_edge import pipeline
+    from upscaler_edge import preflight
 
-    monkeypatch.setattr(pipeline, "available_memory", lambda: 10_000)
+    monkeypatch.setattr(preflight, "available_memory", lambda: 10_000)
     code, _, err = run([photo_png, *FAST, "-q"])
     assert code == 1
     assert "GiB of memory" in err and len(err.strip().splitlines()) == 1

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from upscaler_edge import models
+from upscaler_edge import integrity, models
 from upscaler_edge.errors import ModelIntegrityError, UnknownModelError, UsageError
 from upscaler_edge.models import Registry, verify_model
 
@@ -28,7 +28,7 @@ OFFICIAL = [
 def private_dirs(tmp_path, monkeypatch):
     """Keep the user's model folder and verification cache out of the tests."""
     monkeypatch.setattr(models, "user_models_dir", lambda: tmp_path / "user-models")
-    monkeypatch.setattr(models, "_cache_file", lambda: tmp_path / "cache" / "verified.json")
+    monkeypatch.setattr(integrity, "_cache_file", lambda: tmp_path / "cache" / "verified.json")
 
 
 def test_manifest_lists_the_official_models_with_real_files():
@@ -67,15 +67,19 @@ def test_unknown_model_lists_the_valid_names():
     with pytest.raises(UnknownModelError) as info:
         resolve_model("esrgan-9000")
     msg = str(info.value)
-    assert "esrgan-9000" in msg and "\n" not in msg
-    for name in [*OFFICIAL, "realesr-animevideov3"]:
+    assert "esrgan-9000" in msg and "\n" not in msg and "--list-models" in msg
+    # the names a user types: families and models outside one (members stay valid)
+    for name in ["realesrgan-x4plus", "realesrgan-x4plus-anime", "realesr-animevideov3"]:
         assert name in msg
+    for name in ["realcugan-se", "realcugan-pro", "waifu2x-cunet", "waifu2x-upconv7-photo"]:
+        assert name in msg
+    assert "realesr-animevideov3-x2" not in msg
 
 
 def test_official_weights_verify_and_the_verdict_is_cached(monkeypatch):
     calls = []
-    real = models._sha256
-    monkeypatch.setattr(models, "_sha256", lambda p: calls.append(p) or real(p))
+    real = integrity.sha256
+    monkeypatch.setattr(integrity, "sha256", lambda p: calls.append(p) or real(p))
     spec = resolve_model("realesr-animevideov3-x2")
     verify_model(spec)
     assert len(calls) == 2

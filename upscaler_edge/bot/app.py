@@ -1,11 +1,13 @@
 """Wiring: open the queue, start the runner, keep a Telegram connection up until told to stop.
 
 :func:`run_bot` is the whole bot. It recovers the queue (rows a crash left ``running`` go back
-in line, or fail after ``max_attempts``), starts the job runner, and then loops: build a client
-(``catch_up=True``, so messages sent while the PC was off arrive now), register the handlers,
-log in with the token, verify the session really is this bot, serve until the connection is
-lost, and reconnect with exponential backoff (1 s doubling to 60 s) when Telethon's own
-retries (5) run out. When ``stop`` is set (SIGINT/SIGTERM in the CLI) it stops starting jobs,
+in line, or fail after ``max_attempts``), loads the allowlist (the config seeds it, the owner's
+/allow and /deny persist in ``members.sqlite3``), starts the job runner, and then loops: build
+a client (``catch_up=True``, so messages sent while the PC was off arrive now), register the
+handlers, log in with the token, verify the session really is this bot, set the command menu
+and descriptions in every language (once per run), serve until the connection is lost, and
+reconnect with exponential backoff (1 s doubling to 60 s) when Telethon's own retries (5)
+run out. When ``stop`` is set (SIGINT/SIGTERM in the CLI) it stops starting jobs,
 lets the running one finish for ``config.stop_grace`` seconds or puts it back in line, and
 disconnects cleanly.
 """
@@ -22,9 +24,11 @@ from .access import Access
 from .config import BotConfig, create_private, ensure_private
 from .context import BotContext
 from .handlers import register
+from .members import Members
+from .menu import publish
 from .prefs import Prefs
 from .runner import JobRunner
-from .stores import AsyncJobQueue, AsyncPrefs
+from .stores import AsyncJobQueue, AsyncMembers, AsyncPrefs
 from .telethon_api import TelegramClient, errors
 from .upscaling import Core
 from .waiting import until
@@ -94,12 +98,15 @@ async def run_bot(
         )
     )
     prefs = AsyncPrefs(await asyncio.to_thread(Prefs, config.prefs_path))
+    members = AsyncMembers(await asyncio.to_thread(Members, config.members_path))
+    allowed = await members.seed(config.allowed_users)
     runner = JobRunner(config, queue, prefs, core)
     context = BotContext(
         config=config,
         queue=queue,
         prefs=prefs,
-        access=Access(config.allowed_users),
+        members=members,
+        access=Access(config.owner, allowed),
         catalog=core.catalog,
         resolve=core.resolve,
         runner=runner,
@@ -108,7 +115,7 @@ async def run_bot(
     removed = await queue.clean_spool()
     if removed:
         log.info("removed %d leftover spool entr%s", removed, "y" if removed == 1 else "ies")
-    if not config.allowed_users:
+    if config.owner is None:
         log.warning(
             "allowed_users is empty: nobody can use the bot yet; send it /id and add your id to %s",
             config.config_file,
@@ -117,6 +124,7 @@ async def run_bot(
     if on_ready is not None:
         on_ready(runner)
     delay = backoff[0]
+    published = False
     try:
         while not stop.is_set():
             client = client_factory(config)
@@ -132,6 +140,9 @@ async def run_bot(
                     runner.device_name,
                 )
                 delay = backoff[0]
+                if not published:
+                    await publish(client, config.owner)
+                    published = True
                 if failed_on_start:
                     await runner.notify_failed(failed_on_start)
                     failed_on_start = []
@@ -158,6 +169,7 @@ async def run_bot(
         await runner.shutdown(config.stop_grace)
         queue.blocking.close()
         prefs.blocking.close()
+        members.blocking.close()
         if own_core:
             core.close()
         log.info("bot stopped")

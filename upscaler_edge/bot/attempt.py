@@ -1,20 +1,20 @@
-"""One attempt at one claimed job: fetch the image, check it, upscale it, send the result.
+"""One attempt at one claimed job: fetch the image, check it, upscale it, keep the result.
 
-:meth:`JobAttempt.produce`: a status message if the "queued" reply never went out -> a result
-kept by an attempt that crashed before replying, if any -> "downloading" into the job's spool
-folder (refetching the message when Telegram's file reference has expired) -> header check
-(format, pixel cap, off the event loop) -> output name and format (the 2000 MiB rule) -> the
-upscale in the worker process, awaited in a thread, tile progress handed back with
-``call_soon_threadsafe`` -> the result file and its caption.
-:meth:`JobAttempt.deliver`: "uploading" -> send it as a document with the job's fixed
-``random_id`` -> ``done`` with the reply's id -> delete the status message.
+:meth:`JobAttempt.produce`: a status message if the "queued" reply never went out (an album's
+files share one) -> a result kept by an attempt that stopped before its reply, if any ->
+"downloading" into the job's spool folder (refetching the message when Telegram's file
+reference has expired) -> header check (format, pixel cap, off the event loop) -> output name
+and format (the 2000 MiB rule) -> the upscale in the worker process, awaited in a thread, tile
+progress handed back with ``call_soon_threadsafe`` -> the before/after preview (if the user
+wants one) -> the result, its caption and preview recorded in the spool (``result.json``).
+The runner then marks the job ``ready`` and :mod:`.delivery` sends it.
 
-Every way out is decided here. A refusal (bad file, over a limit) or a core error is one
-"Sorry: ..." line; anything unexpected is "Sorry: internal error: ..." with the traceback in
-the log, and the job fails (it is not retried); a worker crash (``JobFailed``) goes back in
-line until ``max_attempts``; the user's /cancel ends it quietly (/cancel answered them); a stop
-puts it back in line. Each ending sends at most one reply, with the job's ``random_id``, and a
-final state removes the spool folder.
+Every way out without a result is decided here. A refusal (bad file, over a limit) or a core
+error is one "Sorry: ..." line; anything unexpected is "Sorry: internal error: ..." with the
+traceback in the log, and the job fails (it is not retried); a worker crash (``JobFailed``)
+goes back in line until ``max_attempts``; the user's /cancel ends it quietly (/cancel answered
+them); a stop puts it back in line. Each ending sends at most one reply, with the job's
+``random_id``, in the language the user asked in, and a final state removes the spool folder.
 """
 
 from __future__ import annotations
@@ -22,29 +22,50 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import Cancelled, JobFailed, UpscalerError
-from ..jobs import CANCELLED, DONE, FAILED, Job
+from ..errors import Cancelled, ImageTooLargeError, InputError, JobFailed, UpscalerError
+from ..jobs import FAILED, QUEUED, RUNNING, Job
 from ..naming import output_name
-from .config import TELEGRAM_FILE_LIMIT, BotConfig
+from .config import TELEGRAM_FILE_LIMIT
+from .endings import Tools, end_cancelled, end_with_reply, job_translator, show
 from .eta import estimate_seconds
-from .link import Stopping, TelegramLink
-from .progress import StatusEditor, progress_text
-from .stores import AsyncJobQueue, AsyncPrefs
-from .telegram import peer_from_string, send_document, send_text
+from .i18n import N_, Text, Translator
+from .images import ASSUMED_FPS, VIDEO_EXTRA, VIDEO_KINDS
+from .limits import file_limit_bytes, megapixels, pixels_refusal, video_length_refusal
+from .link import Stopping
+from .preview import make_preview
+from .progress import frames_text, progress_text
+from .telegram import VideoAttributes, peer_from_string, send_text
 from .telethon_api import errors
-from .upscaling import Core, options_for
+from .upscaling import options_for
 
-__all__ = ["Delivery", "JobAttempt", "JobView", "Tools", "internal_error", "one_line"]
+__all__ = [
+    "PREVIEW_NAME",
+    "RESULT_MARKER",
+    "Delivery",
+    "JobAttempt",
+    "JobView",
+    "Tools",
+    "internal_error",
+    "kept_result",
+    "one_line",
+]
 
 log = logging.getLogger(__name__)
 
 RESULT_MARKER = "result.json"  # in the spool: the result is made, only the reply is missing
-GONE = "I can no longer see that message; please send the image again"
+PREVIEW_NAME = "preview.jpg"
+_SIZE_IN_REASON = re.compile(r"(\d+)x(\d+)")
+#: A video is encoded in pieces of about this many seconds; a retried attempt (after a worker
+#: crash, or a restart of the bot) redoes at most one.
+VIDEO_SEGMENT_SECONDS = 10.0
+GONE = N_("Sorry: I can no longer see that message; please send the picture again.")
 
 
 @dataclass
@@ -61,27 +82,27 @@ class JobView:
 
 @dataclass(frozen=True)
 class Delivery:
-    """A result ready to send. ``device`` is None for a result kept from an earlier attempt."""
+    """A result ready to send: the file, its caption, and the preview and what it shows
+    (``"whole"`` or ``"detail"``; None: no preview). ``device`` is None for a result kept
+    from an earlier attempt."""
 
     path: Path
     caption: str
     device: str | None
-
-
-@dataclass(frozen=True)
-class Tools:
-    """What the runner lends each attempt."""
-
-    config: BotConfig
-    queue: AsyncJobQueue
-    prefs: AsyncPrefs
-    link: TelegramLink
-    editor: StatusEditor
-    core: Core
+    preview: Path | None = None
+    preview_shows: str | None = None
+    video: VideoAttributes | None = None  # a video or animation result: how to send it
 
 
 class _Refused(Exception):
-    """The job cannot be done; ``str()`` is the reason for the user."""
+    """The job cannot be done; ``text`` is the reason for the user, in any language."""
+
+    def __init__(self, text: Text | str) -> None:
+        super().__init__(text if isinstance(text, str) else text.msgid)
+        self.text = text
+
+    def render(self, tr: Translator) -> str:
+        return self.text if isinstance(self.text, str) else self.text.render(tr)
 
 
 def one_line(text: str) -> str:
@@ -89,7 +110,7 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def internal_error(exc: BaseException) -> str:
+def internal_error(exc: BaseException, tr: Translator | None = None) -> str:
     """The reply for an unexpected exception: its type and message, one line."""
     kind = type(exc)
     name = kind.__qualname__
@@ -97,21 +118,32 @@ def internal_error(exc: BaseException) -> str:
         name = f"{kind.__module__}.{name}"
     detail = one_line(str(exc))[:200]
     what = f"{name}: {detail}" if detail else name
-    return f"Sorry: internal error: {what} (the details are in the bot's log)"
+    if tr is None:
+        return f"Sorry: internal error: {what} (the details are in the bot's log)"
+    return tr.gettext("Sorry: internal error: {what} (the details are in the bot's log)", what=what)
+
+
+def core_error(exc: UpscalerError, tr: Translator) -> str:
+    """A refusal by the core (its reason is English, one line) in the user's language."""
+    if isinstance(exc, InputError):
+        return tr.gettext("Sorry: I can't read that picture: {reason}.", reason=str(exc))
+    return tr.gettext("Sorry: {reason}", reason=exc)
 
 
 class JobAttempt:
-    """One claimed job, from download to reply (see the module's docstring)."""
+    """One claimed job, from download to a kept result (see the module's docstring)."""
 
     def __init__(
         self, tools: Tools, view: JobView, *, message: Any | None, device_name: str
     ) -> None:
         self.tools = tools
         self.view = view
+        self.tr = job_translator(view.job)
         self._message = message  # from the live update, if this run received it
         self._device_name = device_name
+        self._item: tuple[int, int] | None = None  # (index, count) in its album
+        self._frames_from: tuple[float, int] | None = None  # (monotonic time, frames done)
 
-    # -- the two phases -----------------------------------------------------------------
     async def produce(self) -> Delivery | None:
         """The result to send, or None when the job ended (or went back in line) here."""
         job, queue = self.view.job, self.tools.queue
@@ -127,51 +159,69 @@ class JobAttempt:
             if self.view.stopping:
                 await queue.requeue(job.id)
             else:
-                await self._cancelled()  # /cancel already answered the user
+                await end_cancelled(self.tools, self.view.job)  # /cancel answered the user
         except JobFailed as exc:
             await self._crashed(exc)
-        except (_Refused, UpscalerError) as exc:
+        except _Refused as exc:
             log.info("job %s: refused: %s", job.id, exc)
-            await self._end(FAILED, one_line(f"Sorry: {exc}"))
+            await self._fail(one_line(exc.render(self.tr)))
+        except UpscalerError as exc:
+            log.info("job %s: refused by the core: %s", job.id, exc)
+            await self._fail(one_line(core_error(exc, self.tr)))
         except Exception as exc:
             log.exception("job %s: internal error", job.id)
-            await self._end(FAILED, internal_error(exc))
+            await self._fail(internal_error(exc, self.tr))
         return None
-
-    async def deliver(self, result: Delivery) -> None:
-        """Send the result once, mark the job done, remove the status message."""
-        try:
-            await self._deliver(result)
-        except Stopping:
-            await self.tools.queue.requeue(self.view.job.id)  # the result stays in the spool
-        except Exception as exc:
-            log.exception("job %s: could not send the result", self.view.job.id)
-            await self._end(FAILED, internal_error(exc))
 
     # -- producing ------------------------------------------------------------------------
     async def _produce(self) -> Delivery:
+        await self._join_album()
         await self._ensure_status_message()
         spool = await self.tools.queue.spool_dir(self.view.job.id)
-        kept = _kept_result(spool)
+        kept = kept_result(spool)
         if kept is not None:
             log.info("job %s: result found from a previous attempt", self.view.job.id)
             return kept
         src = await self._download(spool)
+        if self.view.job.params.get("kind") in VIDEO_KINDS:
+            return await self._upscale_video(src, spool)
         return await self._upscale(src, spool)
+
+    async def _join_album(self) -> None:
+        """For a file of an album: its place in it, and the album's status message."""
+        job = self.view.job
+        if job.album_id is None:
+            return
+        siblings = await self.tools.queue.album(job.chat_id, job.album_id)
+        accepted = [s for s in siblings if not (s.state == FAILED and s.attempts == 0)]
+        if len(accepted) > 1:  # "file 2 of 3": the second one worked on
+            before = [s for s in accepted if s.id != job.id and s.state not in (QUEUED, RUNNING)]
+            self._item = (len(before) + 1, len(accepted))
+        if job.status_message_id is None:
+            shared = next((s.status_message_id for s in siblings if s.status_message_id), None)
+            if shared is not None:
+                await self.tools.queue.set_status_message(job.id, shared)
+                self.view.job = await self.tools.queue.get(job.id) or job
 
     async def _ensure_status_message(self) -> None:
         job = self.view.job
         if job.status_message_id is not None:
             return
-        # e.g. the bot crashed before the "queued" reply, or that reply hit a FloodWait
+        # e.g. the bot crashed before the "queued" reply, or that reply hit a FloodWait;
+        # an album's files all derive the key from its first file, so only one is sent
+        first = job
+        if job.album_id is not None:
+            siblings = await self.tools.queue.album(job.chat_id, job.album_id)
+            first = siblings[0] if siblings else job
+        text = progress_text(self.tr, "starting", item=self._item)
         msg_id = await self.tools.link.call(
             "status message",
             lambda c: send_text(
                 c,
                 job.chat_address,
-                "starting…",
-                random_id=job.reply_random_id ^ 1,
-                reply_to=job.request_message_id,
+                text,
+                random_id=first.reply_random_id ^ 1,
+                reply_to=first.request_message_id,
             ),
         )
         if msg_id is not None:
@@ -179,32 +229,47 @@ class JobAttempt:
             self.view.job = await self.tools.queue.get(job.id) or job
 
     async def _download(self, spool: Path) -> Path:
-        job, cfg = self.view.job, self.tools.config
-        self._show(progress_text("downloading"))
+        job, cfg, tr = self.view.job, self.tools.config, self.tr
+        self._show("downloading")
         size = job.params.get("size")
-        if size is not None and size > cfg.max_file_bytes:
+        kind = job.params.get("kind")
+        limit_bytes = file_limit_bytes(cfg, kind)
+        if size is not None and size > limit_bytes:
             raise _Refused(
-                f"the file is {size / 2**20:.0f} MiB; the limit is {cfg.max_file_mb} MiB"
+                tr.gettext(
+                    "Sorry: that file is {size} MiB; the limit is {limit} MiB.",
+                    size=tr.number(size / 2**20, 0),
+                    limit=limit_bytes // 2**20,
+                )
             )
+        src = spool / ("input" + Path(job.params.get("file_name", "")).suffix.lower())
+        if kind in VIDEO_KINDS and size and src.exists() and src.stat().st_size == size:
+            # an earlier attempt's download, kept: the video's finished segments resume on it
+            return src
         message = self._message
         if message is None:
             message = await self._fetch_message("fetch message")
         if message is None or (message.photo is None and message.document is None):
-            raise _Refused(GONE)
-        src = spool / ("input" + Path(job.params.get("file_name", "")).suffix.lower())
+            raise _Refused(Text(GONE))
         try:
             await self._download_to(message, src)
         except (errors.FileReferenceExpiredError, errors.FileReferenceInvalidError):
             # the job waited long enough for Telegram's file reference to expire: refetch
             message = await self._fetch_message("refetch message")
             if message is None:
-                raise _Refused(GONE) from None
+                raise _Refused(Text(GONE)) from None
             await self._download_to(message, src)
         got = src.stat().st_size if src.exists() else 0
         if got == 0:
-            raise _Refused("the file is empty")
-        if got > cfg.max_file_bytes:
-            raise _Refused(f"the file is over the {cfg.max_file_mb} MiB limit")
+            raise _Refused(tr.gettext("Sorry: that file is empty (0 bytes)."))
+        if got > limit_bytes:
+            raise _Refused(
+                tr.gettext(
+                    "Sorry: that file is {size} MiB; the limit is {limit} MiB.",
+                    size=tr.number(got / 2**20, 0),
+                    limit=limit_bytes // 2**20,
+                )
+            )
         return src
 
     async def _fetch_message(self, what: str) -> Any:
@@ -218,16 +283,36 @@ class JobAttempt:
 
     async def _download_to(self, message: Any, src: Path) -> None:
         def on_download(done: int, total: int) -> None:
-            self._show(progress_text("downloading", done, total))
+            self._show("downloading", done, total)
 
         await self.tools.link.call(
             "download",
             lambda c: c.download_media(message, file=str(src), progress_callback=on_download),
         )
 
+    async def _check_pixels(self, src: Path) -> tuple[int, int]:
+        """The picture's size from its header; refused over ``max_megapixels``."""
+        cfg, tr = self.tools.config, self.tr
+        try:
+            _fmt, width, height = await asyncio.to_thread(
+                self.tools.core.probe, src, max_pixels=cfg.max_pixels
+            )
+        except ImageTooLargeError as exc:
+            size = _SIZE_IN_REASON.search(str(exc))  # the core names it: "image is WxH = ..."
+            refusal = size and pixels_refusal(tr, int(size[1]), int(size[2]), cfg)
+            raise _Refused(
+                refusal
+                or tr.gettext(
+                    "Sorry: that picture is too large ({reason}); the limit is {limit} MP.",
+                    reason=str(exc),
+                    limit=megapixels(tr, cfg.max_megapixels),
+                )
+            ) from None
+        return width, height
+
     async def _upscale(self, src: Path, spool: Path) -> Delivery:
-        job, cfg, core = self.view.job, self.tools.config, self.tools.core
-        _fmt, width, height = await asyncio.to_thread(core.probe, src, max_pixels=cfg.max_pixels)
+        job, cfg, core, tr = self.view.job, self.tools.config, self.tools.core, self.tr
+        width, height = await self._check_pixels(src)
         params = (
             await self.tools.queue.update_params(job.id, width=width, height=height) or job
         ).params
@@ -244,9 +329,15 @@ class JobAttempt:
         if fmt == "png" and out_w * out_h * 4 > TELEGRAM_FILE_LIMIT:
             if cfg.oversize == "refuse":
                 raise _Refused(
-                    f"the result ({out_w}x{out_h}) would be over Telegram's 2000 MiB file limit"
+                    tr.gettext(
+                        "Sorry: the result ({w}×{h}) would be over Telegram's 2000 MiB file "
+                        "limit; try a smaller scale or format jpg.",
+                        w=out_w,
+                        h=out_h,
+                    )
                 )
-            fmt, note = "jpg", " (JPEG: as PNG it would pass Telegram's 2000 MiB limit)"
+            fmt = "jpg"
+            note = " " + tr.gettext("(JPEG: as PNG it would pass Telegram's 2000 MiB limit)")
         named = Path(params.get("file_name") or f"image_{job.request_message_id}")
         dst = spool / output_name(named, scale, fmt)
 
@@ -255,7 +346,7 @@ class JobAttempt:
         def on_tiles(done: int, total: int) -> None:  # called in the worker thread
             loop.call_soon_threadsafe(self._tiles, done, total)
 
-        self._show(progress_text("upscaling", 0, 1))
+        self._show("upscaling", 0, 1)
         result = await asyncio.to_thread(
             core.upscale,
             src,
@@ -270,125 +361,204 @@ class JobAttempt:
         size = dst.stat().st_size
         if size > TELEGRAM_FILE_LIMIT:
             raise _Refused(
-                f"the result is {size / 2**20:.0f} MiB, over Telegram's 2000 MiB file limit; "
-                "try a smaller scale or format jpg"
+                tr.gettext(
+                    "Sorry: the result is {size} MiB, over Telegram's 2000 MiB file limit; "
+                    "try a smaller scale or format jpg.",
+                    size=tr.number(size / 2**20, 0),
+                )
             )
         (in_w, in_h), (res_w, res_h) = result.in_size, result.out_size
         device = result.device or self._device_name
         await self.tools.prefs.record_speed(
             params["model"], cfg.device, in_w * in_h / 1e6, result.seconds
         )
-        caption = (
-            f"{params['model']} x{scale}: {in_w}x{in_h} -> {res_w}x{res_h}, "
-            f"{result.seconds:.1f} s on {device}{note}"
+        await self.tools.queue.update_params(
+            job.id, out_width=res_w, out_height=res_h, seconds=result.seconds, device=device
         )
-        (spool / RESULT_MARKER).write_text(json.dumps({"file_name": dst.name, "caption": caption}))
-        return Delivery(dst, caption, device)
+        caption = tr.gettext(
+            "{model} ×{scale}: {in_w}×{in_h} → {out_w}×{out_h}, {seconds} s on {device}",
+            model=params["model"],
+            scale=scale,
+            in_w=in_w,
+            in_h=in_h,
+            out_w=res_w,
+            out_h=res_h,
+            seconds=tr.number(result.seconds),
+            device=device,
+        )
+        caption += note
+        shows = None
+        if params.get("preview", True):
+            shows = await asyncio.to_thread(make_preview, src, dst, spool / PREVIEW_NAME)
+        saved = {"file_name": dst.name, "caption": caption, "preview": shows}
+        (spool / RESULT_MARKER).write_text(json.dumps(saved))
+        return Delivery(
+            dst, caption, device, spool / PREVIEW_NAME if shows else None, shows or None
+        )
+
+    async def _upscale_video(self, src: Path, spool: Path) -> Delivery:
+        """A video, round video or animation: upscaled to MP4 in the worker process. The
+        output path is the job's own, so a retried attempt resumes from the kept segments."""
+        job, cfg, core, tr = self.view.job, self.tools.config, self.tools.core, self.tr
+        if core.upscale_video is None:
+            raise _Refused(Text(VIDEO_EXTRA))
+        from ..video import VideoOptions, available, probe_video
+
+        if not available():
+            raise _Refused(Text(VIDEO_EXTRA))
+        try:
+            info = await asyncio.to_thread(probe_video, src)
+        except InputError as exc:
+            raise _Refused(
+                tr.gettext("Sorry: I can't read that video: {reason}.", reason=str(exc))
+            ) from None
+        refusal = pixels_refusal(tr, info.width, info.height, cfg) or video_length_refusal(
+            tr, info.duration, cfg
+        )
+        if refusal is not None:
+            raise _Refused(refusal)
+        kind = job.params["kind"]
+        frames = info.frames or job.params.get("frames") or 1
+        params = (
+            await self.tools.queue.update_params(
+                job.id, width=info.width, height=info.height, frames=frames
+            )
+            or job
+        ).params
+        speed = await self.tools.prefs.speed(params.get("model", ""), cfg.device)
+        self.view.estimate = estimate_seconds(params, speed)
+        scale = (
+            params.get("scale")
+            or (await asyncio.to_thread(core.resolve, params["model"], None)).scale
+        )
+        named = Path(params.get("file_name") or f"video_{job.request_message_id}")
+        dst = spool / output_name(named, scale, "mp4")
+        loop = asyncio.get_running_loop()
+
+        def on_frames(done: int, total: int) -> None:  # called in the worker thread
+            loop.call_soon_threadsafe(self._frames, done, total)
+
+        # the time limit is per job for pictures; a video gets it per second of video
+        limit = cfg.job_timeout * max(1.0, frames / ASSUMED_FPS) if cfg.job_timeout else None
+        self._show_frames(0, frames, self.view.estimate)
+        result = await asyncio.to_thread(
+            core.upscale_video,
+            src,
+            dst,
+            options_for(params, cfg, "png"),
+            VideoOptions(container="mp4", segment_seconds=VIDEO_SEGMENT_SECONDS),
+            progress=on_frames,
+            cancel=self.view.cancel,
+            timeout=limit,
+        )
+        dst = Path(result.dst)
+        size = dst.stat().st_size
+        if size > TELEGRAM_FILE_LIMIT:
+            raise _Refused(
+                tr.gettext(
+                    "Sorry: the result is {size} MiB, over Telegram's 2000 MiB file limit; "
+                    "try a smaller scale.",
+                    size=tr.number(size / 2**20, 0),
+                )
+            )
+        (in_w, in_h), (res_w, res_h) = result.in_size, result.out_size
+        device = result.device or self._device_name
+        done_here = result.frames - result.frames_resumed
+        if done_here > 0:
+            await self.tools.prefs.record_speed(
+                params["model"], cfg.device, in_w * in_h * done_here / 1e6, result.seconds
+            )
+        await self.tools.queue.update_params(
+            job.id,
+            out_width=res_w,
+            out_height=res_h,
+            seconds=result.seconds,
+            device=device,
+            frames=result.frames,
+            frames_resumed=result.frames_resumed,
+        )
+        caption = tr.ngettext(
+            "{model} ×{scale}: {in_w}×{in_h} → {out_w}×{out_h}, {n} frame, {seconds} s on {device}",
+            "{model} ×{scale}: {in_w}×{in_h} → {out_w}×{out_h}, {n} frames, {seconds} s on "
+            "{device}",
+            result.frames,
+            model=params["model"],
+            scale=scale,
+            in_w=in_w,
+            in_h=in_h,
+            out_w=res_w,
+            out_h=res_h,
+            seconds=tr.number(result.seconds),
+            device=device,
+        )
+        duration = info.duration or params.get("duration") or 0.0
+        video = VideoAttributes(kind, float(duration), res_w, res_h)
+        saved = {
+            "file_name": dst.name,
+            "caption": caption,
+            "preview": None,
+            "video": [video.kind, video.duration, video.width, video.height],
+        }
+        (spool / RESULT_MARKER).write_text(json.dumps(saved))
+        return Delivery(dst, caption, device, video=video)
+
+    def _frames(self, done: int, total: int) -> None:
+        """Video progress: frames done of the total and the time left at this run's speed."""
+        self.view.done, self.view.total = done, total
+        now = time.monotonic()
+        if self._frames_from is None or done < self._frames_from[1]:
+            self._frames_from = (now, done)  # the first report: frames resumed are not speed
+        t0, d0 = self._frames_from
+        eta = None
+        if done > d0 and total:
+            eta = (total - done) * (now - t0) / (done - d0)
+        elif total and self.view.estimate is not None:
+            eta = self.view.estimate * (1 - done / total)
+        self._show_frames(done, total, eta)
+
+    def _show_frames(self, done: int, total: int, eta: float | None) -> None:
+        show(self.tools, self.view.job, frames_text(self.tr, done, total, eta, item=self._item))
 
     def _tiles(self, done: int, total: int) -> None:
         self.view.done, self.view.total = done, total
-        self._show(progress_text("upscaling", done, total))
+        self._show("upscaling", done, total)
 
     # -- endings --------------------------------------------------------------------------
-    async def _deliver(self, result: Delivery) -> None:
-        queue = self.tools.queue
-        job = self.view.job = await queue.get(self.view.job.id) or self.view.job
-        if job.final:  # cancelled while it ran: drop the result
-            await self._cancelled()
-            return
-        self._show(progress_text("uploading"))
-
-        def on_upload(done: int, total: int) -> None:
-            self._show(progress_text("uploading", done, total))
-
-        reply_id = await self.tools.link.call(
-            "send result",
-            lambda c: send_document(
-                c,
-                job.chat_address,
-                result.path,
-                file_name=result.path.name,
-                caption=result.caption,
-                random_id=job.reply_random_id,
-                reply_to=job.request_message_id,
-                progress=on_upload,
-            ),
-        )
-        await queue.finish(job.id, DONE, reply_message_id=reply_id)
-        log.info("job %s: done, reply %s", job.id, reply_id)
-        await self._drop_status()
-
     async def _crashed(self, exc: JobFailed) -> None:
-        job, cfg = self.view.job, self.tools.config
+        job, cfg, tr = self.view.job, self.tools.config, self.tr
         if job.attempts < cfg.max_attempts:
             log.warning("job %s: worker failed (%s); retrying", job.id, exc)
             await self.tools.queue.requeue(job.id)
-            self._show(
-                f"the upscaler crashed ({exc}); retrying "
-                f"(attempt {job.attempts + 1} of {cfg.max_attempts})"
+            show(
+                self.tools,
+                job,
+                tr.gettext(
+                    "The upscaler crashed ({reason}); trying again (attempt {next} of {max}).",
+                    reason=exc,
+                    next=job.attempts + 1,
+                    max=cfg.max_attempts,
+                ),
             )
             return
         log.warning("job %s: worker failed on the last attempt: %s", job.id, exc)
         reason = str(exc).split(";")[0]  # the rest is advice for the CLI
-        await self._end(FAILED, one_line(f"Sorry, that failed {job.attempts} times: {reason}."))
+        text = tr.ngettext(
+            "Sorry, that failed {n} time: {reason}.",
+            "Sorry, that failed {n} times: {reason}.",
+            job.attempts,
+            reason=reason,
+        )
+        await self._fail(one_line(text))
 
-    async def _end(self, state: str, text: str) -> None:
-        """Finish a job that has no result: one reply (sent once), final state, no spool."""
-        queue = self.tools.queue
-        job = self.view.job = await queue.get(self.view.job.id) or self.view.job
-        reply_id: int | None = None
-        if job.reply_message_id is None:
-            try:
-                reply_id = await self.tools.link.call(
-                    "send reply",
-                    lambda c: send_text(
-                        c,
-                        job.chat_address,
-                        text,
-                        random_id=job.reply_random_id,
-                        reply_to=job.request_message_id,
-                    ),
-                )
-            except Stopping:
-                pass
-            except Exception:
-                log.exception("job %s: could not send the final reply", job.id)
-        finished = await queue.finish(job.id, state, error=text, reply_message_id=reply_id)
-        if not finished and reply_id is not None:
-            await queue.record_reply(job.id, reply_id)
-        await self._drop_status()
+    async def _fail(self, text: str) -> None:
+        self.view.job = await end_with_reply(self.tools, self.view.job, FAILED, text)
 
-    async def _cancelled(self) -> None:
-        job = self.view.job
-        await self.tools.queue.finish(job.id, CANCELLED, error="cancelled")
-        log.info("job %s: cancelled", job.id)
-        await self._drop_status()
-
-    async def _drop_status(self) -> None:
-        job = self.view.job
-        await self.tools.editor.close(job.chat_id)
-        if job.status_message_id is None:
-            return
-        try:
-            await self.tools.link.call(
-                "delete status",
-                lambda c: c.delete_messages(
-                    peer_from_string(job.chat_address), [job.status_message_id]
-                ),
-            )
-        except Stopping:
-            pass
-        except Exception as exc:  # cosmetic: the reply is what matters
-            log.warning("job %s: could not delete the status message: %s", job.id, exc)
-
-    def _show(self, text: str) -> None:
-        job = self.view.job
-        if job.status_message_id is not None:
-            self.tools.editor.show(job.chat_id, job.chat_address, job.status_message_id, text)
+    def _show(self, stage: str, done: int | None = None, total: int | None = None) -> None:
+        show(self.tools, self.view.job, progress_text(self.tr, stage, done, total, item=self._item))
 
 
-def _kept_result(spool: Path) -> Delivery | None:
-    """The result an earlier attempt made but could not send (the bot stopped or crashed)."""
+def kept_result(spool: Path) -> Delivery | None:
+    """The result an earlier attempt made but did not send (the bot stopped or crashed)."""
     marker = spool / RESULT_MARKER
     if not marker.exists():
         return None
@@ -396,4 +566,15 @@ def _kept_result(spool: Path) -> Delivery | None:
     path = spool / saved["file_name"]
     if not path.exists():
         return None
-    return Delivery(path, saved["caption"], device=None)
+    preview = spool / PREVIEW_NAME
+    shows = saved.get("preview")
+    keep = shows is not None and preview.exists()
+    video = saved.get("video")
+    return Delivery(
+        path,
+        saved["caption"],
+        None,
+        preview if keep else None,
+        shows if keep else None,
+        VideoAttributes(video[0], float(video[1]), int(video[2]), int(video[3])) if video else None,
+    )

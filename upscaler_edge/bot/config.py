@@ -2,7 +2,8 @@
 
 Sources, later ones winning: built-in defaults, the TOML file (``config_path()`` in the
 platformdirs config folder, or ``--config``), the environment (``UPSCALER_API_ID``,
-``UPSCALER_API_HASH``, ``UPSCALER_BOT_TOKEN``, ``UPSCALER_ALLOWED_USERS``), then flags.
+``UPSCALER_API_HASH``, ``UPSCALER_BOT_TOKEN``, ``UPSCALER_ALLOWED_USERS``,
+``UPSCALER_DAILY_LIMIT``), then flags.
 
 The bot token is a secret: it never appears in ``repr``, and :class:`RedactingFilter` removes it
 from every log record. Files that hold it (the config file, the session) are kept at mode 0600.
@@ -49,6 +50,7 @@ ENV_API_ID = "UPSCALER_API_ID"
 ENV_API_HASH = "UPSCALER_API_HASH"
 ENV_BOT_TOKEN = "UPSCALER_BOT_TOKEN"
 ENV_ALLOWED_USERS = "UPSCALER_ALLOWED_USERS"
+ENV_DAILY_LIMIT = "UPSCALER_DAILY_LIMIT"
 TELEGRAM_FILE_LIMIT = 2000 * 1024 * 1024  # bytes: the largest file a bot may send
 
 
@@ -72,10 +74,15 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class BotConfig:
-    """Everything the bot needs, validated. ``allowed_users[0]`` is the owner.
+    """Everything the bot needs, validated. ``allowed_users[0]`` is the owner; the list seeds
+    the allowlist the owner then edits from the chat (``/allow``, ``/deny``).
 
     ``max_file_mb`` caps what the bot downloads (Telegram's reported size, checked before the
-    download); ``max_pixels`` caps the input image (checked on its header before any work).
+    download); ``max_megapixels`` caps the input image (checked on the size Telegram reports
+    before the download when it reports one, and on the file's header before any work).
+    ``max_video_seconds`` caps a video's duration (for when the bot takes videos; 0: no cap).
+    ``daily_limit`` is how many jobs a day each user other than the owner may start (0: no
+    limit); the day ends at the bot host's local midnight.
     ``oversize`` says what happens when a result would exceed Telegram's 2000 MiB limit:
     ``"jpeg"`` sends it as a high-quality JPEG instead, ``"refuse"`` fails the job.
     """
@@ -88,7 +95,9 @@ class BotConfig:
     model: str = "realesrgan-x4plus"
     device: str = "auto"
     max_file_mb: int = 200
-    max_pixels: int = 50_000_000
+    max_megapixels: float = 50.0
+    max_video_seconds: int = 600
+    daily_limit: int = 0
     oversize: str = "jpeg"
     progress_interval: float = 2.0
     job_timeout: float = 1800.0
@@ -99,13 +108,20 @@ class BotConfig:
     def __post_init__(self) -> None:
         if self.oversize not in ("jpeg", "refuse"):
             raise ConfigError(f"oversize must be 'jpeg' or 'refuse', not {self.oversize!r}")
-        if self.max_file_mb < 1 or self.max_pixels < 1:
-            raise ConfigError("max_file_mb and max_pixels must be positive")
+        if self.max_file_mb < 1 or self.max_megapixels <= 0:
+            raise ConfigError("max_file_mb and max_megapixels must be positive")
+        if self.daily_limit < 0 or self.max_video_seconds < 0:
+            raise ConfigError("daily_limit and max_video_seconds must be 0 (no limit) or more")
 
     @property
     def owner(self) -> int | None:
         """The first allowed user, or None when nobody is allowed yet."""
         return self.allowed_users[0] if self.allowed_users else None
+
+    @property
+    def max_pixels(self) -> int:
+        """``max_megapixels`` in pixels."""
+        return int(self.max_megapixels * 1_000_000)
 
     @property
     def bot_id(self) -> int | None:
@@ -132,6 +148,11 @@ class BotConfig:
     def prefs_path(self) -> Path:
         """Per-user defaults and measured device speed."""
         return self.data_dir / "prefs.sqlite3"
+
+    @property
+    def members_path(self) -> Path:
+        """Who may use the bot (the owner's /allow and /deny) and who was seen when."""
+        return self.data_dir / "members.sqlite3"
 
     @property
     def spool_dir(self) -> Path:
@@ -191,10 +212,11 @@ def setup_message(path: Path, missing: list[str]) -> str:
     )
 
 
-_INT_KEYS = {"api_id", "max_file_mb", "max_pixels", "max_attempts"}
-_FLOAT_KEYS = {"progress_interval", "job_timeout", "stop_grace"}
+_INT_KEYS = {"api_id", "max_file_mb", "max_attempts", "daily_limit", "max_video_seconds"}
+_FLOAT_KEYS = {"progress_interval", "job_timeout", "stop_grace", "max_megapixels"}
 _STR_KEYS = {"api_hash", "bot_token", "model", "device", "oversize"}
 _KNOWN = _INT_KEYS | _FLOAT_KEYS | _STR_KEYS | {"allowed_users", "data_dir"}
+_OLD_KEYS = {"max_pixels"}  # read for older config files: max_pixels = N -> max_megapixels
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -226,7 +248,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     if "bot" in data and isinstance(data["bot"], dict):  # allow a [bot] table too
         data = {**{k: v for k, v in data.items() if k != "bot"}, **data["bot"]}
-    unknown = sorted(set(data) - _KNOWN)
+    if "max_pixels" in data and "max_megapixels" not in data:
+        try:
+            data["max_megapixels"] = float(data["max_pixels"]) / 1e6
+        except (TypeError, ValueError):
+            raise ConfigError(f"max_pixels must be a number, not {data['max_pixels']!r}") from None
+    unknown = sorted(set(data) - _KNOWN - _OLD_KEYS)
     if unknown:
         log.warning("%s: ignoring unknown setting(s): %s", path, ", ".join(unknown))
     return {k: v for k, v in data.items() if k in _KNOWN}
@@ -256,6 +283,7 @@ def load_config(
         ("api_hash", ENV_API_HASH),
         ("bot_token", ENV_BOT_TOKEN),
         ("allowed_users", ENV_ALLOWED_USERS),
+        ("daily_limit", ENV_DAILY_LIMIT),
     ):
         if env.get(name, "").strip():
             values[key] = env[name]

@@ -8,11 +8,15 @@ from typing import Any
 
 from ..jobs import Job
 
-__all__ = ["Running", "estimate_seconds", "seconds_until_done"]
+__all__ = ["VIDEO_MPPS_GUESS", "Running", "estimate_seconds", "seconds_until_done"]
 
 # Unknown pixel count: guess from the file size (JPEG is about 0.5 byte per pixel).
 _BYTES_PER_PIXEL_GUESS = 0.5
 _SIZE_GUESS = 500_000
+#: Input megapixels per second assumed for a video before any speed was measured: on the
+#: slow side (a small CPU with a fast model), so the first "ready in" is not too hopeful.
+VIDEO_MPPS_GUESS = 0.25
+_FRAME_MP_GUESS = 0.4  # a video frame of unknown size (about 848x480)
 
 
 @dataclass(frozen=True)
@@ -26,15 +30,23 @@ class Running:
 
 
 def estimate_seconds(params: Mapping[str, Any], mpps: float | None) -> float | None:
-    """Expected upscale time of a job at ``mpps`` input megapixels per second (None: unknown)."""
+    """Expected upscale time of a job at ``mpps`` input megapixels per second (None: unknown).
+
+    A video counts ``frames`` x width x height (frames estimated from its duration); with no
+    speed measured yet it is estimated at :data:`VIDEO_MPPS_GUESS`."""
+    frames = params.get("frames")
     if not mpps:
-        return None
+        if not frames:
+            return None
+        mpps = VIDEO_MPPS_GUESS
     w, h = params.get("width"), params.get("height")
     if w and h:
         megapixels = w * h / 1e6
+    elif frames:
+        megapixels = _FRAME_MP_GUESS
     else:
         megapixels = (params.get("size") or _SIZE_GUESS) / _BYTES_PER_PIXEL_GUESS / 1e6
-    return megapixels / mpps
+    return megapixels * (frames or 1) / mpps
 
 
 def seconds_until_done(

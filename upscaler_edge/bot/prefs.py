@@ -1,4 +1,5 @@
-"""Per-user defaults (model, scale, format), one-time hints, and measured device speed.
+"""Per-user defaults (model, scale, noise level, format, language, previews), one-time hints,
+and measured device speed.
 
 A small SQLite file of its own (``BotConfig.prefs_path``); every call is one short
 statement, safe to make from the event loop. Speed is kept per (model, device) in input
@@ -12,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Prefs", "UserPrefs"]
+__all__ = ["FIELDS", "Prefs", "UserPrefs"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -20,7 +21,10 @@ CREATE TABLE IF NOT EXISTS users (
     model      TEXT,
     scale      INTEGER,
     format     TEXT,
-    photo_hint INTEGER NOT NULL DEFAULT 0
+    photo_hint INTEGER NOT NULL DEFAULT 0,
+    denoise    INTEGER,
+    lang       TEXT,     -- /lang: 'en', 'ru'; NULL follows the Telegram app's language
+    preview    INTEGER   -- /preview: 0 off; NULL (the default) or 1 on
 );
 CREATE TABLE IF NOT EXISTS speed (
     model   TEXT NOT NULL,
@@ -30,15 +34,21 @@ CREATE TABLE IF NOT EXISTS speed (
     PRIMARY KEY (model, device)
 );
 """
+# Columns added after the first release, for files made before them.
+_ADDED = {"denoise": "INTEGER", "lang": "TEXT", "preview": "INTEGER"}
+FIELDS = ("model", "scale", "format", "denoise", "lang", "preview")
 
 
 @dataclass(frozen=True)
 class UserPrefs:
-    """A user's defaults; None means "the bot's default"."""
+    """A user's defaults; None means "the bot's default" (for ``lang``: the Telegram app's)."""
 
     model: str | None = None
     scale: int | None = None
     format: str | None = None
+    denoise: int | None = None
+    lang: str | None = None
+    preview: bool = True
 
 
 class Prefs:
@@ -50,6 +60,10 @@ class Prefs:
         self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(users)")}
+        for column, kind in _ADDED.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE users ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         """Close the file."""
@@ -59,17 +73,29 @@ class Prefs:
         """The user's defaults (all None for a new user)."""
         with self._lock:
             row = self._db.execute(
-                "SELECT model, scale, format FROM users WHERE user_id = ?", (user_id,)
+                "SELECT model, scale, format, denoise, lang, preview FROM users WHERE user_id = ?",
+                (user_id,),
             ).fetchone()
-        return UserPrefs(*row) if row else UserPrefs()
+        if not row:
+            return UserPrefs()
+        model, scale, fmt, denoise, lang, preview = row
+        return UserPrefs(model, scale, fmt, denoise, lang, preview is None or bool(preview))
 
-    def set(self, user_id: int, field: str, value: str | int | None) -> None:
-        """Set one of ``model``, ``scale``, ``format`` (None resets it to the bot default)."""
-        if field not in ("model", "scale", "format"):
-            raise ValueError(f"unknown preference {field!r}")
+    def set(self, user_id: int, field: str, value: str | int | bool | None) -> None:
+        """Set one of :data:`FIELDS` (None resets it to the bot default)."""
+        self.update(user_id, **{field: value})
+
+    def update(self, user_id: int, **values: str | int | bool | None) -> None:
+        """Set several of :data:`FIELDS` at once (one statement)."""
+        unknown = set(values) - set(FIELDS)
+        if unknown or not values:
+            raise ValueError(f"unknown preference(s) {sorted(unknown)!r}")
+        names = list(values)
+        assignments = ", ".join(f"{name} = ?" for name in names)
+        args = [int(v) if isinstance(v, bool) else v for v in values.values()]
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO users (user_id) VALUES (?)", (user_id,))
-            self._db.execute(f"UPDATE users SET {field} = ? WHERE user_id = ?", (value, user_id))
+            self._db.execute(f"UPDATE users SET {assignments} WHERE user_id = ?", (*args, user_id))
 
     def take_photo_hint(self, user_id: int) -> bool:
         """True exactly once per user: whether to tell them to send files, not photos."""

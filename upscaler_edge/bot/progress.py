@@ -17,9 +17,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from .i18n import N_, Translator
 from .telethon_api import errors
 
-__all__ = ["StatusEditor", "format_eta", "progress_text"]
+__all__ = ["STAGES", "StatusEditor", "frames_text", "progress_text"]
 
 log = logging.getLogger(__name__)
 
@@ -106,22 +107,46 @@ class StatusEditor:
             chat.next_at = self._clock() + self.interval
 
 
-def format_eta(seconds: float | None) -> str:
-    """``None`` -> ``"ETA unknown yet"``, 75 -> ``"ETA ~1 min 15 s"``."""
-    if seconds is None:
-        return "ETA unknown yet"
-    seconds = max(1, round(seconds))
-    if seconds < 60:
-        return f"ETA ~{seconds} s"
-    minutes, sec = divmod(seconds, 60)
-    if minutes < 60:
-        return f"ETA ~{minutes} min {sec} s" if sec else f"ETA ~{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"ETA ~{hours} h {minutes} min"
+STAGES = {
+    "starting": N_("Starting…"),
+    "downloading": N_("Downloading…"),
+    "upscaling": N_("Upscaling…"),
+    "uploading": N_("Sending…"),
+}
 
 
-def progress_text(stage: str, done: int | None = None, total: int | None = None) -> str:
-    """One line for a status message: ``"upscaling 40%"``, ``"downloading…"``."""
+def progress_text(
+    tr: Translator,
+    stage: str,
+    done: int | None = None,
+    total: int | None = None,
+    *,
+    item: tuple[int, int] | None = None,
+) -> str:
+    """One line for a status message: ``Upscaling… 40%``, ``Downloading…``, and for a file of
+    an album ``Upscaling… 40% (file 2 of 3)``; ``item`` is (1-based index, count)."""
+    text = tr.gettext(STAGES[stage])
     if done is not None and total:
-        return f"{stage} {min(100, int(100 * done / total))}%"
-    return f"{stage}…"
+        text += f" {min(100, int(100 * done / total))}%"
+    if item is not None and item[1] > 1:
+        text += " " + tr.gettext("(file {i} of {n})", i=item[0], n=item[1])
+    return text
+
+
+def frames_text(
+    tr: Translator,
+    done: int,
+    total: int,
+    eta: float | None,
+    *,
+    item: tuple[int, int] | None = None,
+) -> str:
+    """A video's status line: ``Upscaling… 40%: frame 120 of 300, about 2 min left``."""
+    text = progress_text(tr, "upscaling", done, total, item=None)
+    if total:
+        text += tr.gettext(": frame {done} of {total}", done=done, total=total)
+    if eta is not None:
+        text += tr.gettext(", about {time} left", time=tr.duration(eta))
+    if item is not None and item[1] > 1:
+        text += " " + tr.gettext("(file {i} of {n})", i=item[0], n=item[1])
+    return text

@@ -3,8 +3,13 @@
 :class:`JobRunner` outlives any one Telegram connection: the connection loop (``app.py``)
 attaches a connected client and detaches it when the connection drops; the runner only starts
 a job while one is attached, and each job's Telegram calls wait out drops (:mod:`.link`).
-Each claimed job is one :class:`~.attempt.JobAttempt`; an exception that escapes even that is
-logged and the runner goes on with the next job.
+
+Each turn of the loop first sends what is ready (:mod:`.delivery`: a single result at once, an
+album once none of its files is still queued or running), then claims the next job. The files
+of an album are taken, and sent back, only once no more of it arrived for
+:data:`ALBUM_SETTLE_S` (Telegram delivers an album as separate messages, caption on one).
+Each claimed job is one :class:`~.attempt.JobAttempt`, whose result makes the job ``ready``;
+an exception that escapes even that is logged and the runner goes on with the next job.
 
 A clean stop (:meth:`JobRunner.shutdown`) starts no new job and lets the running one finish
 within a grace period, then cancels it and puts it back in line for the next start.
@@ -15,28 +20,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..jobs import QUEUED, RUNNING, Job, JobQueue
-from .attempt import JobAttempt, JobView, Tools
+from ..jobs import QUEUED, READY, RUNNING, Job, JobQueue
+from .attempt import JobAttempt, JobView
 from .config import BotConfig
 from .context import QueueStatus, UserJob
+from .delivery import deliver
+from .endings import Tools, end_cancelled, job_translator
 from .eta import Running, estimate_seconds, seconds_until_done
+from .i18n import Translator
 from .link import TelegramLink
 from .prefs import Prefs
-from .progress import StatusEditor, format_eta
+from .progress import StatusEditor
 from .stores import AsyncJobQueue, AsyncPrefs
 from .telegram import send_text
 from .telethon_api import TelegramClient
 from .upscaling import Core
 from .waiting import until
 
-__all__ = ["JobRunner"]
+__all__ = ["ALBUM_SETTLE_S", "JobRunner"]
 
 log = logging.getLogger(__name__)
 
 CLAIM_RETRY_S = 5.0  # the queue file could not be read: try again after this
+ALBUM_SETTLE_S = 1.5  # seconds an album must stop growing before it is started and sent
 
 
 class JobRunner:
@@ -95,23 +106,41 @@ class JobRunner:
         self._wake.set()
 
     # -- controls for handlers (RunnerControls) -------------------------------------------
-    async def queued_text(self, job: Job) -> str:
+    async def queued_text(
+        self, job: Job, tr: Translator, *, count: int = 1, first: Job | None = None
+    ) -> str:
         cur = self.current
         running = (
             None if cur is None else Running(cur.job.params, cur.estimate, cur.done, cur.total)
         )
-        return await asyncio.to_thread(self._queued_text, job.id, running)
+        first_id = (first or job).id
+        pos, eta = await asyncio.to_thread(self._place, first_id, job.id, running)
+        if count > 1:
+            text = tr.ngettext(
+                "Album of {n} file queued: #{pos} in line",
+                "Album of {n} files queued: #{pos} in line",
+                count,
+                pos=pos or 1,
+            )
+        elif pos is not None:
+            text = tr.gettext("Queued: #{pos} in line", pos=pos)
+        else:
+            text = tr.gettext("Queued")
+        if eta is not None:
+            text += tr.gettext(", ready in about {time}", time=tr.duration(eta))
+        return text + "."
 
-    def _queued_text(self, job_id: int, running: Running | None) -> str:  # in a thread
+    def _place(
+        self, first_id: int, last_id: int, running: Running | None
+    ) -> tuple[int | None, float | None]:  # in a thread
         queue, prefs, device = self._queue.blocking, self._prefs.blocking, self.config.device
 
         def estimate(params: Mapping[str, Any]) -> float | None:
             return estimate_seconds(params, prefs.speed(params.get("model", ""), device))
 
-        pos = queue.position(job_id)
-        place = f"#{pos} in line" if pos is not None else "in line"
-        eta = seconds_until_done(job_id, queue.line(), running, estimate)
-        return f"queued ({place}, {format_eta(eta)})"
+        return queue.position(first_id), seconds_until_done(
+            last_id, queue.line(), running, estimate
+        )
 
     async def enqueue(self, job: Job, *, message: Any, status_message_id: int | None) -> None:
         if status_message_id is not None:
@@ -119,6 +148,9 @@ class JobRunner:
             self.editor.note_sent(job.chat_id)
         self._messages[job.id] = message
         self.wake()
+
+    def show_status(self, job: Job, text: str, *, status_message_id: int) -> None:
+        self.editor.show(job.chat_id, job.chat_address, status_message_id, text)
 
     async def cancel(self, user_id: int) -> int:
         jobs = await self._queue.cancel_for_user(user_id)
@@ -129,16 +161,19 @@ class JobRunner:
                 if cur is not None and cur.job.user_id == user_id:
                     cur.cancel.set()
             elif job.status_message_id is not None:
-                self.editor.show(job.chat_id, job.chat_address, job.status_message_id, "cancelled")
+                text = job_translator(job).gettext("Cancelled.")
+                self.editor.show(job.chat_id, job.chat_address, job.status_message_id, text)
         return len(jobs)
 
     async def status(self, user_id: int) -> QueueStatus:
         counts = await self._queue.counts()
-        mine = await self._queue.jobs_for_user(user_id, (QUEUED, RUNNING))
+        mine = await self._queue.jobs_for_user(user_id, (QUEUED, RUNNING, READY))
         lines: list[UserJob] = []
         for job in mine:
             name = job.params.get("file_name", "image")
-            if job.state == RUNNING:
+            if job.state == READY:
+                lines.append(UserJob(name, running=False, ready=True))
+            elif job.state == RUNNING:
                 cur = self.current
                 known = cur is not None and cur.job.id == job.id and cur.total
                 percent = 100 * cur.done // cur.total if known and cur else None
@@ -168,18 +203,38 @@ class JobRunner:
                 continue
             self._wake.clear()  # before claiming: a job added meanwhile wakes the next wait
             try:
-                job = await self._queue.claim()
+                settle_at = await self._deliver_ready()
+                settled_before = time.time() - ALBUM_SETTLE_S
+                job = None if self._stop.is_set() else await self._queue.claim(settled_before)
+                if job is None:
+                    growing = await self._queue.growing_album(settled_before)
+                    if growing is not None:
+                        settle_at = min(settle_at or math.inf, growing + ALBUM_SETTLE_S)
             except Exception:
                 log.exception("could not take the next job from the queue")
                 await until(asyncio.sleep(CLAIM_RETRY_S), self._stop)
                 continue
             if job is None:
-                await until(self._wake.wait(), self._stop)
+                timeout = None if settle_at is None else max(0.05, settle_at - time.time())
+                await until(self._wake.wait(), self._stop, timeout=timeout)
                 continue
             try:
                 await self._process(job)
             except Exception:  # never let one job stop the runner
                 log.exception("job %s: unexpected error in the runner", job.id)
+
+    async def _deliver_ready(self) -> float | None:
+        """Send every result that may go now; returns when an album waiting for more of its
+        files may go (Unix time), or None."""
+        groups, newest = await self._queue.deliverable(time.time() - ALBUM_SETTLE_S)
+        for group in groups:
+            if self._stop_now.is_set():
+                break
+            try:
+                await deliver(self._tools, group)
+            except Exception:  # never let one reply stop the runner
+                log.exception("jobs %s: unexpected error while sending", [j.id for j in group])
+        return None if newest is None else newest + ALBUM_SETTLE_S
 
     async def _process(self, job: Job) -> None:
         speed = await self._prefs.speed(job.params.get("model", ""), self.config.device)
@@ -200,7 +255,8 @@ class JobRunner:
             return
         if result.device:
             self.device_name = result.device
-        await attempt.deliver(result)
+        if not await self._queue.mark_ready(job.id):  # cancelled while it ran: drop it
+            await end_cancelled(self._tools, await self._queue.get(job.id) or job)
 
     async def shutdown(self, grace: float) -> None:
         """Start no new job; give the running one ``grace`` seconds, then cancel and requeue it."""
@@ -231,7 +287,12 @@ class JobRunner:
                 await self._tell_failed(job)
 
     async def _tell_failed(self, job: Job) -> None:
-        text = f"Sorry: {job.error or 'the job failed'}."
+        tr = job_translator(job)
+        text = tr.ngettext(
+            "Sorry: this picture stopped the bot {n} time, so I gave up on it.",
+            "Sorry: this picture stopped the bot {n} times, so I gave up on it.",
+            job.attempts,
+        )
         reply_id = await self.link.call(
             "send reply",
             lambda c: send_text(

@@ -1,6 +1,7 @@
-"""The bot's two SQLite stores, reached from the event loop without blocking it.
+"""The bot's SQLite stores, reached from the event loop without blocking it.
 
-:class:`~upscaler_edge.jobs.JobQueue` and :class:`~.prefs.Prefs` are plain blocking objects,
+:class:`~upscaler_edge.jobs.JobQueue`, :class:`~.prefs.Prefs` and :class:`~.members.Members`
+are plain blocking objects,
 safe from any thread. The bot's coroutines use them through these facades, whose methods run
 the call in a worker thread (``asyncio.to_thread``): a slow disk, or a queue file locked by
 another process for a while, then stalls one request instead of every chat. ``blocking`` is
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..jobs import QUEUED, RUNNING, Job, JobQueue
+from .members import Member, Members
 from .prefs import Prefs, UserPrefs
 
-__all__ = ["AsyncJobQueue", "AsyncPrefs"]
+__all__ = ["AsyncJobQueue", "AsyncMembers", "AsyncPrefs"]
 
 
 class AsyncJobQueue:
@@ -36,6 +38,7 @@ class AsyncJobQueue:
         params: dict[str, Any],
         state: str = QUEUED,
         error: str | None = None,
+        album_id: int | None = None,
     ) -> tuple[Job, bool]:
         return await asyncio.to_thread(
             self.blocking.add,
@@ -46,6 +49,7 @@ class AsyncJobQueue:
             params=params,
             state=state,
             error=error,
+            album_id=album_id,
         )
 
     async def get(self, job_id: int) -> Job | None:
@@ -59,14 +63,32 @@ class AsyncJobQueue:
     ) -> list[Job]:
         return await asyncio.to_thread(self.blocking.jobs_for_user, user_id, tuple(states))
 
+    async def album(self, chat_id: int, album_id: int) -> list[Job]:
+        return await asyncio.to_thread(self.blocking.album, chat_id, album_id)
+
+    async def counted_since(self, user_id: int, since: float) -> int:
+        return await asyncio.to_thread(self.blocking.counted_since, user_id, since)
+
+    async def jobs_since(self, since: float) -> list[Job]:
+        return await asyncio.to_thread(self.blocking.jobs_since, since)
+
+    async def deliverable(self, settled_before: float) -> tuple[list[list[Job]], float | None]:
+        return await asyncio.to_thread(self.blocking.deliverable, settled_before)
+
+    async def mark_ready(self, job_id: int) -> bool:
+        return await asyncio.to_thread(self.blocking.mark_ready, job_id)
+
     async def counts(self) -> dict[str, int]:
         return await asyncio.to_thread(self.blocking.counts)
 
     async def position(self, job_id: int) -> int | None:
         return await asyncio.to_thread(self.blocking.position, job_id)
 
-    async def claim(self) -> Job | None:
-        return await asyncio.to_thread(self.blocking.claim)
+    async def claim(self, settled_before: float | None = None) -> Job | None:
+        return await asyncio.to_thread(self.blocking.claim, settled_before)
+
+    async def growing_album(self, settled_before: float) -> float | None:
+        return await asyncio.to_thread(self.blocking.growing_album, settled_before)
 
     async def set_status_message(self, job_id: int, message_id: int | None) -> None:
         await asyncio.to_thread(self.blocking.set_status_message, job_id, message_id)
@@ -114,8 +136,11 @@ class AsyncPrefs:
     async def get(self, user_id: int) -> UserPrefs:
         return await asyncio.to_thread(self.blocking.get, user_id)
 
-    async def set(self, user_id: int, field: str, value: str | int | None) -> None:
+    async def set(self, user_id: int, field: str, value: str | int | bool | None) -> None:
         await asyncio.to_thread(self.blocking.set, user_id, field, value)
+
+    async def update(self, user_id: int, **values: str | int | bool | None) -> None:
+        await asyncio.to_thread(lambda: self.blocking.update(user_id, **values))
 
     async def take_photo_hint(self, user_id: int) -> bool:
         return await asyncio.to_thread(self.blocking.take_photo_hint, user_id)
@@ -127,3 +152,36 @@ class AsyncPrefs:
         self, model: str, device: str, megapixels: float, seconds: float
     ) -> None:
         await asyncio.to_thread(self.blocking.record_speed, model, device, megapixels, seconds)
+
+
+class AsyncMembers:
+    """:class:`Members`' methods as coroutines (same arguments, same results)."""
+
+    def __init__(self, members: Members) -> None:
+        self.blocking = members
+
+    async def seed(self, config_ids: Iterable[int]) -> frozenset[int]:
+        return await asyncio.to_thread(self.blocking.seed, tuple(config_ids))
+
+    async def set_allowed(self, user_id: int, allowed: bool, by: int | None) -> bool:
+        return await asyncio.to_thread(self.blocking.set_allowed, user_id, allowed, by)
+
+    async def saw(
+        self,
+        user_id: int,
+        *,
+        first_name: str | None,
+        username: str | None,
+        lang_code: str | None,
+    ) -> None:
+        await asyncio.to_thread(
+            lambda: self.blocking.saw(
+                user_id, first_name=first_name, username=username, lang_code=lang_code
+            )
+        )
+
+    async def get(self, user_id: int) -> Member | None:
+        return await asyncio.to_thread(self.blocking.get, user_id)
+
+    async def everyone(self) -> list[Member]:
+        return await asyncio.to_thread(self.blocking.everyone)

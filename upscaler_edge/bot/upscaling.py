@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -16,8 +16,9 @@ if TYPE_CHECKING:  # the core modules load numpy (and the worker ncnn): not at i
     from ..models import ModelSpec
     from ..options import Options
     from ..pipeline import UpscaleResult
+    from ..video import VideoOptions, VideoResult
 
-__all__ = ["Core", "Upscale", "options_for"]
+__all__ = ["Core", "Upscale", "UpscaleVideo", "options_for"]
 
 
 class Upscale(Protocol):
@@ -35,6 +36,23 @@ class Upscale(Protocol):
     ) -> UpscaleResult: ...
 
 
+class UpscaleVideo(Protocol):
+    """The blocking video call (``Worker.run_video`` in production); ``progress`` gets
+    (frames done, frames total or 0)."""
+
+    def __call__(
+        self,
+        src: Path,
+        dst: Path,
+        options: Options,
+        video: VideoOptions,
+        *,
+        progress: Callable[[int, int], None],
+        cancel: threading.Event,
+        timeout: float | None,
+    ) -> VideoResult: ...
+
+
 def _no_close() -> None:
     pass
 
@@ -44,18 +62,20 @@ class Core:
     """The core library functions the bot uses (swappable in tests).
 
     ``probe(path, max_pixels=...)`` -> (format, width, height) from the header, raising
-    ``InputError``/``ImageTooLargeError``; ``resolve(name, scale)`` -> the ``ModelSpec`` (a
-    family's member for that scale), raising ``UsageError``/``UnknownModelError`` (the
-    registry's rule: no scale above the model's); ``device_name`` is shown until the first
-    result names the real device.
+    ``InputError``/``ImageTooLargeError``; ``resolve(name, scale, denoise)`` -> the
+    ``ModelSpec`` (a family's member for that scale and noise level), raising
+    ``UsageError``/``UnknownModelError`` (the registry's rule: no scale above the model's, no
+    level it lacks); ``device_name`` is shown until the first result names the real device.
+    ``upscale_video`` runs a video job (None: this core takes no videos).
     """
 
     upscale: Upscale
     probe: Callable[..., tuple[str, int, int]]
-    resolve: Callable[[str, int | None], ModelSpec]
+    resolve: Callable[..., ModelSpec]
     catalog: Catalog
     device_name: str
     close: Callable[[], None] = _no_close
+    upscale_video: UpscaleVideo | None = None
 
     @classmethod
     def load(cls, config: BotConfig) -> Core:
@@ -75,13 +95,22 @@ class Core:
             # worker child may do; the runner learns the real name from the first result.
             device_name="CPU" if config.device == "cpu" else f"device '{config.device}'",
             close=worker.close,
+            upscale_video=worker.run_video,
         )
 
 
 def options_for(params: Mapping[str, Any], config: BotConfig, fmt: str) -> Options:
-    """The core Options for a job's params (imported lazily: the core may load ncnn)."""
+    """The core Options for a job's params (imported lazily: the core may load ncnn).
+
+    ``params["model"]`` is the member the registry resolved for the scale and noise level
+    asked for, so the level is honoured through the model; it is also passed as
+    ``Options.denoise`` where the core's Options has that field.
+    """
     from ..options import Options
 
+    extra: dict[str, Any] = {}
+    if params.get("denoise") is not None and "denoise" in {f.name for f in fields(Options)}:
+        extra["denoise"] = params["denoise"]
     # overwrite: the spool folder is the job's own, and a crashed attempt may have left a file
     return Options(
         model=params["model"],
@@ -90,4 +119,5 @@ def options_for(params: Mapping[str, Any], config: BotConfig, fmt: str) -> Optio
         format=fmt,
         max_pixels=config.max_pixels,
         overwrite=True,
+        **extra,
     )

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import OutputError, OutputExistsError
 from .picture import detail
 
-__all__ = ["leftovers", "remove_leftovers", "write_atomic"]
+__all__ = ["fsync_dir", "leftovers", "place", "remove_leftovers", "write_atomic"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +67,8 @@ def write_atomic(parts: list[Any], dst: Path, overwrite: bool) -> None:
                 handle.write(part)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        if overwrite:
-            os.replace(tmp, dst)
-        else:
-            _move_no_clobber(tmp, dst)
+        place(tmp, dst, overwrite)
         tmp = None
-        _fsync_dir(parent)
     except OutputError:
         raise
     except OSError as exc:
@@ -82,6 +77,18 @@ def write_atomic(parts: list[Any], dst: Path, overwrite: bool) -> None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+
+
+def place(tmp: Path, dst: Path, overwrite: bool) -> None:
+    """Move a finished, fsynced temporary file (in ``dst``'s folder) into place: mode 0o666
+    minus the umask, never over an existing file unless ``overwrite`` (OutputExistsError),
+    and the rename made durable. Raises OSError for the caller to word."""
+    os.chmod(tmp, 0o666 & ~_current_umask())
+    if overwrite:
+        os.replace(tmp, dst)
+    else:
+        _move_no_clobber(tmp, dst)
+    fsync_dir(dst.parent)
 
 
 def _move_no_clobber(tmp: Path, dst: Path) -> None:
@@ -112,7 +119,7 @@ def _current_umask() -> int:
     return mask
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make the rename durable; not possible (nor needed) on every platform."""
     if not hasattr(os, "O_DIRECTORY"):
         return
