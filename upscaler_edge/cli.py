@@ -334,6 +334,10 @@ def _print_devices(out: TextIO) -> None:
 
 
 def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
+    if "--coordinator" in argv or "--serve" in argv:
+        from .cluster.cli import main as cluster_main
+
+        return cluster_main(argv)
     if "--bot" in argv:
         rest = [a for a in argv if a != "--bot"]
         try:

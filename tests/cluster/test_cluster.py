@@ -1,0 +1,200 @@
+"""The cluster end to end: a real NATS server, worker processes, the client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import FAST_MODEL
+from upscaler_edge.cluster.client import ClusterClient
+from upscaler_edge.cluster.connect import close, connect
+from upscaler_edge.cluster.protocol import JOB_SUBJECTS
+from upscaler_edge.errors import JobFailed
+from upscaler_edge.options import Options
+from upscaler_edge.pipeline import upscale_file
+
+OPTS = Options(model=FAST_MODEL, scale=2, device="cpu")
+
+
+def _inputs(folder: Path, photo: np.ndarray, n: int) -> list[Path]:
+    folder.mkdir()
+    paths = []
+    for i in range(n):
+        p = folder / f"img{i}.png"
+        Image.fromarray(photo[i * 8 : i * 8 + 48, i * 4 : i * 4 + 64]).save(p)
+        paths.append(p)
+    return paths
+
+
+def test_a_batch_spreads_over_two_workers(workers, tmp_path, photo):
+    workers.start("alpha")
+    workers.start("beta")
+    workers.wait_joined("alpha", "beta")
+    srcs = _inputs(tmp_path / "in", photo, 6)
+    out = tmp_path / "out"
+    out.mkdir()
+    with ClusterClient(workers.address) as client:
+        futures = [client.submit(s, out / f"{s.stem}_x2.png", OPTS) for s in srcs]
+        results = [f.result(180) for f in futures]
+        seen = {w.name for w in client.workers()}
+    assert seen == {"alpha", "beta"}
+    done_by = {r.device.split(":")[0] for r in results}
+    assert done_by == {"alpha", "beta"}, done_by
+    for src, r in zip(srcs, results, strict=True):
+        assert r.out_size == (128, 96)
+        local = upscale_file(src, tmp_path / f"local_{src.name}", OPTS)
+        got = np.asarray(Image.open(r.dst))
+        want = np.asarray(Image.open(local.dst))
+        assert np.array_equal(got, want), src.name
+
+
+def _slow_input(tmp_path: Path, photo: np.ndarray) -> Path:
+    """400x400 in 32-pixel tiles: 169 tiles, long enough to stop a worker in the middle."""
+    src = tmp_path / "big.png"
+    Image.fromarray(np.tile(photo, (3, 3, 1))[:400, :400]).save(src)
+    return src
+
+
+SLOW = OPTS.replace(tile=32)
+
+
+def _wait_running(client, future, want: str | None = None, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while (name := client.running_on(future)) is None or (want and name != want):
+        assert not future.done(), future.result()
+        assert time.monotonic() < deadline, "no worker reported progress"
+        time.sleep(0.02)
+    return name
+
+
+def test_a_worker_killed_mid_job_loses_nothing(workers, tmp_path, photo):
+    workers.start("alpha")
+    workers.start("beta")
+    workers.wait_joined("alpha", "beta")
+    src = _slow_input(tmp_path, photo)
+    dst = tmp_path / "big_x2.png"
+    with ClusterClient(workers.address) as client:
+        future = client.submit(src, dst, SLOW)
+        victim = _wait_running(client, future)
+        workers.procs[victim].send_signal(signal.SIGKILL)
+        result = future.result(180)
+        survivor = ({"alpha", "beta"} - {victim}).pop()
+        assert result.device.startswith(f"{survivor}:")
+        time.sleep(1)
+        assert client.ignored == 0
+    assert result.out_size == (800, 800)
+    want = upscale_file(src, tmp_path / "local.png", SLOW)
+    assert np.array_equal(np.asarray(Image.open(dst)), np.asarray(Image.open(want.dst)))
+    assert [p.name for p in tmp_path.glob(".big_x2.png*")] == []
+
+
+def test_a_late_result_from_a_sleeping_worker_is_ignored(workers, tmp_path, photo):
+    workers.start("alpha")
+    workers.start("beta")
+    workers.wait_joined("alpha", "beta")
+    src = _slow_input(tmp_path, photo)
+    dst = tmp_path / "big_x2.png"
+    with ClusterClient(workers.address) as client:
+        future = client.submit(src, dst, SLOW)
+        sleeper = _wait_running(client, future)
+        workers.procs[sleeper].send_signal(signal.SIGSTOP)  # a laptop closing its lid
+        try:
+            result = future.result(180)  # the other worker, after the ack wait
+        finally:
+            workers.procs[sleeper].send_signal(signal.SIGCONT)
+        assert not result.device.startswith(f"{sleeper}:")
+        first = dst.read_bytes()
+        deadline = time.monotonic() + 60
+        while client.ignored == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the sleeper wakes up, finishes and answers too
+        assert client.ignored == 1
+        assert dst.read_bytes() == first
+
+
+def test_a_job_whose_workers_keep_vanishing_fails_with_an_answer(workers, tmp_path, photo):
+    src = _slow_input(tmp_path, photo)
+    dst = tmp_path / "big_x2.png"
+    with ClusterClient(workers.address) as client:
+        future = client.submit(src, dst, SLOW)
+        for name in ("alpha", "beta"):  # MAX_DELIVER = 2 deliveries, both workers die
+            workers.start(name)
+            _wait_running(client, future, name)
+            workers.procs[name].send_signal(signal.SIGKILL)
+            workers.procs[name].wait()
+        workers.start("gamma")  # JetStream gives up when a live worker asks for work next
+        with pytest.raises(JobFailed, match="no worker could finish it"):
+            future.result(60)
+    assert not dst.exists()
+    assert "big.png" not in workers.log("gamma")
+
+
+def test_malformed_messages_are_rejected_and_the_worker_goes_on(workers, tmp_path, photo):
+    workers.start("alpha")
+    workers.wait_joined("alpha")
+
+    async def publish_garbage() -> None:
+        nc = await connect(workers.address, "test")
+        js = nc.jetstream()
+        for body in (
+            b"\xff\x00 not json",
+            b"[1, 2]",
+            json.dumps({"v": 1, "kind": "shell", "cmd": "rm -rf /"}).encode(),
+            json.dumps({"v": 1, "kind": "image", "job": "../../etc", "index": 0}).encode(),
+        ):
+            await js.publish(JOB_SUBJECTS["small"], body)
+            await js.publish(JOB_SUBJECTS["large"], body)
+        await close(nc)
+
+    asyncio.run(publish_garbage())
+    (src,) = _inputs(tmp_path / "in", photo, 1)
+    with ClusterClient(workers.address) as client:
+        result = client.submit(src, tmp_path / "ok.png", OPTS).result(120)
+    assert result.out_size == (128, 96)
+    assert workers.procs["alpha"].poll() is None
+    assert workers.log("alpha").count("rejected a malformed job message") == 8
+
+
+def test_queued_jobs_survive_a_coordinator_restart(coordinator, workers, tmp_path, photo):
+    server, _ = coordinator
+    srcs = _inputs(tmp_path / "in", photo, 2)
+    with ClusterClient(workers.address) as client:
+        futures = [client.submit(s, tmp_path / f"{s.stem}_x2.png", OPTS) for s in srcs]
+        server.stop()  # no worker has taken them yet
+        server.start()
+        workers.start("alpha")
+        results = [f.result(180) for f in futures]
+    assert [r.out_size for r in results] == [(128, 96), (128, 96)]
+    assert all(r.dst.exists() for r in results)
+
+
+def test_a_wrong_token_or_certificate_is_refused(coordinator, tmp_path):
+    _, address = coordinator
+    base = [sys.executable, "-m", "upscaler_edge", "--serve", address.url, "--name", "x"]
+    save = ["--save-address", str(tmp_path / "a.json")]
+    wrong_token = subprocess.run(
+        [*base, "--token", "nope", "--tls-pin", address.tls_pin, *save],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert wrong_token.returncode == 2
+    assert wrong_token.stderr.strip().endswith("refused the token")
+    wrong_pin = subprocess.run(
+        [*base, "--token", address.token, "--tls-pin", "0" * 64, *save],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert wrong_pin.returncode == 2
+    assert "is not the coordinator you joined" in wrong_pin.stderr
