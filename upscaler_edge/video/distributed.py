@@ -328,10 +328,15 @@ class _Reader:
     """Strict typed access to one JSON object; every failure is an InputError naming the
     field (``where.key``)."""
 
-    def __init__(self, data: Any, where: str, error: type[InputError] = InputError) -> None:
+    def __init__(self, data: Any, where: str, index: int | None = None) -> None:
+        self.where, self.index = where, index
         if not isinstance(data, dict):
-            raise error(f"{where} must be a JSON object, not {type(data).__name__}")
-        self.data, self.where, self.error = data, where, error
+            raise self.error(f"{where} must be a JSON object, not {type(data).__name__}")
+        self.data = data
+
+    def error(self, message: str) -> InputError:
+        """The error to raise: about a segment (``index``) or about the plan."""
+        return InputError(message) if self.index is None else SegmentError(message, self.index)
 
     def keys(self, expected: set[str]) -> None:
         got = set(self.data)
@@ -393,7 +398,7 @@ class _Reader:
         return value
 
     def sub(self, key: str) -> _Reader:
-        return _Reader(self.get(key, dict), f"{self.where}.{key}", self.error)
+        return _Reader(self.get(key, dict), f"{self.where}.{key}", self.index)
 
 
 def _scan(src: Path, info: VideoInfo) -> tuple[int, list[int] | None]:
@@ -660,10 +665,10 @@ class _Parts:
 
 def _segment_from(meta: Any, plan: SegmentPlan, digest: str) -> tuple[Segment, bytes | None]:
     """Validate one segment's metadata (strictly, as the plan's) -> the segment, header."""
-    where = "segment metadata"
-    if isinstance(meta, dict) and isinstance(meta.get("index"), int):
-        where = f"segment {meta['index']}"
-    r = _Reader(meta, where, SegmentError)
+    index = meta.get("index") if isinstance(meta, dict) else None
+    if not isinstance(index, int) or isinstance(index, bool):
+        index = -1  # unknown: the metadata is too broken to say
+    r = _Reader(meta, "segment metadata" if index < 0 else f"segment {index}", index)
     r.keys(_SEGMENT_KEYS)
     i = r.integer("index", 0)
     if r.integer("version") != SEGMENT_VERSION:
