@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,13 @@ from test_video import (  # noqa: E402
     packets_of,
 )
 
-from upscaler_edge.errors import InputError, SegmentError  # noqa: E402
+from upscaler_edge.errors import (  # noqa: E402
+    Cancelled,
+    InputError,
+    OutputError,
+    SegmentError,
+    UsageError,
+)
 from upscaler_edge.integrity import sha256  # noqa: E402
 from upscaler_edge.video import VideoOptions, job_folder, upscale_video  # noqa: E402
 from upscaler_edge.video.distributed import (  # noqa: E402
@@ -163,6 +170,55 @@ def test_source_without_timestamps_is_decoded_and_skipped(tmp_path, photo):
     upscale_video(src, tmp_path / "ref.mp4", FAST_OPTS, video)
     join_segments(src, plan, parts, tmp_path / "dist.mp4")
     assert (tmp_path / "dist.mp4").read_bytes() == (tmp_path / "ref.mp4").read_bytes()
+
+
+def test_animated_gif(tmp_path, photo):
+    from PIL import Image
+
+    durations = [100, 50, 200, 70, 100]
+    ims = [Image.fromarray(moving(photo, 3 * i, W, H)) for i in range(5)]
+    gif = tmp_path / "anim.gif"
+    ims[0].save(gif, save_all=True, append_images=ims[1:], duration=durations, loop=0)
+    video = VideoOptions(segment_seconds=0.2, container="mp4")  # 2 frames a segment
+    plan = plan_segments(gif, FAST_OPTS, video)
+    assert (plan.frames, plan.count, plan.cut_pts) == (5, 3, None)
+    parts = encode_all(gif, plan, tmp_path / "parts")
+    upscale_video(gif, tmp_path / "ref.mp4", FAST_OPTS, video)
+    join_segments(gif, plan, parts, tmp_path / "dist.mp4")
+    assert (tmp_path / "dist.mp4").read_bytes() == (tmp_path / "ref.mp4").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("codec", "container", "suffix"),
+    [("hevc", "mp4", "mp4"), ("av1", "mp4", "mp4"), ("vp9", "webm", "webm")],
+)
+def test_other_encoders_are_deterministic_too(clip, tmp_path, codec, container, suffix):
+    video = SEG.replace(codec=codec, container=container)
+    try:
+        plan = plan_segments(clip, FAST_OPTS, video)
+    except UsageError as exc:
+        pytest.skip(f"{codec}: {exc}")
+    parts = encode_all(clip, plan, tmp_path / "parts")
+    ref, dist = tmp_path / f"ref.{suffix}", tmp_path / f"dist.{suffix}"
+    upscale_video(clip, ref, FAST_OPTS, video)
+    join_segments(clip, plan, parts, dist)
+    assert_same_video(dist, ref)
+    if container == "mp4":  # WebM, as Matroska, writes random UIDs
+        assert dist.read_bytes() == ref.read_bytes()
+
+
+def test_cancel_leaves_no_segment(clip, plan, tmp_path):
+    cancel = threading.Event()
+
+    def stop_after_two(p):
+        if p.frames_done >= 2:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        encode_segment(
+            clip, plan, 1, tmp_path / "s.pkt", FAST_OPTS, progress=stop_after_two, cancel=cancel
+        )
+    assert not (tmp_path / "s.pkt").exists() and not (tmp_path / "s.pkt.tmp").exists()
 
 
 def test_seeking_and_decoding_from_the_start_make_the_same_segment(clip, plan, tmp_path):
@@ -305,6 +361,14 @@ def test_metadata_that_does_not_fit_is_named(clip, plan, parts, tmp_path):
     with pytest.raises(SegmentError, match="missing sha256"):
         join_segments(clip, plan, bad, tmp_path / "out.mp4")
     assert set(parts[0][0]) == segment_metadata_keys()
+
+
+def test_segments_from_another_encoder_build_are_refused(clip, plan, parts, tmp_path):
+    other = [(m | {"extradata": "AAAA"}, p) for m, p in parts]  # all alike, but not ours
+    dst = tmp_path / "out.mp4"
+    with pytest.raises(OutputError, match="another FFmpeg build"):
+        join_segments(clip, plan, other, dst)
+    assert not dst.exists() and nothing_left_beside(dst) == []
 
 
 def test_a_segment_of_another_plan_is_refused(clip, plan, parts, tmp_path):

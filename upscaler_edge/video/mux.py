@@ -125,7 +125,10 @@ def _write(
             out.start_encoding()
             got = ov.codec_context.extradata
             if (bytes(got) if got else None) != job.extradata:
-                raise OutputError("internal error: the output's header differs from the segments'")
+                raise OutputError(
+                    f"the {choice.name} here makes another stream header than the segments' "
+                    "encoder did (another FFmpeg build?)"
+                )
             video = _video_packets(job, ov, choice.time_base, container in ("mp4", "mov"))
             copied = _copied_packets(src, copies) if copies else iter(())
             for n, packet in enumerate(_by_time(video, copied)):
