@@ -221,6 +221,19 @@ def test_cancel_leaves_no_segment(clip, plan, tmp_path):
     assert not (tmp_path / "s.pkt").exists() and not (tmp_path / "s.pkt.tmp").exists()
 
 
+def test_a_plan_that_wrongly_allows_seeking_is_caught(tmp_path, photo, monkeypatch):
+    import upscaler_edge.video.distributed as distributed
+
+    src = make_raw_h264(tmp_path / "raw.h264", photo)
+    # as if the packets had had timestamps that the decoded frames then lack
+    monkeypatch.setattr(distributed, "_scan", lambda src, info: (20, list(range(20))))
+    plan = plan_segments(src, FAST_OPTS, VideoOptions(segment_seconds=6 / 30))
+    assert plan.cut_pts == (4, 9, 14)  # raw H.264 reads as 25 fps: 5 frames a segment
+    with pytest.raises(InputError, match="timestamps are not the packets'"):
+        encode_segment(src, plan, 0, tmp_path / "s.pkt", FAST_OPTS)
+    assert not (tmp_path / "s.pkt").exists() and not (tmp_path / "s.pkt.tmp").exists()
+
+
 def test_seeking_and_decoding_from_the_start_make_the_same_segment(clip, plan, tmp_path):
     unseekable = dataclasses.replace(plan, cut_pts=None)
     a = encode_segment(clip, plan, 2, tmp_path / "seek.pkt", FAST_OPTS)

@@ -620,8 +620,13 @@ def encode_segment(
             up.close()
     if len(sink.segments) != 1:
         raise OutputError(f"internal error: {len(sink.segments)} segments for one")
-    fsync_dir(dst.parent)
     seg = sink.segments[0]
+    if plan.cut_pts is not None and not seg.clean:
+        # the plan took every frame's pts as the source's own; had one needed a fix-up, the
+        # seek could have put this segment's frames at other times than a whole pass does
+        dst.unlink(missing_ok=True)
+        raise InputError(f"{src.name}: the frames' timestamps are not the packets': plan again")
+    fsync_dir(dst.parent)
     return {
         "version": SEGMENT_VERSION,
         "plan": plan.digest,
