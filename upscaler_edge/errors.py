@@ -20,6 +20,7 @@ __all__ = [
     "ModelIntegrityError",
     "OutputError",
     "OutputExistsError",
+    "SegmentError",
     "UnknownModelError",
     "UpscalerError",
     "UsageError",
@@ -40,6 +41,17 @@ class InputError(UpscalerError):
 
 class ImageTooLargeError(InputError):
     """The image header declares more pixels than the configured cap."""
+
+
+class SegmentError(InputError):
+    """A video segment made elsewhere is missing, damaged or does not fit its plan.
+
+    ``index`` says which one (None when the worker process passed the error on), so the
+    caller can have it done again."""
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 class ModelError(UpscalerError):

@@ -8,9 +8,10 @@ It never hangs: every wait has a deadline or watches the child's liveness.
 
 Messages (tuples over a multiprocessing Pipe):
   parent -> child: ("job", id, src, dst, Options) | ("video", id, src, dst, Options,
-                   VideoOptions) | ("cancel", id) | ("stop",)
-  child -> parent: ("progress", id, done, total) | ("done", id, UpscaleResult | VideoResult)
-                   | ("error", id, error class name, message)
+                   VideoOptions) | ("segment", id, src, dst, Options, SegmentPlan, index)
+                   | ("cancel", id) | ("stop",)
+  child -> parent: ("progress", id, done, total) | ("done", id, UpscaleResult | VideoResult
+                   | segment metadata dict) | ("error", id, error class name, message)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .pipeline import CancelToken, Progress, UpscaleResult
 
 if TYPE_CHECKING:  # the video package loads PyAV lazily; the worker imports it only for jobs
     from .video import VideoOptions, VideoResult
+    from .video.distributed import SegmentPlan
 
 __all__ = ["TileHook", "Worker", "serve"]
 
@@ -74,7 +76,7 @@ def serve(conn: Connection, log_level: int, on_tile: TileHook | None = None) -> 
             if msg[0] == "cancel":
                 if msg[1] == current[0]:
                     cancel.set()
-            elif msg[0] in ("job", "video"):
+            elif msg[0] in ("job", "video", "segment"):
                 jobs.put(msg)
             else:
                 jobs.put(None)
@@ -105,6 +107,19 @@ def serve(conn: Connection, log_level: int, on_tile: TileHook | None = None) -> 
 
                     result = upscale_video(
                         Path(src), Path(dst), options, msg[5], frames, cancel, upscaler=up
+                    )
+                elif kind == "segment":
+                    from .video.distributed import encode_segment
+
+                    result = encode_segment(
+                        Path(src),
+                        msg[5],
+                        msg[6],
+                        Path(dst),
+                        options,
+                        progress=frames,
+                        cancel=cancel,
+                        upscaler=up,
                     )
                 else:
                     result = up.upscale_file(Path(src), Path(dst), options, progress, cancel)
@@ -281,6 +296,38 @@ class Worker:
         )
         return result
 
+    def run_segment(
+        self,
+        src: Path | str,
+        plan_json: dict[str, Any] | SegmentPlan,
+        index: int,
+        dst: Path | str,
+        options: Options | None = None,
+        *,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Make segment ``index`` of a video's plan (``SegmentPlan.to_json()``'s dict) into
+        ``dst`` in the child (``video.distributed.encode_segment``); returns its metadata.
+
+        ``progress(frames_done, frames_total)`` counts this segment's frames. A malformed
+        plan is an InputError before the child sees it. Raises like :meth:`run`; after a
+        crash, timeout or cancel nothing is left at ``dst`` or beside it."""
+        from .video.distributed import SegmentPlan
+
+        plan = plan_json if isinstance(plan_json, SegmentPlan) else SegmentPlan.from_json(plan_json)
+        dst = Path(dst)
+        result: dict[str, Any] = self._run(
+            ("segment", str(src), str(dst), options or self.options, plan, index),
+            dst,
+            progress,
+            cancel,
+            timeout,
+            leftovers=(dst.with_name(dst.name + ".tmp"),),
+        )
+        return result
+
     def _run(
         self,
         job: tuple[Any, ...],
@@ -288,6 +335,7 @@ class Worker:
         progress: Progress | None,
         cancel: CancelToken | None,
         timeout: float | None,
+        leftovers: tuple[Path, ...] = (),
     ) -> Any:
         limit = timeout if timeout is not None else self.timeout
         with self._lock:
@@ -313,7 +361,7 @@ class Worker:
                         progress(msg[2], msg[3])
                 elif msg is None and not self._proc.is_alive():
                     reason = _describe_exit(self._proc.exitcode)
-                    self._fail(dst)
+                    self._fail(dst, leftovers)
                     raise JobFailed(
                         f"the upscaling process crashed ({reason}); try again or use -d cpu"
                     )
@@ -324,13 +372,17 @@ class Worker:
                         cancel_sent_at = now
                         self._conn.send(("cancel", job_id))
                     elif now - cancel_sent_at > CANCEL_GRACE_S:
-                        self._fail(dst)
+                        self._fail(dst, leftovers)
                         raise Cancelled("cancelled")
                 if limit is not None and now - started > limit:
-                    self._fail(dst)
+                    self._fail(dst, leftovers)
                     raise JobFailed(f"the job ran past its {limit:g} s time limit and was stopped")
 
-    def _fail(self, dst: Path) -> None:
-        """Kill the child and remove the temporary files it may have left beside ``dst``."""
+    def _fail(self, dst: Path, leftovers: tuple[Path, ...] = ()) -> None:
+        """Kill the child and remove the temporary files it may have left beside ``dst``
+        (and ``leftovers``, the job's own temporary files)."""
         self._discard_child()
         remove_leftovers({dst, dst.with_suffix(".png")})
+        for path in leftovers:
+            with contextlib.suppress(OSError):
+                path.unlink()

@@ -110,3 +110,69 @@ def test_the_child_does_not_rerun_the_parents_script(tmp_path, photo_png):
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == ["script body runs", "(128, 96)"]
+
+
+# -- video segments (video.distributed) --------------------------------------------------------
+@pytest.fixture
+def planned(tmp_path, photo):
+    """A 30-frame clip in its own folder (fault markers go beside it) and its plan, as JSON."""
+    pytest.importorskip("av", reason="video needs PyAV")
+    from test_video_distributed import SEG, make_clip
+
+    from upscaler_edge.video.distributed import plan_segments
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    clip = make_clip(folder / "clip.mp4", photo)
+    return clip, plan_segments(clip, FAST, SEG).to_json()
+
+
+def test_runs_video_segments_that_join_to_the_one_machine_file(worker, planned, tmp_path):
+    from test_video_distributed import SEG
+
+    from upscaler_edge.video import upscale_video
+    from upscaler_edge.video.distributed import SegmentPlan, join_segments
+
+    clip, plan_json = planned
+    seen: list[tuple[int, int]] = []
+    parts = []
+    for i in reversed(range(plan_json["count"])):
+        dst = tmp_path / f"seg-{i}.pkt"
+        meta = worker.run_segment(
+            clip, plan_json, i, dst, FAST, progress=lambda d, t: seen.append((d, t))
+        )
+        parts.append((meta, dst))
+    assert seen[-1] == (8, 8) and (6, 6) in seen
+
+    plan = SegmentPlan.from_json(plan_json)
+    join_segments(clip, plan, parts, tmp_path / "dist.mp4")
+    upscale_video(clip, tmp_path / "ref.mp4", FAST, SEG)
+    assert (tmp_path / "dist.mp4").read_bytes() == (tmp_path / "ref.mp4").read_bytes()
+
+
+def test_a_segment_job_crash_or_timeout_leaves_nothing(worker, planned, tmp_path):
+    clip, plan_json = planned
+    dst = tmp_path / "seg-1.pkt"
+    (clip.parent / ".fault-abort").touch()
+    with pytest.raises(JobFailed, match="SIGABRT"):
+        worker.run_segment(clip, plan_json, 1, dst, FAST)
+    (clip.parent / ".fault-abort").unlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+    (clip.parent / ".fault-hang").touch()
+    with pytest.raises(JobFailed, match="time limit"):
+        worker.run_segment(clip, plan_json, 1, dst, FAST, timeout=3)
+    (clip.parent / ".fault-hang").unlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+    meta = worker.run_segment(clip, plan_json, 1, dst, FAST)
+    assert meta["frames"] == 8 and dst.stat().st_size == meta["size"]
+
+
+def test_a_malformed_segment_job_is_refused_and_the_worker_goes_on(worker, planned, tmp_path):
+    clip, plan_json = planned
+    with pytest.raises(InputError, match=r"plan\.frames must be int"):
+        worker.run_segment(clip, {**plan_json, "frames": "30"}, 0, tmp_path / "s.pkt", FAST)
+    with pytest.raises(InputError, match="out of range"):  # checked in the child
+        worker.run_segment(clip, plan_json, 9, tmp_path / "s.pkt", FAST)
+    assert worker.run_segment(clip, plan_json, 3, tmp_path / "s.pkt", FAST)["frames"] == 6

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import av
 
@@ -25,10 +25,10 @@ from ..errors import Cancelled, OutputError
 from ..imageio.atomic import place
 from ..pipeline import CancelToken
 from .codecs import EncoderChoice, configure
-from .segments import Job
+from .segments import Packet, Segment
 from .source import VideoInfo
 
-__all__ = ["join"]
+__all__ = ["Joinable", "join"]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,23 @@ def _tags(meta: dict[str, str]) -> dict[str, str]:
     }
 
 
+class Joinable(Protocol):
+    """Finished segments in order, sharing one encoder header: a resumable :class:`Job`,
+    or segments made on several machines (see ``distributed``)."""
+
+    @property
+    def segments(self) -> list[Segment]: ...
+
+    @property
+    def extradata(self) -> bytes | None: ...
+
+    def packets(self) -> Iterator[Packet]:
+        """Every segment's packets, in order."""
+        ...
+
+
 def join(
-    job: Job,
+    job: Joinable,
     choice: EncoderChoice,
     info: VideoInfo,
     dst: Path,
@@ -76,7 +91,7 @@ def join(
 
 
 def _write(
-    job: Job,
+    job: Joinable,
     choice: EncoderChoice,
     info: VideoInfo,
     tmp: Path,
@@ -110,7 +125,10 @@ def _write(
             out.start_encoding()
             got = ov.codec_context.extradata
             if (bytes(got) if got else None) != job.extradata:
-                raise OutputError("internal error: the output's header differs from the segments'")
+                raise OutputError(
+                    f"the {choice.name} here makes another stream header than the segments' "
+                    "encoder did (another FFmpeg build?)"
+                )
             video = _video_packets(job, ov, choice.time_base, container in ("mp4", "mov"))
             copied = _copied_packets(src, copies) if copies else iter(())
             for n, packet in enumerate(_by_time(video, copied)):
@@ -154,7 +172,7 @@ def _add_copy(
     return None
 
 
-def _video_packets(job: Job, ov: Any, tb: Fraction, mov: bool) -> Iterator[tuple[float, Any]]:
+def _video_packets(job: Joinable, ov: Any, tb: Fraction, mov: bool) -> Iterator[tuple[float, Any]]:
     """The segments' packets, decode timestamps made strictly increasing across joins.
 
     MP4/MOV store each sample's duration as the gap to the next decode timestamp, so with

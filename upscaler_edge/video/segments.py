@@ -32,7 +32,7 @@ from ..errors import OutputError
 from ..imageio.atomic import fsync_dir
 from ..integrity import sha256 as _sha256
 
-__all__ = ["Job", "Packet", "Segment", "job_folder", "read_segment"]
+__all__ = ["Job", "Packet", "Segment", "SegmentWriter", "job_folder", "read_segment"]
 
 log = logging.getLogger(__name__)
 
@@ -243,21 +243,7 @@ class Job:
         """Make the writer's segment durable and list it; from now on it survives a crash."""
         if self.segments and extradata != self.extradata:
             raise OutputError("internal error: segment headers differ; run again")
-        path, size, digest = writer.finish()
-        seg = Segment(
-            index=writer.index,
-            first_frame=writer.first_frame,
-            frames=writer.frames,
-            first_pts=writer.first_pts,
-            last_pts=writer.last_pts,
-            end_pts=writer.end_pts,
-            first_raw_pts=writer.first_raw_pts,
-            last_raw_pts=writer.last_raw_pts,
-            clean=writer.clean and (not self.segments or self.segments[-1].clean),
-            file=path.name,
-            size=size,
-            sha256=digest,
-        )
+        seg = writer.finish_segment(clean=not self.segments or self.segments[-1].clean)
         self.segments.append(seg)
         self.extradata = extradata
         self._write_manifest()
@@ -316,6 +302,25 @@ class SegmentWriter:
         self._fh = None
         os.replace(self.tmp, self.path)
         return self.path, self._size, self._hash.hexdigest()
+
+    def finish_segment(self, clean: bool = True) -> Segment:
+        """:meth:`finish`, and the finished segment's facts (``clean``: so were the
+        segments before it)."""
+        path, size, digest = self.finish()
+        return Segment(
+            index=self.index,
+            first_frame=self.first_frame,
+            frames=self.frames,
+            first_pts=self.first_pts,
+            last_pts=self.last_pts,
+            end_pts=self.end_pts,
+            first_raw_pts=self.first_raw_pts,
+            last_raw_pts=self.last_raw_pts,
+            clean=self.clean and clean,
+            file=path.name,
+            size=size,
+            sha256=digest,
+        )
 
     def abort(self) -> None:
         if self._fh is not None:

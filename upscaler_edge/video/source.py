@@ -130,7 +130,10 @@ class FrameReader:
 
     info: VideoInfo
 
-    def frames(self, resume: ResumePoint | None = None) -> Iterator[SourceFrame]:
+    def frames(self, resume: ResumePoint | None = None, *, skip: int = 0) -> Iterator[SourceFrame]:
+        """The frames after ``resume`` (None: from the first), less the next ``skip`` ones:
+        those are decoded for their timestamps (so the rest are timed exactly as in a pass
+        over the whole video) but never converted or yielded."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -263,8 +266,9 @@ class _AvReader(FrameReader):
         for packet in container.demux(vs):
             yield from packet.decode()
 
-    def frames(self, resume: ResumePoint | None = None) -> Iterator[SourceFrame]:
-        """Decode every frame (after ``resume``), converted to RGB and rotated for display."""
+    def frames(self, resume: ResumePoint | None = None, *, skip: int = 0) -> Iterator[SourceFrame]:
+        """Decode every frame (after ``resume``, less ``skip``), converted to RGB and rotated
+        for display."""
         info = self.info
         fmt = "rgb48le" if info.depth == 16 else "rgb24"
         start = 0
@@ -274,10 +278,14 @@ class _AvReader(FrameReader):
         if resume is not None and resume.frames > 0:
             decoded, start = self._skip(vs, resume)
         index = start
+        first = start + skip
         last = resume.pts if resume is not None and resume.frames > 0 else None
         timed = _timed(((f.pts, f.duration, f) for f in decoded), info, last)
         try:
             for pts, raw, duration, frame in timed:
+                if index < first:
+                    index += 1
+                    continue
                 rgb = frame.to_ndarray(format=fmt)
                 yield SourceFrame(index, pts, duration, _rotate(rgb, info.rotation), raw)
                 index += 1
@@ -391,8 +399,8 @@ class _PillowReader(FrameReader):
     def close(self) -> None:
         self._im.close()
 
-    def frames(self, resume: ResumePoint | None = None) -> Iterator[SourceFrame]:
-        start = resume.frames if resume is not None else 0
+    def frames(self, resume: ResumePoint | None = None, *, skip: int = 0) -> Iterator[SourceFrame]:
+        start = (resume.frames if resume is not None else 0) + skip
         pts = sum(self._durations[:start])
         try:
             for i in range(start, len(self._durations)):

@@ -20,9 +20,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .. import __version__
 from ..errors import Cancelled, InputError, OutputError, OutputExistsError, UsageError
@@ -36,7 +37,7 @@ from .encode import SegmentEncoder
 from .mux import join
 from .options import VideoOptions
 from .progress import VideoProgressCallback, _Meter
-from .segments import Job, input_identity, job_folder
+from .segments import Job, Segment, SegmentWriter, input_identity, job_folder
 from .sniff import CONTAINER_SUFFIX, container_for_suffix
 from .source import ResumePoint, SourceFrame, VideoInfo, open_reader
 
@@ -148,7 +149,7 @@ def upscale_video(
             _check_output(src, out, opts.overwrite)
             size = (info.width * plan.scale, info.height * plan.scale)
             choice = choose_encoder(info, size[0], size[1], container, vopts)
-            seg_frames = max(1, round(vopts.segment_seconds * float(info.rate or 25)))
+            seg_frames = segment_frames(info, vopts)
             settings = _settings(opts, vopts, plan, choice, container, seg_frames)
             job = Job.open(job_folder(out), input_identity(src), settings, vopts.resume)
             if job.stale_reason:
@@ -166,7 +167,8 @@ def upscale_video(
                     job.resolve(tile=tile)
                 meter = _Meter(info.frames, resumed)
                 frames = _pump(
-                    reader,
+                    reader.frames(_resume_point(job)),
+                    src.name,
                     job,
                     choice,
                     up,
@@ -212,6 +214,11 @@ def upscale_video(
         seconds=time.perf_counter() - started,
         notes=tuple(notes),
     )
+
+
+def segment_frames(info: VideoInfo, vopts: VideoOptions) -> int:
+    """Frames per segment: ``segment_seconds`` at the source's average rate (25 if unknown)."""
+    return max(1, round(vopts.segment_seconds * float(info.rate or 25)))
 
 
 def _check_output(src: Path, dst: Path, overwrite: bool) -> None:
@@ -289,9 +296,23 @@ def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
     return False
 
 
+class SegmentSink(Protocol):
+    """Where :func:`_pump` puts finished segments: a :class:`Job`, or one worker's segment."""
+
+    segments: list[Segment]
+
+    @property
+    def frames_done(self) -> int: ...
+
+    def new_writer(self) -> SegmentWriter: ...
+
+    def commit(self, writer: SegmentWriter, extradata: bytes | None) -> Segment: ...
+
+
 def _pump(
-    reader: Any,
-    job: Job,
+    source: Iterator[SourceFrame],
+    name: str,
+    job: SegmentSink,
     choice: EncoderChoice,
     up: Upscaler,
     plan: Plan,
@@ -301,16 +322,16 @@ def _pump(
     cancel: CancelToken | None,
     meter: _Meter,
 ) -> int:
-    """Run the three stages until the source ends; returns the frames in the job."""
+    """Run the three stages until ``source`` (the frames still to do, read in the decoder
+    thread) ends; returns the frames in the job. ``name`` is the input's, for errors."""
     stop = threading.Event()
     decoded: queue.Queue[Any] = queue.Queue(_QUEUE)
     upscaled: queue.Queue[Any] = queue.Queue(_QUEUE)
     failures: list[BaseException] = []
-    resume = _resume_point(job)
 
     def decode() -> None:
         try:
-            for frame in reader.frames(resume):
+            for frame in source:
                 if not _put(decoded, frame, stop):
                     return
             _put(decoded, _END, stop)
@@ -375,7 +396,7 @@ def _pump(
         if failures:
             raise failures[0]
         if done == 0:
-            raise InputError(f"{reader.info.path.name}: no video frame could be decoded")
+            raise InputError(f"{name}: no video frame could be decoded")
         return done
     except BaseException:
         stop.set()
