@@ -6,8 +6,8 @@ buffer of the final size: no float copy of the whole output ever exists, so memo
 by one tile's working set plus the output image.
 
 Several devices (``-d 0,1``, ``-d all``; ``Plan.devices``) each get their own engine and a
-thread that pulls the next unit of work when it is free, so a faster device takes more: the
-files of a batch (``upscale_many``), or the tiles of one image (one tile layout for all, the
+thread that pulls the next unit of work when it is free, so a faster device takes more (and
+a slow one leaves the last units to faster ones, by their measured speed): the files of a batch (``upscale_many``), or the tiles of one image (one tile layout for all, the
 smallest device's, so the pixels match a one-device run with that layout). A device that
 fails (DeviceError) leaves its unit to the others.
 """
@@ -137,32 +137,59 @@ _I = TypeVar("_I")
 
 class _WorkQueue(Generic[_I]):
     """Units of work handed to whichever device asks first (pull: a faster device takes
-    more). A unit given back (its device failed) goes to the next device that asks; ``take``
-    waits while units are out on other devices that may still come back, and gives None
-    when every unit is done or the queue is closed."""
+    more), balanced by measured speed at the tail: a device whose last units took longer
+    than the other devices together need for all the units left waits instead of taking one
+    (so a slow device does not hold the end of a job). A unit given back (its device failed)
+    goes to the next device that asks, and that device no longer counts. ``take`` waits
+    while units are out on other devices that may still come back, and gives None when every
+    unit is done or the queue is closed."""
 
-    def __init__(self, items: Iterable[_I]) -> None:
+    def __init__(self, items: Iterable[_I], clock: Callable[[], float] = time.monotonic) -> None:
         self._items = deque(items)
         self._open = len(self._items)
         self._closed = False
         self._cond = threading.Condition()
+        self._clock = clock
+        self._started: dict[object, float] = {}  # device -> when it took its current unit
+        self._per_unit: dict[object, float] = {}  # device -> seconds per unit (running mean)
+        self._gone: set[object] = set()
 
-    def take(self) -> _I | None:
+    def take(self, who: object) -> _I | None:
         with self._cond:
-            while not self._items and self._open > 0 and not self._closed:
+            while not self._closed:
+                if self._items and not self._others_sooner(who):
+                    self._started[who] = self._clock()
+                    return self._items.popleft()
+                if not self._items and self._open == 0:
+                    break
                 self._cond.wait()
-            if self._closed or not self._items:
-                return None
-            return self._items.popleft()
+            return None
 
-    def done(self) -> None:
+    def _others_sooner(self, who: object) -> bool:
+        """Whether the other devices, at their measured speed, finish every unit left before
+        ``who`` would finish one."""
+        mine = self._per_unit.get(who)
+        if mine is None:
+            return False
+        rate = sum(
+            1 / t for d, t in self._per_unit.items() if d != who and d not in self._gone and t > 0
+        )
+        return rate > 0 and len(self._items) / rate < mine
+
+    def done(self, who: object) -> None:
         with self._cond:
             self._open -= 1
+            took = self._clock() - self._started.pop(who, self._clock())
+            old = self._per_unit.get(who)
+            self._per_unit[who] = took if old is None else (old + took) / 2
             self._cond.notify_all()
 
-    def give_back(self, item: _I) -> None:
+    def give_back(self, item: _I, who: object) -> None:
+        """``who`` failed on ``item``: another device takes it; ``who`` takes no more."""
         with self._cond:
             self._items.appendleft(item)
+            self._started.pop(who, None)
+            self._gone.add(who)
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -395,7 +422,7 @@ class Upscaler:
         failed: list[BaseException] = []
 
         def device_loop(eng: TileEngine) -> None:
-            while (t := work.take()) is not None:
+            while (t := work.take(eng.device)) is not None:
                 try:
                     _check_cancel(job.cancel)
                     if self._before_work is not None:
@@ -403,7 +430,7 @@ class Upscaler:
                     self._run_tile(src, out, t, spec, eng, tta, maxval, feeds)
                 except DeviceError as exc:
                     if devices.retire(eng.device, exc):
-                        work.give_back(t)
+                        work.give_back(t, eng.device)
                         return
                     failed.append(exc)
                     work.close()
@@ -412,7 +439,7 @@ class Upscaler:
                     failed.append(exc)
                     work.close()
                     return
-                work.done()
+                work.done(eng.device)
                 job.step()
 
         with ThreadPoolExecutor(len(engines), thread_name_prefix="device") as pool:
@@ -699,7 +726,7 @@ class Upscaler:
 
         def device_loop(dev: DeviceInfo) -> None:
             single = plan.on(dev)
-            while (unit := work.take()) is not None:
+            while (unit := work.take(dev)) is not None:
                 i, (src, dst) = unit
                 try:
                     item = one_file(single, src, dst)
@@ -709,7 +736,7 @@ class Upscaler:
                     return
                 except DeviceError as exc:
                     if devices.retire(dev, exc):
-                        work.give_back(unit)
+                        work.give_back(unit, dev)
                         return
                     item = BatchItem(src, dst, None, exc)
                 except UpscalerError as exc:
@@ -718,7 +745,7 @@ class Upscaler:
                     finished.put(exc)
                     work.close()
                     return
-                work.done()
+                work.done(dev)
                 finished.put((i, item))
 
         threads = [

@@ -233,3 +233,34 @@ def test_a_device_that_fails_on_a_tile_leaves_it_to_the_others(
         out = up.upscale_picture(src, both).frames[0].rgb
         cpu = up.upscale_picture(src, FAST.replace(tile=32)).frames[0].rgb
     assert np.array_equal(out, cpu)
+
+
+# -- the work queue -----------------------------------------------------------------------
+def test_a_slow_device_leaves_the_last_units_to_a_faster_one() -> None:
+    from upscaler_edge.pipeline import _WorkQueue
+
+    now = [0.0]
+    work = _WorkQueue(range(8), clock=lambda: now[0])
+    assert work.take("slow") == 0 and work.take("fast") == 1
+    now[0] = 1.0
+    work.done("fast")  # 1 s a unit
+    assert work.take("fast") == 2
+    now[0] = 2.0
+    work.done("fast")
+    now[0] = 10.0
+    work.done("slow")  # 10 s a unit: "fast" does the 5 left in ~5 s, before "slow" did one
+    got: list[object] = []
+    slow = threading.Thread(target=lambda: got.append(work.take("slow")))
+    slow.start()
+    slow.join(0.3)
+    assert slow.is_alive()  # waiting, not taking
+    while (unit := work.take("fast")) is not None:
+        if unit == 7:
+            work.give_back(unit, "fast")  # "fast" fails: "slow" is all that is left
+            break
+        now[0] += 1.0
+        work.done("fast")
+    slow.join(5)
+    assert got == [7]
+    work.done("slow")
+    assert work.take("slow") is None
