@@ -64,6 +64,7 @@ def test_a_bad_device_list_is_a_usage_error(bad: str) -> None:
         Options(device=bad)
 
 
+@pytest.mark.vulkan
 def test_a_device_list_names_each_device_in_order(software_vulkan, ncnn_cpu) -> None:
     assert pick_devices(f"{software_vulkan.index},cpu") == (software_vulkan, ncnn_cpu)
     assert pick_devices(f"cpu, {software_vulkan.index}") == (ncnn_cpu, software_vulkan)
@@ -84,6 +85,7 @@ def test_all_is_every_gpu_else_the_cpu_with_one_line(monkeypatch, caplog, ncnn_c
     assert [r.message for r in caplog.records] == ["-d all: no GPU found; using the CPU"]
 
 
+@pytest.mark.vulkan
 def test_a_missing_device_in_a_list_is_one_usage_line(software_vulkan, photo_png) -> None:
     out, err = io.StringIO(), io.StringIO()
     code = main(["-m", "realesr-animevideov3", "-d", "0,1", str(photo_png)], stdout=out, stderr=err)
@@ -93,6 +95,7 @@ def test_a_missing_device_in_a_list_is_one_usage_line(software_vulkan, photo_png
     assert not list(photo_png.parent.glob("*_x*"))
 
 
+@pytest.mark.vulkan
 def test_several_devices_share_the_smallest_devices_tile_layout(software_vulkan, ncnn_cpu) -> None:
     opts = FAST.replace(device=f"{software_vulkan.index},cpu")
     with Upscaler(opts) as up:
@@ -121,6 +124,7 @@ def _slow_device(slow: DeviceInfo, taken: list[tuple[str, object]], delay: float
     return hook
 
 
+@pytest.mark.vulkan
 def test_a_batch_spreads_over_both_devices_and_the_faster_takes_more(
     software_vulkan, ncnn_cpu, files
 ) -> None:
@@ -145,6 +149,7 @@ def test_a_batch_spreads_over_both_devices_and_the_faster_takes_more(
             assert psnr(got, ref) > 40  # lavapipe computes in fp16
 
 
+@pytest.mark.vulkan
 def test_a_device_that_fails_mid_batch_leaves_its_files_to_the_others(
     software_vulkan, ncnn_cpu, files, caplog
 ) -> None:
@@ -170,6 +175,7 @@ def test_a_device_that_fails_mid_batch_leaves_its_files_to_the_others(
     assert any("VK_ERROR_DEVICE_LOST" in r.message for r in caplog.records)
 
 
+@pytest.mark.vulkan
 def test_the_last_device_standing_reports_its_errors_per_file(
     software_vulkan, ncnn_cpu, files
 ) -> None:
@@ -183,6 +189,7 @@ def test_the_last_device_standing_reports_its_errors_per_file(
     assert [i.error is not None for i in items] == [False] * 4 + [True, False]
 
 
+@pytest.mark.vulkan
 def test_the_cli_names_each_files_device(software_vulkan, ncnn_cpu, files, tmp_path) -> None:
     out, err = io.StringIO(), io.StringIO()
     argv = ["-m", "realesr-animevideov3", "-s", "2", "-d", f"{software_vulkan.index},cpu"]
@@ -200,6 +207,7 @@ def _tile_region(out: np.ndarray, t: Tile, s: int) -> np.ndarray:
     return out[t.y0 * s : t.y1 * s, t.x0 * s : t.x1 * s]
 
 
+@pytest.mark.vulkan
 def test_one_images_tiles_spread_over_both_devices(software_vulkan, ncnn_cpu, photo) -> None:
     src = pic_of(np.ascontiguousarray(photo[:64, :96]))  # 6 tiles of 32
     taken: list[tuple[str, object]] = []
@@ -219,6 +227,7 @@ def test_one_images_tiles_spread_over_both_devices(software_vulkan, ncnn_cpu, ph
     assert psnr(out, cpu) > 40
 
 
+@pytest.mark.vulkan
 def test_a_device_that_fails_on_a_tile_leaves_it_to_the_others(
     software_vulkan, ncnn_cpu, photo
 ) -> None:
