@@ -7,9 +7,10 @@ by one tile's working set plus the output image.
 
 Several devices (``-d 0,1``, ``-d all``; ``Plan.devices``) each get their own engine and a
 thread that pulls the next unit of work when it is free, so a faster device takes more (and
-a slow one leaves the last units to faster ones, by their measured speed): the files of a batch (``upscale_many``), or the tiles of one image (one tile layout for all, the
-smallest device's, so the pixels match a one-device run with that layout). A device that
-fails (DeviceError) leaves its unit to the others.
+a slow one leaves the last units to faster ones, by their measured speed): the files of a
+batch (``upscale_many``), or the tiles of one image (one tile layout for all, the smallest
+device's, so the pixels match a one-device run with that layout). A device that fails
+(DeviceError) leaves its unit to the others.
 """
 
 from __future__ import annotations
