@@ -41,8 +41,13 @@ print(json.dumps([[d.index, d.name, d.kind] for d in list_devices()]))
 """
 
 
+#: GPU kinds that "all" takes (not a software rasteriser: see ``engine.pick_devices``).
+_HARDWARE = ("discrete", "integrated", "virtual")
+
+
 def parse_devices(text: str) -> list[DeviceChoice]:
-    """Picker entries from the probe's JSON (``[[index, name, kind], ...]``), "auto" first."""
+    """Picker entries from the probe's JSON (``[[index, name, kind], ...]``), "auto" first,
+    then "All GPUs" when there are two or more hardware GPUs."""
     choices = [DeviceChoice("auto", "Auto (best available)", "auto")]
     for index, name, kind in json.loads(text.strip().splitlines()[-1]):
         if int(index) < 0 or kind == "cpu":
@@ -53,6 +58,9 @@ def parse_devices(text: str) -> list[DeviceChoice]:
             choices.append(DeviceChoice(str(index), f"GPU {index}: {name} ({kind}{slow})", kind))
     if not any(c.value == "cpu" for c in choices):
         choices.append(DeviceChoice("cpu", "CPU", "cpu"))
+    gpus = sum(c.kind in _HARDWARE for c in choices)
+    if gpus >= 2:  # "-d all": each image's tiles spread over every hardware GPU
+        choices.insert(1, DeviceChoice("all", f"All GPUs ({gpus})", "all"))
     return choices
 
 
@@ -61,7 +69,7 @@ def auto_choice(choices: list[DeviceChoice]) -> DeviceChoice | None:
     (never a software one), else the CPU."""
     for kinds in (("discrete",), ("integrated",), ("virtual", "")):
         for c in choices:
-            if c.value not in ("auto", "cpu") and c.kind in kinds:
+            if c.value not in ("auto", "all", "cpu") and c.kind in kinds:
                 return c
     return next((c for c in choices if c.value == "cpu"), None)
 

@@ -413,7 +413,8 @@ class SettingsPanel(QFrame):
         index = self.device_combo.findData(value)
         if index < 0:
             # remembered device not (yet) listed: keep it selectable until the probe says
-            self.device_combo.addItem(f"GPU {value}" if value.isdigit() else value, value)
+            label = f"GPU {value}" if value.isdigit() else "All GPUs" if value == "all" else value
+            self.device_combo.addItem(label, value)
             index = self.device_combo.count() - 1
         self.device_combo.setCurrentIndex(index)
 

@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--device",
         default="auto",
         help="auto (default), cpu (OpenVINO if installed, else ncnn), cpu-ncnn, cpu-openvino, "
-        "openvino-gpu, openvino-npu, or a Vulkan GPU index (see --list-devices)",
+        "openvino-gpu, openvino-npu, a Vulkan GPU index (see --list-devices), a list of them "
+        "(0,1 or 0,cpu: files, or one image's tiles, are spread over them) or all (every GPU)",
     )
     p.add_argument(
         "--precision",
@@ -439,8 +440,8 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
         _print_devices(env.stdout)
         return ExitStatus.OK
 
-    from .engine import pick_device
-    from .pipeline import Upscaler
+    from .engine import pick_devices
+    from .pipeline import Upscaler, UpscaleResult
 
     inputs = [Path(p) for p in args.inputs]
     from .video.cli import run_videos, split_inputs  # video files go to upscaler_edge.video
@@ -454,7 +455,7 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     fmt = _output_format(args.output, args.format, _is_single_file(inputs, args.output))
     options = _options(args, fmt)
     spec = registry.resolve(options.model, options.scale, options.denoise)
-    device = pick_device(options.device)
+    devices = pick_devices(options.device)
     scale = options.scale or spec.scale
     tasks, problems = plan_tasks(inputs, args.output, scale, fmt, args.recursive)
     for problem in problems:  # inputs that do not exist: said at once, counted as failures
@@ -471,6 +472,9 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
             env.stderr.write(f"{PROG}: error: {t.src}: {blocked[t.dst.parent]}\n")
             failed += 1
     tasks = [t for t in tasks if t.dst.parent not in blocked]
+
+    def on_which(r: UpscaleResult) -> str:  # which device, when there are several
+        return f", {r.device}" if len(devices) > 1 else ""
 
     done = 0
     started = time.perf_counter()
@@ -493,7 +497,7 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
                     r = item.result
                     bars.write(
                         f"{item.src} -> {r.dst} ({r.in_size[0]}x{r.in_size[1]} -> "
-                        f"{r.out_size[0]}x{r.out_size[1]}, {r.seconds:.1f} s)",
+                        f"{r.out_size[0]}x{r.out_size[1]}, {r.seconds:.1f} s{on_which(r)})",
                         env.stdout,
                     )
     except KeyboardInterrupt:
@@ -504,5 +508,6 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
         summary = f"{done} done, {failed} failed"
         if skipped:
             summary += f", {skipped} skipped (exist)"
-        env.stderr.write(f"{summary} in {took:.1f} s with {spec.name} on {device.name}\n")
+        on = " + ".join(d.name for d in devices)
+        env.stderr.write(f"{summary} in {took:.1f} s with {spec.name} on {on}\n")
     return ExitStatus.FAILED if failed or video_status else ExitStatus.OK

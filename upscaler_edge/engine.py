@@ -9,6 +9,9 @@ The CPU ("cpu") runs through OpenVINO when it is installed and the model convert
 ``ov_engine``), else through ncnn; "cpu-ncnn" and "cpu-openvino" name one backend, and
 "openvino-gpu" / "openvino-npu" name the Intel devices OpenVINO finds.
 
+Several devices ("0,1", "0,cpu", "all": ``pick_devices``) each get their own engine; the
+pipeline spreads files or tiles over them.
+
 Tile sizes are chosen in ``tiling``; this module only runs the tiles it is given.
 """
 
@@ -40,6 +43,7 @@ __all__ = [
     "list_devices",
     "openvino_installed",
     "pick_device",
+    "pick_devices",
 ]
 
 log = logging.getLogger(__name__)
@@ -297,6 +301,31 @@ def pick_device(device: str = "auto") -> DeviceInfo:
             return d
     known = ", ".join(f"{d.index} ({d.name})" for d in devices if d.is_gpu) or "none"
     raise UsageError(f"no Vulkan device {index}; devices: {known}; or use cpu")
+
+
+def pick_devices(device: str = "auto") -> tuple[DeviceInfo, ...]:
+    """The devices ``device`` names, in the order given: one name as ``pick_device`` takes
+    it, a comma-separated list of them ("0,1", "0,cpu") or "all": every GPU found (discrete,
+    integrated, virtual; not a software rasteriser, which is slower than the CPU), or the CPU
+    with one log line when there is none. UsageError names a missing device."""
+    from .options import device_names
+
+    names = device_names(device)
+    if names == ("all",):
+        gpus = tuple(d for d in list_devices() if d.kind in _RANK)
+        if not gpus:
+            _say_all_is_cpu()
+            return (pick_device("cpu"),)
+        return gpus
+    picked = tuple(pick_device(name) for name in names)
+    if len(set(picked)) < len(picked):  # e.g. "cpu,cpu-ncnn" without OpenVINO
+        raise UsageError(f"device list {device!r} names one device twice")
+    return picked
+
+
+@functools.cache
+def _say_all_is_cpu() -> None:
+    log.warning("-d all: no GPU found; using the CPU")
 
 
 def _pick_openvino(device: str) -> DeviceInfo:

@@ -13,11 +13,33 @@ from pathlib import Path
 from .errors import UsageError
 from .tiling import MIN_TILE
 
-__all__ = ["DEFAULT_MODEL", "Options"]
+__all__ = ["DEFAULT_MODEL", "Options", "device_names"]
 
 DEFAULT_MODEL = "realesrgan-x4plus"
 #: Device names besides GPU indices and "openvino-<device>".
 DEVICE_NAMES = ("auto", "cpu", "cpu-ncnn", "cpu-openvino")
+
+
+def device_names(device: str) -> tuple[str, ...]:
+    """The devices one ``-d`` value names: "0,1" -> ("0", "1"); "all" and single names stay
+    one name (``engine.pick_devices`` expands "all"). UsageError for an unknown name, an
+    empty item, a name listed twice, or "auto"/"all" inside a list."""
+    names = tuple(part.strip() for part in device.split(","))
+    for name in names:
+        if not (name in DEVICE_NAMES or name.isdigit() or name.startswith("openvino-")):
+            if name == "all" and len(names) == 1:
+                continue
+            raise UsageError(
+                f"unknown device {name!r}: use {', '.join(DEVICE_NAMES)}, openvino-gpu, "
+                "openvino-npu, a GPU index (0, 1, ...), a list of them (0,1 or 0,cpu) or all"
+            )
+    if len(names) > 1:
+        if "auto" in names:
+            raise UsageError(f"device list {device!r}: auto cannot be part of a list")
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise UsageError(f"device list {device!r} names {dup} twice")
+    return names
 
 
 @dataclass(frozen=True)
@@ -30,8 +52,9 @@ class Options:
     numbered as its reference tool numbers them (Real-CUGAN -1 conservative, 0 none, 1-3;
     waifu2x -1 none, 0-3); None means the family's plain model. ``device``: "auto", "cpu"
     (the fastest CPU backend installed), "cpu-ncnn", "cpu-openvino", "openvino-gpu",
-    "openvino-npu" or a Vulkan GPU index. ``precision`` (OpenVINO only): "auto" (bf16 where
-    measured safe), "fp32", "bf16".
+    "openvino-npu", a Vulkan GPU index, a comma-separated list of these ("0,1", "0,cpu":
+    the work is spread over them) or "all" (every GPU). ``precision`` (OpenVINO only):
+    "auto" (bf16 where measured safe), "fp32", "bf16".
     """
 
     model: str = DEFAULT_MODEL
@@ -64,12 +87,7 @@ class Options:
             raise UsageError(f"unknown alpha mode {self.alpha!r}: use 'model' or 'bicubic'")
         if self.max_pixels < 1:
             raise UsageError("the pixel cap must be positive")
-        dev = self.device
-        if not (dev in DEVICE_NAMES or dev.isdigit() or dev.startswith("openvino-")):
-            raise UsageError(
-                f"unknown device {dev!r}: use {', '.join(DEVICE_NAMES)}, openvino-gpu, "
-                "openvino-npu or a GPU index (0, 1, ...)"
-            )
+        device_names(self.device)
         if self.precision not in ("auto", "fp32", "bf16"):
             raise UsageError(f"unknown precision {self.precision!r}: use auto, fp32 or bf16")
 

@@ -4,24 +4,34 @@ The CLI, the desktop window and the bot all call this module (the last two throu
 supervised worker process). Output is written tile by tile straight into a uint8 (or uint16)
 buffer of the final size: no float copy of the whole output ever exists, so memory is bounded
 by one tile's working set plus the output image.
+
+Several devices (``-d 0,1``, ``-d all``; ``Plan.devices``) each get their own engine and a
+thread that pulls the next unit of work when it is free, so a faster device takes more (and
+a slow one leaves the last units to faster ones, by their measured speed): the files of a
+batch (``upscale_many``), or the tiles of one image (one tile layout for all, the smallest
+device's, so the pixels match a one-device run with that layout). A device that fails
+(DeviceError) leaves its unit to the others.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from . import imageio, se_sync
-from .engine import DeviceInfo, Engine, TileEngine, TileFault, pick_device
+from .engine import DeviceInfo, Engine, TileEngine, TileFault, pick_device, pick_devices
 from .errors import Cancelled, DeviceError, ImageTooLargeError, UpscalerError
 from .imageio import Frame, Picture
 from .models import ModelSpec, Registry, default_registry, verify_model
@@ -42,6 +52,7 @@ __all__ = [
     "Progress",
     "UpscaleResult",
     "Upscaler",
+    "WorkHook",
     "default_output_path",
     "upscale_file",
 ]
@@ -49,6 +60,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+#: Called in a device's thread before it runs a unit of spread work: (device, the Path of a
+#: batch's file or the Tile of an image). A test hook (slow one device down, fail one).
+WorkHook = Callable[[DeviceInfo, object], None]
 #: shared squeeze-and-excitation values, one dict per TTA transform (se_sync); None: none
 _Feeds = list[dict[str, np.ndarray]] | None
 
@@ -73,12 +87,25 @@ class UpscaleResult:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a job resolved once: the model, the device and the output scale."""
+    """What a job resolved once: the model, the device(s) and the output scale.
+
+    ``device`` is the first device; ``devices`` all of them when the work is spread over
+    several (empty: just ``device``).
+    """
 
     spec: ModelSpec
     device: DeviceInfo
     scale: int
     precision: str = "auto"
+    devices: tuple[DeviceInfo, ...] = ()
+
+    @property
+    def all_devices(self) -> tuple[DeviceInfo, ...]:
+        return self.devices or (self.device,)
+
+    def on(self, device: DeviceInfo) -> Plan:
+        """This plan on ``device`` alone."""
+        return replace(self, device=device, devices=())
 
 
 def default_output_path(src: Path, scale: int, fmt: str | None = None) -> Path:
@@ -97,11 +124,107 @@ class _Job:
     def __init__(self, total: int, progress: Progress | None, cancel: CancelToken | None) -> None:
         self.total, self.done = total, 0
         self.progress, self.cancel = progress, cancel
+        self._lock = threading.Lock()  # devices sharing one image step from their threads
 
     def step(self) -> None:
-        self.done += 1
-        if self.progress is not None:
-            self.progress(self.done, self.total)
+        with self._lock:
+            self.done += 1
+            if self.progress is not None:
+                self.progress(self.done, self.total)
+
+
+_I = TypeVar("_I")
+
+
+class _WorkQueue(Generic[_I]):
+    """Units of work handed to whichever device asks first (pull: a faster device takes
+    more), balanced by measured speed at the tail: a device whose last units took longer
+    than the other devices together need for all the units left waits instead of taking one
+    (so a slow device does not hold the end of a job). A unit given back (its device failed)
+    goes to the next device that asks, and that device no longer counts. ``take`` waits
+    while units are out on other devices that may still come back, and gives None when every
+    unit is done or the queue is closed."""
+
+    def __init__(self, items: Iterable[_I], clock: Callable[[], float] = time.monotonic) -> None:
+        self._items = deque(items)
+        self._open = len(self._items)
+        self._closed = False
+        self._cond = threading.Condition()
+        self._clock = clock
+        self._started: dict[object, float] = {}  # device -> when it took its current unit
+        self._per_unit: dict[object, float] = {}  # device -> seconds per unit (running mean)
+        self._gone: set[object] = set()
+
+    def take(self, who: object) -> _I | None:
+        with self._cond:
+            while not self._closed:
+                if self._items and not self._others_sooner(who):
+                    self._started[who] = self._clock()
+                    return self._items.popleft()
+                if not self._items and self._open == 0:
+                    break
+                self._cond.wait()
+            return None
+
+    def _others_sooner(self, who: object) -> bool:
+        """Whether the other devices, at their measured speed, finish every unit left before
+        ``who`` would finish one."""
+        mine = self._per_unit.get(who)
+        if mine is None:
+            return False
+        rate = sum(
+            1 / t for d, t in self._per_unit.items() if d != who and d not in self._gone and t > 0
+        )
+        return rate > 0 and len(self._items) / rate < mine
+
+    def done(self, who: object) -> None:
+        with self._cond:
+            self._open -= 1
+            took = self._clock() - self._started.pop(who, self._clock())
+            old = self._per_unit.get(who)
+            self._per_unit[who] = took if old is None else (old + took) / 2
+            self._cond.notify_all()
+
+    def give_back(self, item: _I, who: object) -> None:
+        """``who`` failed on ``item``: another device takes it; ``who`` takes no more."""
+        with self._cond:
+            self._items.appendleft(item)
+            self._started.pop(who, None)
+            self._gone.add(who)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class _Devices:
+    """How many of the devices sharing a job still work: the last one is never retired (its
+    failures are the job's, as with one device)."""
+
+    def __init__(self, count: int) -> None:
+        self._alive = count
+        self._lock = threading.Lock()
+
+    def retire(self, dev: DeviceInfo, exc: BaseException) -> bool:
+        """Retire ``dev`` after ``exc`` unless it is the last one; True when retired."""
+        with self._lock:
+            if self._alive <= 1:
+                return False
+            self._alive -= 1
+        log.warning("%s failed (%s); the other devices take over its work", dev.name, exc)
+        return True
+
+
+class _EitherCancel:
+    """Cancelled when the user cancels or the batch stops."""
+
+    def __init__(self, *tokens: CancelToken | None) -> None:
+        self._tokens = [t for t in tokens if t is not None]
+
+    def is_set(self) -> bool:
+        return any(t.is_set() for t in self._tokens)
 
 
 class Upscaler:
@@ -110,10 +233,18 @@ class Upscaler:
     Not thread-safe: use one per thread (the worker process uses one).
     """
 
-    def __init__(self, options: Options | None = None, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        options: Options | None = None,
+        registry: Registry | None = None,
+        *,
+        before_work: WorkHook | None = None,
+    ) -> None:
         self.options = options or Options()
         self._registry = registry
         self._engines: dict[tuple[str, DeviceInfo, bool, str], TileEngine] = {}
+        self._engines_lock = threading.Lock()  # several devices' threads load engines
+        self._before_work = before_work
 
     # -- engines --------------------------------------------------------------------------
     def engine_for(
@@ -122,17 +253,19 @@ class Upscaler:
         """The loaded engine for (model, device): ncnn's, or OpenVINO's for OpenVINO devices
         and the CPU where it can (``ov_engine.open_engine``); ``precise`` = fp32 on a GPU."""
         key = (spec.name, dev, precise and dev.is_gpu, precision)
-        eng = self._engines.get(key)
-        if eng is None:
-            verify_model(spec)
-            eng = open_engine(spec, dev, precise=precise, precision=precision)
-            self._engines[key] = eng
+        with self._engines_lock:
+            eng = self._engines.get(key)
+            if eng is None:
+                verify_model(spec)
+                eng = open_engine(spec, dev, precise=precise, precision=precision)
+                self._engines[key] = eng
         return eng
 
     def close(self) -> None:
-        for eng in self._engines.values():
-            eng.close()
-        self._engines.clear()
+        with self._engines_lock:
+            for eng in self._engines.values():
+                eng.close()
+            self._engines.clear()
 
     def __enter__(self) -> Upscaler:
         return self
@@ -220,14 +353,15 @@ class Upscaler:
         self,
         src: np.ndarray,
         spec: ModelSpec,
-        eng: TileEngine,
+        engines: Sequence[TileEngine],
         tiles: list[Tile],
         tta: bool,
         job: _Job,
     ) -> np.ndarray:
-        """(H, W, 3) uint8/uint16 -> (H*s, W*s, 3) of the same dtype, tile by tile.
+        """(H, W, 3) uint8/uint16 -> (H*s, W*s, 3) of the same dtype, tile by tile; with
+        several engines the tiles are spread over them (``_spread_tiles``).
 
-        Three stages overlap: while the device runs tile n (ncnn releases the GIL in
+        On one device three stages overlap: while the device runs tile n (ncnn releases the GIL in
         ``extract``), one thread cuts, mirrors and converts tile n+1 and another pastes tile
         n-1, so the device does not wait on numpy. At most one tile waits in each stage.
         """
@@ -237,7 +371,11 @@ class Upscaler:
         maxval = float(np.iinfo(src.dtype).max)
         if not tiles:
             return out
+        eng = engines[0]
         feeds = self._shared_means(src, spec, eng, tiles, tta, job, maxval)
+        if len(engines) > 1 and len(tiles) > 1:
+            self._spread_tiles(src, out, spec, engines, tiles, tta, job, maxval, feeds)
+            return out
         with (
             ThreadPoolExecutor(1, thread_name_prefix="tile-prep") as prep,
             ThreadPoolExecutor(1, thread_name_prefix="tile-paste") as paster,
@@ -264,6 +402,57 @@ class Upscaler:
             if pasting is not None:
                 pasting.result()
         return out
+
+    def _spread_tiles(
+        self,
+        src: np.ndarray,
+        out: np.ndarray,
+        spec: ModelSpec,
+        engines: Sequence[TileEngine],
+        tiles: list[Tile],
+        tta: bool,
+        job: _Job,
+        maxval: float,
+        feeds: _Feeds,
+    ) -> None:
+        """Each engine's thread takes the next tile when it is free, runs it (with the
+        one-device fallbacks) and pastes its core; the cores are disjoint, so the threads
+        never write the same pixels. A device that fails gives its tile back and stops."""
+        work = _WorkQueue(tiles)
+        devices = _Devices(len(engines))
+        failed: list[BaseException] = []
+
+        def device_loop(eng: TileEngine) -> None:
+            while (t := work.take(eng.device)) is not None:
+                try:
+                    _check_cancel(job.cancel)
+                    if self._before_work is not None:
+                        self._before_work(eng.device, t)
+                    self._run_tile(src, out, t, spec, eng, tta, maxval, feeds)
+                except DeviceError as exc:
+                    if devices.retire(eng.device, exc):
+                        work.give_back(t, eng.device)
+                        return
+                    failed.append(exc)
+                    work.close()
+                    return
+                except BaseException as exc:
+                    failed.append(exc)
+                    work.close()
+                    return
+                work.done(eng.device)
+                job.step()
+
+        with ThreadPoolExecutor(len(engines), thread_name_prefix="device") as pool:
+            running = [pool.submit(device_loop, eng) for eng in engines]
+            try:
+                for fut in running:
+                    fut.result()
+            except BaseException:  # Ctrl-C: the devices stop after their current tile
+                work.close()
+                raise
+        if failed:
+            raise failed[0]
 
     def _shared_means(
         self,
@@ -303,7 +492,14 @@ class Upscaler:
         opts = options or self.options
         registry = self._registry or default_registry(tuple(opts.models_dirs))
         spec = registry.resolve(opts.model, opts.scale, opts.denoise)
-        return Plan(spec, pick_device(opts.device), opts.scale or spec.scale, opts.precision)
+        devices = pick_devices(opts.device)
+        return Plan(
+            spec,
+            devices[0],
+            opts.scale or spec.scale,
+            opts.precision,
+            devices if len(devices) > 1 else (),
+        )
 
     def tiles(
         self,
@@ -315,10 +511,23 @@ class Upscaler:
     ) -> list[Tile]:
         """The tiles of a ``width`` x ``height`` input: the user's tile size, exactly, or
         the automatic one for the device (see ``tiling``); on the CPU sized by ``engine``'s
-        working memory per pixel when given (OpenVINO needs less than ncnn)."""
+        working memory per pixel when given (OpenVINO needs less than ncnn). Several devices
+        share the layout of the one with the smallest tiles."""
         spec = plan.spec
         if options.tile:
             return plan_tiles(width, height, options.tile, spec.context, spec.edge_pad)
+        if len(plan.all_devices) > 1:
+            layouts = [
+                self.tiles(
+                    width,
+                    height,
+                    plan.on(d),
+                    options,
+                    None if d.is_gpu else self.engine_for(spec, d, precision=plan.precision),
+                )
+                for d in plan.all_devices
+            ]
+            return min(layouts, key=lambda ts: max(t.window_pixels for t in ts))
         if engine is not None and not plan.device.is_gpu:
             spec = replace(spec, work_bytes_per_pixel=engine.work_bytes_per_pixel)
         heap = plan.device.heap_budget_mb if plan.device.is_gpu else None
@@ -344,8 +553,8 @@ class Upscaler:
         opts = options or self.options
         plan = plan or self.prepare(opts)
         spec, target = plan.spec, plan.scale
-        eng = self.engine_for(spec, plan.device, precision=plan.precision)
-        tiles = self.tiles(pic.width, pic.height, plan, opts, eng)
+        engines = [self.engine_for(spec, d, precision=plan.precision) for d in plan.all_devices]
+        tiles = self.tiles(pic.width, pic.height, plan, opts, engines[0])
         alpha_runs = [
             f.alpha is not None and opts.alpha == "model" and not is_constant(f.alpha)
             for f in pic.frames
@@ -356,12 +565,12 @@ class Upscaler:
             progress(0, job.total)
         frames = []
         for frame, alpha_run in zip(pic.frames, alpha_runs, strict=True):
-            rgb = self._upscale_plane(frame.rgb, spec, eng, tiles, opts.tta, job)
+            rgb = self._upscale_plane(frame.rgb, spec, engines, tiles, opts.tta, job)
             alpha = None
             if frame.alpha is not None:
                 if alpha_run:
                     a3 = np.repeat(frame.alpha[:, :, None], 3, axis=2)
-                    up = self._upscale_plane(a3, spec, eng, tiles, opts.tta, job)
+                    up = self._upscale_plane(a3, spec, engines, tiles, opts.tta, job)
                     alpha = gray_of(up)
                 elif opts.alpha == "model":  # constant alpha: no inference needed
                     alpha = np.full(rgb.shape[:2], frame.alpha.flat[0], dtype=frame.alpha.dtype)
@@ -419,10 +628,14 @@ class Upscaler:
         inference (the reference's load/proc/save stages). Yields one BatchItem per input, in
         order, with the result or the error; an error never stops the batch (cancel does).
         An unexpected exception in one file (a bug, a library's surprise) is that file's
-        "internal error", logged with its traceback."""
+        "internal error", logged with its traceback. With several devices and files, each
+        device takes the next file when it is free (``_spread_files``; no tile progress)."""
         opts = options or self.options
         pairs = list(items)
         plan = self.prepare(opts)
+        if len(plan.all_devices) > 1 and len(pairs) > 1:
+            yield from self._spread_files(pairs, opts, plan, cancel)
+            return
 
         def load(pair: tuple[Path, Path]) -> Picture:
             return _guarded(self._load, *pair, opts, plan)
@@ -478,6 +691,86 @@ class Upscaler:
             if in_flight is not None:
                 yield finish(in_flight)
 
+    def _spread_files(
+        self,
+        pairs: list[tuple[Path, Path]],
+        opts: Options,
+        plan: Plan,
+        cancel: CancelToken | None,
+    ) -> Iterator[BatchItem]:
+        """``upscale_many`` over several devices: one thread per device loads, upscales (on
+        that device alone, so each result names its device) and writes the next file. A
+        DeviceError gives the file back to the other devices and retires its device (the
+        last device's errors are the file's, as with one device)."""
+        work = _WorkQueue(list(enumerate(pairs)))
+        devices = _Devices(len(plan.all_devices))
+        finished: queue.Queue[tuple[int, BatchItem] | BaseException] = queue.Queue()
+        stop = threading.Event()
+        token = _EitherCancel(cancel, stop)
+
+        def one_file(single: Plan, src: Path, dst: Path) -> BatchItem:
+            started = time.perf_counter()
+            if self._before_work is not None:
+                self._before_work(single.device, src)
+            pic = _guarded(self._load, src, dst, opts, single)
+            out = _guarded(self.upscale_picture, pic, opts, None, token, plan=single)
+            _check_cancel(token)
+            written = _guarded(
+                imageio.write_picture,
+                out,
+                dst,
+                fmt=opts.format,
+                quality=opts.quality,
+                overwrite=opts.overwrite,
+            )
+            return BatchItem(src, written, _result(src, written, pic, single, started), None)
+
+        def device_loop(dev: DeviceInfo) -> None:
+            single = plan.on(dev)
+            while (unit := work.take(dev)) is not None:
+                i, (src, dst) = unit
+                try:
+                    item = one_file(single, src, dst)
+                except Cancelled as exc:
+                    finished.put(exc)
+                    work.close()
+                    return
+                except DeviceError as exc:
+                    if devices.retire(dev, exc):
+                        work.give_back(unit, dev)
+                        return
+                    item = BatchItem(src, dst, None, exc)
+                except UpscalerError as exc:
+                    item = BatchItem(src, dst, None, exc)
+                except BaseException as exc:  # _guarded let it through: stop the batch
+                    finished.put(exc)
+                    work.close()
+                    return
+                work.done(dev)
+                finished.put((i, item))
+
+        threads = [
+            threading.Thread(target=device_loop, args=(d,), name=f"device-{d.option}")
+            for d in plan.all_devices
+        ]
+        for th in threads:
+            th.start()
+        ready: dict[int, BatchItem] = {}
+        try:
+            for i in range(len(pairs)):
+                while i not in ready:
+                    got = finished.get()
+                    if isinstance(got, BaseException):
+                        yield from (ready[k] for k in sorted(ready) if k >= i)
+                        raise got
+                    ready[got[0]] = got[1]
+                yield ready.pop(i)
+        finally:
+            stop.set()
+            work.close()
+            for th in threads:
+                th.join()
+
 
 @dataclass(frozen=True)
 class BatchItem:
@@ -497,7 +790,7 @@ def _result(src: Path, dst: Path, pic: Picture, plan: Plan, started: float) -> U
         out_size=(pic.width * plan.scale, pic.height * plan.scale),
         model=plan.spec.name,
         scale=plan.scale,
-        device=plan.device.name,
+        device=" + ".join(d.name for d in plan.all_devices),
         seconds=time.perf_counter() - started,
     )
 

@@ -250,6 +250,15 @@ def test_device_list_parsing_and_auto_rule():
     )
 
 
+def test_all_gpus_is_offered_with_two_hardware_gpus():
+    two = parse_devices('[[0, "A", "discrete"], [1, "B", "integrated"], [-1, "CPU", "cpu"]]')
+    assert [c.value for c in two] == ["auto", "all", "0", "1", "cpu"]
+    assert two[1].label == "All GPUs (2)"
+    assert auto_choice(two).value == "0"
+    one = parse_devices('[[0, "llvmpipe", "software"], [1, "A", "discrete"], [-1, "C", "cpu"]]')
+    assert "all" not in [c.value for c in one]
+
+
 def test_devices_ready_fills_the_picker_and_status(qtbot, make_window):
     window, _controller = make_window(probe_devices=True)
     qtbot.waitUntil(lambda: window.device_status.text() != "", timeout=30_000)

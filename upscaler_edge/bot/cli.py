@@ -72,7 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allowed-users", metavar="ID,ID", help="user ids allowed to use the bot")
     p.add_argument("--data-dir", metavar="DIR", help="session, job queue and spool folder")
     p.add_argument("--model", help="default model")
-    p.add_argument("--device", help="auto, cpu or a GPU index")
+    p.add_argument(
+        "--device",
+        help="auto, cpu, a GPU index, a list (0,1: one worker process per device, jobs run "
+        "side by side) or all (each image's tiles spread over every GPU)",
+    )
     p.add_argument("--max-file-mb", type=int, help="largest file accepted, in MiB")
     p.add_argument(
         "--save-config",

@@ -112,6 +112,21 @@ class BotConfig:
             raise ConfigError("max_file_mb and max_megapixels must be positive")
         if self.daily_limit < 0 or self.max_video_seconds < 0:
             raise ConfigError("daily_limit and max_video_seconds must be 0 (no limit) or more")
+        from ..errors import UsageError
+        from ..options import device_names
+
+        try:
+            device_names(self.device)
+        except UsageError as exc:
+            raise ConfigError(f"device: {exc}") from None
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """One device per worker process: "0,1" -> ("0", "1"); "auto", "cpu" and "all" (one
+        worker spreading each image's tiles over every GPU) are one each."""
+        from ..options import device_names
+
+        return device_names(self.device)
 
     @property
     def owner(self) -> int | None:

@@ -1,4 +1,7 @@
-"""The job runner: takes jobs from the durable queue one at a time and answers each once.
+"""The job runner: takes jobs from the durable queue and answers each once.
+
+Jobs run one at a time, or as many at once as the core has worker processes (``Core.slots``:
+one per device of ``device = "0,1"``), each claimed when a worker is free.
 
 :class:`JobRunner` outlives any one Telegram connection: the connection loop (``app.py``)
 attaches a connected client and detaches it when the connection drops; the runner only starts
@@ -64,15 +67,22 @@ class JobRunner:
         self._queue = queue
         self._prefs = prefs
         self.device_name = core.device_name
+        self._slots = max(1, core.slots)
+        self._jobs: dict[asyncio.Task[None], int] = {}  # running job tasks -> job id
         self._stop = asyncio.Event()  # start no new job
         self._stop_now = asyncio.Event()  # abandon the running job's waits too
         self._wake = asyncio.Event()
         self.link = TelegramLink(self._stop_now)
         self.editor = StatusEditor(self.link.edit, interval=config.progress_interval)
         self._tools = Tools(config, queue, prefs, self.link, self.editor, core)
-        self.current: JobView | None = None
+        self.running: dict[int, JobView] = {}  # job id -> view, in start order
         self._messages: dict[int, Any] = {}  # job id -> Message from the live update
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def current(self) -> JobView | None:
+        """The running job that started first (None: idle)."""
+        return next(iter(self.running.values()), None)
 
     @property
     def queue(self) -> JobQueue:
@@ -115,6 +125,8 @@ class JobRunner:
         )
         first_id = (first or job).id
         pos, eta = await asyncio.to_thread(self._place, first_id, job.id, running)
+        if eta is not None:  # several devices work through the line side by side
+            eta /= self._slots
         if count > 1:
             text = tr.ngettext(
                 "Album of {n} file queued: #{pos} in line",
@@ -156,9 +168,9 @@ class JobRunner:
         jobs = await self._queue.cancel_for_user(user_id)
         for job in jobs:
             self._messages.pop(job.id, None)
-            cur = self.current
+            cur = self.running.get(job.id)
             if job.state == RUNNING:
-                if cur is not None and cur.job.user_id == user_id:
+                if cur is not None:
                     cur.cancel.set()
             elif job.status_message_id is not None:
                 text = job_translator(job).gettext("Cancelled.")
@@ -174,8 +186,8 @@ class JobRunner:
             if job.state == READY:
                 lines.append(UserJob(name, running=False, ready=True))
             elif job.state == RUNNING:
-                cur = self.current
-                known = cur is not None and cur.job.id == job.id and cur.total
+                cur = self.running.get(job.id)
+                known = cur is not None and cur.total
                 percent = 100 * cur.done // cur.total if known and cur else None
                 lines.append(UserJob(name, running=True, percent=percent))
             else:
@@ -197,6 +209,13 @@ class JobRunner:
         return self._task
 
     async def _run(self) -> None:
+        try:
+            await self._claim_loop()
+        finally:
+            if self._jobs:  # stopping: the running jobs finish (or are cancelled) first
+                await asyncio.wait(set(self._jobs))
+
+    async def _claim_loop(self) -> None:
         while not self._stop.is_set():
             if not self.link.connected:
                 await until(self.link.wait_connected(), self._stop)
@@ -205,7 +224,9 @@ class JobRunner:
             try:
                 settle_at = await self._deliver_ready()
                 settled_before = time.time() - ALBUM_SETTLE_S
-                job = None if self._stop.is_set() else await self._queue.claim(settled_before)
+                full = len(self._jobs) >= self._slots  # a job's end wakes this loop
+                busy = self._stop.is_set() or full
+                job = None if busy else await self._queue.claim(settled_before)
                 if job is None:
                     growing = await self._queue.growing_album(settled_before)
                     if growing is not None:
@@ -218,10 +239,21 @@ class JobRunner:
                 timeout = None if settle_at is None else max(0.05, settle_at - time.time())
                 await until(self._wake.wait(), self._stop, timeout=timeout)
                 continue
-            try:
-                await self._process(job)
-            except Exception:  # never let one job stop the runner
-                log.exception("job %s: unexpected error in the runner", job.id)
+            task = asyncio.get_running_loop().create_task(
+                self._process_safely(job), name=f"job-{job.id}"
+            )
+            self._jobs[task] = job.id
+            task.add_done_callback(self._job_ended)
+
+    def _job_ended(self, task: asyncio.Task[None]) -> None:
+        self._jobs.pop(task, None)
+        self._wake.set()  # a worker is free: claim the next job
+
+    async def _process_safely(self, job: Job) -> None:
+        try:
+            await self._process(job)
+        except Exception:  # never let one job stop the runner
+            log.exception("job %s: unexpected error in the runner", job.id)
 
     async def _deliver_ready(self) -> float | None:
         """Send every result that may go now; returns when an album waiting for more of its
@@ -245,15 +277,15 @@ class JobRunner:
             message=self._messages.pop(job.id, None),
             device_name=self.device_name,
         )
-        self.current = view
+        self.running[job.id] = view
         log.info("job %s: start (attempt %s, user %s)", job.id, job.attempts, job.user_id)
         try:
             result = await attempt.produce()
         finally:
-            self.current = None
+            self.running.pop(job.id, None)
         if result is None:
             return
-        if result.device:
+        if result.device and self._slots == 1:  # with several devices, the core's name
             self.device_name = result.device
         if not await self._queue.mark_ready(job.id):  # cancelled while it ran: drop it
             await end_cancelled(self._tools, await self._queue.get(job.id) or job)
@@ -268,14 +300,15 @@ class JobRunner:
         done, _ = await asyncio.wait({task}, timeout=grace)
         if done:
             return
-        cur = self.current
-        if cur is not None:
+        for cur in list(self.running.values()):
             log.info("job %s did not finish within %.0f s; it goes back in line", cur.job.id, grace)
             cur.stopping = True
             cur.cancel.set()
         self._stop_now.set()
         done, _ = await asyncio.wait({task}, timeout=15)
         if not done:
+            for job_task in list(self._jobs):
+                job_task.cancel()
             task.cancel()
             await asyncio.wait({task}, timeout=5)
 

@@ -3,8 +3,9 @@ lookup. Gathered in :class:`Core` so tests can swap any of them."""
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,8 +18,9 @@ if TYPE_CHECKING:  # the core modules load numpy (and the worker ncnn): not at i
     from ..options import Options
     from ..pipeline import UpscaleResult
     from ..video import VideoOptions, VideoResult
+    from ..worker import Worker
 
-__all__ = ["Core", "Upscale", "UpscaleVideo", "options_for"]
+__all__ = ["Core", "Upscale", "UpscaleVideo", "WorkerPool", "options_for"]
 
 
 class Upscale(Protocol):
@@ -57,6 +59,74 @@ def _no_close() -> None:
     pass
 
 
+class WorkerPool:
+    """One supervised worker process per device (``BotConfig.devices``); each call runs on
+    a free one, with ``Options.device`` set to that worker's device. A call waits while every
+    worker is busy (the runner starts at most ``slots`` jobs at once, so it does not)."""
+
+    def __init__(self, devices: Sequence[str], make: Callable[[], Worker]) -> None:
+        self._workers = [(device, make()) for device in devices]
+        self._free: queue.Queue[tuple[str, Worker]] = queue.Queue()
+        for pair in self._workers:
+            self._free.put(pair)
+
+    @property
+    def slots(self) -> int:
+        return len(self._workers)
+
+    def run(
+        self,
+        src: Path,
+        dst: Path,
+        options: Options,
+        *,
+        progress: Callable[[int, int], None],
+        cancel: threading.Event,
+        timeout: float | None,
+    ) -> UpscaleResult:
+        device, worker = self._free.get()
+        try:
+            return worker.run(
+                src,
+                dst,
+                options.replace(device=device),
+                progress=progress,
+                cancel=cancel,
+                timeout=timeout,
+            )
+        finally:
+            self._free.put((device, worker))
+
+    def run_video(
+        self,
+        src: Path,
+        dst: Path,
+        options: Options,
+        video: VideoOptions,
+        *,
+        progress: Callable[[int, int], None],
+        cancel: threading.Event,
+        timeout: float | None,
+    ) -> VideoResult:
+        device, worker = self._free.get()
+        try:
+            return worker.run_video(
+                src,
+                dst,
+                options.replace(device=device),
+                video,
+                progress=progress,
+                cancel=cancel,
+                timeout=timeout,
+            )
+        finally:
+            self._free.put((device, worker))
+
+    def close(self) -> None:
+        for _, worker in self._workers:
+            worker.close()
+
+
 @dataclass
 class Core:
     """The core library functions the bot uses (swappable in tests).
@@ -66,7 +136,8 @@ class Core:
     ``ModelSpec`` (a family's member for that scale and noise level), raising
     ``UsageError``/``UnknownModelError`` (the registry's rule: no scale above the model's, no
     level it lacks); ``device_name`` is shown until the first result names the real device.
-    ``upscale_video`` runs a video job (None: this core takes no videos).
+    ``upscale_video`` runs a video job (None: this core takes no videos). ``slots``: how
+    many jobs may run at once (one per worker process: one per listed device).
     """
 
     upscale: Upscale
@@ -76,6 +147,7 @@ class Core:
     device_name: str
     close: Callable[[], None] = _no_close
     upscale_video: UpscaleVideo | None = None
+    slots: int = 1
 
     @classmethod
     def load(cls, config: BotConfig) -> Core:
@@ -84,18 +156,25 @@ class Core:
         from ..models import default_registry
         from ..worker import Worker
 
-        worker = Worker(timeout=config.job_timeout)
+        pool = WorkerPool(config.devices, lambda: Worker(timeout=config.job_timeout))
         registry = default_registry()
+        if config.device == "cpu":
+            name = "CPU"
+        elif pool.slots > 1:
+            name = f"devices {', '.join(config.devices)}"
+        else:
+            name = f"device '{config.device}'"
         return cls(
-            upscale=worker.run,
+            upscale=pool.run,
             probe=probe,
             resolve=registry.resolve,
             catalog=Catalog.from_registry(registry),
             # Naming the GPU here would load ncnn/Vulkan into the bot process, which only the
             # worker child may do; the runner learns the real name from the first result.
-            device_name="CPU" if config.device == "cpu" else f"device '{config.device}'",
-            close=worker.close,
-            upscale_video=worker.run_video,
+            device_name=name,
+            close=pool.close,
+            upscale_video=pool.run_video,
+            slots=pool.slots,
         )
 
 
