@@ -198,3 +198,41 @@ def test_a_wrong_token_or_certificate_is_refused(coordinator, tmp_path):
     )
     assert wrong_pin.returncode == 2
     assert "is not the coordinator you joined" in wrong_pin.stderr
+
+
+def test_a_videos_segments_are_done_by_both_workers_and_joined(workers, tmp_path, photo):
+    av = pytest.importorskip("av", reason="video needs PyAV (the video extra)")
+    from upscaler_edge.video import VideoOptions, upscale_video
+
+    seg = VideoOptions(segment_seconds=8 / 30)  # 30 frames: 4 segments of 8, 8, 8, 6
+
+    def make_clip(path: Path, photo: np.ndarray) -> Path:
+        with av.open(str(path), "w") as out:
+            v = out.add_stream("libx264", rate=30, options={"crf": "18", "preset": "fast"})
+            v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+            for i in range(30):
+                rgb = np.ascontiguousarray(photo[i : i + 48, i : i + 64])
+                f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                f.pts = i
+                out.mux(v.encode(f))
+            out.mux(v.encode(None))
+        return path
+
+    workers.start("alpha")
+    workers.start("beta")
+    workers.wait_joined("alpha", "beta")
+    clip = make_clip(tmp_path / "clip.mp4", photo)
+    dst = tmp_path / "clip_x2.mp4"
+    seen: list[tuple[int, int]] = []
+    with ClusterClient(workers.address) as client:
+        result = client.run_video(
+            clip, dst, OPTS, seg, progress=lambda d, t: seen.append((d, t)), timeout=300
+        )
+    assert result.frames == 30
+    assert result.out_size == (128, 96)
+    assert seen[-1] == (30, 30)
+    alone = upscale_video(clip, tmp_path / "alone.mp4", OPTS, seg)
+    assert dst.read_bytes() == alone.dst.read_bytes()  # MP4 from x264: the same bytes
+    done = [workers.log(n).count("done segment clip.mp4") for n in ("alpha", "beta")]
+    assert sum(done) == 4 and all(done), done
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".clip_x2")] == []

@@ -87,6 +87,7 @@ class ClusterClient:
         self.ignored = 0  # late or duplicate results dropped
         self._pending: dict[str, _Pending] = {}
         self._inputs: dict[str, int] = {}  # input object -> jobs still using it
+        self._videos: dict[int, list[concurrent.futures.Future[Any]]] = {}  # id -> segments
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="cluster-client", daemon=True
@@ -244,8 +245,9 @@ class ClusterClient:
         self._call(self._cancel(future), 30)
 
     async def _cancel(self, future: concurrent.futures.Future[Any]) -> None:
+        parts = self._videos.get(id(future), [future])
         for key, p in list(self._pending.items()):
-            if p.future is not future:
+            if p.future not in parts:
                 continue
             del self._pending[key]
             if p.seq is not None:
@@ -253,8 +255,10 @@ class ClusterClient:
                     await self._js.delete_msg(protocol.JOBS_STREAM, p.seq)
             await self._nc.publish(protocol.CANCEL_SUBJECT, json.dumps({"job": p.job.job}).encode())
             await self._release_input(p.job.input.object)
-            if not future.done():
-                future.set_exception(Cancelled("cancelled"))
+            if not p.future.done():
+                p.future.set_exception(Cancelled("cancelled"))
+        if not future.done():
+            future.set_exception(Cancelled("cancelled"))
 
     def running_on(self, future: concurrent.futures.Future[Any]) -> str | None:
         """The worker that last reported progress on this job (None before any)."""
@@ -262,6 +266,117 @@ class ClusterClient:
             if p.future is future:
                 return p.worker
         return None
+
+    def submit_video(
+        self,
+        src: Path | str,
+        dst: Path | str,
+        options: Options | None = None,
+        video: Any = None,
+        *,
+        progress: Progress | None = None,
+    ) -> concurrent.futures.Future[Any]:
+        """Split a video into its segments, queue them all (several workers take them at
+        once), and join the finished segments in order without re-encoding; the future gives
+        the VideoResult once ``dst`` is written. Planning reads the video here first."""
+        from ..video import VideoOptions
+        from ..video.distributed import plan_segments
+
+        src, dst = Path(src), Path(dst)
+        opts = options or Options()
+        vopts = video or VideoOptions()
+        if dst.exists() and not opts.overwrite:
+            raise errors.OutputExistsError(f"{dst} exists (use --overwrite)")
+        plan = plan_segments(src, opts, vopts)
+        parts = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".cluster", dir=dst.parent))
+        done = [0] * plan.count
+        lock = threading.Lock()
+
+        def frames(index: int) -> Progress:
+            def report(n: int, _total: int) -> None:
+                with lock:
+                    done[index] = n
+                    total = sum(done)
+                if progress is not None:
+                    progress(total, plan.frames)
+
+            return report
+
+        futures: list[concurrent.futures.Future[Any]] = [
+            concurrent.futures.Future() for _ in range(plan.count)
+        ]
+        self._call(self._submit_segments(src, plan, opts, parts, futures, frames), 600)
+        whole: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._videos[id(whole)] = futures
+        threading.Thread(
+            target=self._assemble,
+            args=(src, plan, futures, parts, dst, opts.overwrite, whole),
+            name="cluster-join",
+            daemon=True,
+        ).start()
+        return whole
+
+    async def _submit_segments(
+        self,
+        src: Path,
+        plan: Any,
+        opts: Options,
+        parts: Path,
+        futures: list[concurrent.futures.Future[Any]],
+        frames: Callable[[int], Progress],
+    ) -> None:
+        ref = await self._put_input(src)
+        video_id = uuid.uuid4().hex
+        body = plan.to_json()
+        for index, future in enumerate(futures):
+            if index:
+                self._inputs[ref.object] += 1
+            job = Job(
+                kind="segment",
+                job=video_id,
+                index=index,
+                reply=self.reply,
+                input=ref,
+                options=protocol.options_to_json(opts),
+                suffix=".pkt",
+                plan=body,
+            )
+            dst = parts / f"seg-{index:06d}.pkt"
+            await self._publish(job, protocol.LARGE, dst, True, future, frames(index))
+
+    def _assemble(
+        self,
+        src: Path,
+        plan: Any,
+        futures: list[concurrent.futures.Future[Any]],
+        parts: Path,
+        dst: Path,
+        overwrite: bool,
+        whole: concurrent.futures.Future[Any],
+    ) -> None:
+        import shutil
+
+        from ..video.distributed import join_segments
+
+        try:
+            segments = []
+            for f in futures:  # the first failure fails the video; the rest is given up
+                meta, path = f.result()
+                segments.append((meta["segment"], path))
+            result = join_segments(src, plan, segments, dst, overwrite=overwrite)
+        except BaseException as exc:
+            for f in futures:
+                if not f.done():
+                    with contextlib.suppress(Exception):
+                        self.cancel(f)
+            if not whole.done():  # (a cancel has failed it already)
+                whole.set_exception(exc)
+        else:
+            if not whole.done():
+                whole.set_result(result)
+        finally:
+            self._videos.pop(id(whole), None)
+            shutil.rmtree(parts, ignore_errors=True)
 
     # -- Worker's interface -------------------------------------------------------------
     def run(
@@ -275,6 +390,22 @@ class ClusterClient:
         timeout: float | None = None,
     ) -> UpscaleResult:
         future = self.submit(src, dst, options, progress=progress)
+        return self._wait(future, cancel, timeout)
+
+    def run_video(
+        self,
+        src: Path | str,
+        dst: Path | str,
+        options: Options | None = None,
+        video: Any = None,
+        *,
+        progress: Progress | None = None,
+        cancel: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """The video through the cluster (see :meth:`submit_video`); blocks like
+        :meth:`upscaler_edge.worker.Worker.run_video`."""
+        future = self.submit_video(src, dst, options, video, progress=progress)
         return self._wait(future, cancel, timeout)
 
     def _wait(self, future: concurrent.futures.Future[T], cancel: Any, timeout: float | None) -> T:
@@ -349,7 +480,8 @@ class ClusterClient:
             if await asyncio.to_thread(sha256, tmp) != result.sha256:
                 raise JobFailed(f"{pending.job.input.name}: the result arrived damaged")
             if pending.job.kind == "segment":
-                return result.meta, tmp
+                tmp.replace(pending.dst)  # into the video's parts folder
+                return result.meta, pending.dst
             await asyncio.to_thread(place, tmp, pending.dst, pending.overwrite)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -198,10 +198,14 @@ class Node:
             headers={"Nats-Msg-Id": f"{job.key}:{self.name}:{delivered}"},
         )
         await msg.ack_sync()
+        what = f"{job.kind} {job.input.name}" + (f" #{job.index}" if job.kind == "segment" else "")
+        took = time.perf_counter() - started
         if result.ok:
             self.stats.jobs_done += 1
+            log.info("done %s in %.1f s", what, took)
         else:
             self.stats.jobs_failed += 1
+            log.info("failed %s: %s", what, result.message)
 
     async def _run(self, nc: Any, files: Any, msg: Any, job: Job) -> Result | None:
         folder = self.work_dir / f"{job.job}-{job.index}"
@@ -284,13 +288,13 @@ class Node:
                 return None
             meta = _meta(value)
             self.stats.device = str(meta.get("device") or self.stats.device)
-            self.stats.pixels += float(meta.get("megapixels") or 0.0)
+            self.stats.pixels += _megapixels(meta, job)
             written = Path(getattr(value, "dst", None) or dst)
+            meta["suffix"] = written.suffix
             digest = await asyncio.to_thread(sha256, written)
             name = f"out/{job.job}/{job.index}/{self.name}"
             with open(written, "rb") as fh:
                 await files.put(name, fh)
-            meta["suffix"] = written.suffix
             return Result(
                 job.job,
                 job.index,
@@ -343,11 +347,13 @@ async def _fetch_one(sub: Any, timeout: float) -> Any:
 
 
 def _meta(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):  # a segment's metadata
-        meta = dict(value)
-        w, h = meta.get("out_size") or (0, 0)
-        meta.setdefault("megapixels", w * h * int(meta.get("frames") or 0) / 1e6)
-        return meta
+    if isinstance(value, dict):  # a segment's metadata (join_segments checks it as is)
+        return {
+            "segment": value,
+            "device": value.get("device"),
+            "seconds": value.get("seconds"),
+            "frames": value.get("frames"),
+        }
     w, h = value.out_size
     return {
         "in_size": list(value.in_size),
@@ -358,3 +364,11 @@ def _meta(value: Any) -> dict[str, Any]:
         "seconds": round(value.seconds, 3),
         "megapixels": w * h / 1e6,
     }
+
+
+def _megapixels(meta: dict[str, Any], job: Job) -> float:
+    """Output megapixels of a finished job (a segment: its frames' total)."""
+    if "segment" in meta:
+        w, h = (job.plan or {}).get("encoder", {}).get("size") or (0, 0)
+        return float(w * h * int(meta.get("frames") or 0)) / 1e6
+    return float(meta.get("megapixels") or 0.0)
