@@ -146,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--no-resume", action="store_true", help="start over instead of resuming a killed run"
     )
+    c = p.add_argument_group("several PCs (see README, Several PCs)")
+    c.add_argument(
+        "--cluster",
+        nargs="?",
+        const="saved",
+        metavar="URL",
+        help="send the work to the cluster (the one this PC started or joined, or URL)",
+    )
+    c.add_argument("--token", help="with --cluster URL: the cluster's token")
+    c.add_argument("--tls-pin", help="with --cluster URL: the coordinator's certificate hash")
     p.add_argument("--list-models", action="store_true", help="list the models and exit")
     p.add_argument(
         "--import-model",
@@ -447,6 +457,11 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     from .video.cli import run_videos, split_inputs  # video files go to upscaler_edge.video
 
     videos, inputs = split_inputs(inputs, args.output)
+    if args.cluster and videos and not inputs:
+        return _on_cluster(args, env, [], videos, _options(args, None), 0, 0)
+    videos_for_cluster: list[Path] = []
+    if args.cluster:
+        videos_for_cluster, videos = videos, []
     video_status = (
         run_videos(videos, _options(args, None), args, env, registry) if videos else ExitStatus.OK
     )
@@ -472,6 +487,8 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
             env.stderr.write(f"{PROG}: error: {t.src}: {blocked[t.dst.parent]}\n")
             failed += 1
     tasks = [t for t in tasks if t.dst.parent not in blocked]
+    if args.cluster:
+        return _on_cluster(args, env, tasks, videos_for_cluster, options, scale, failed)
 
     def on_which(r: UpscaleResult) -> str:  # which device, when there are several
         return f", {r.device}" if len(devices) > 1 else ""
@@ -511,3 +528,42 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
         on = " + ".join(d.name for d in devices)
         env.stderr.write(f"{summary} in {took:.1f} s with {spec.name} on {on}\n")
     return ExitStatus.FAILED if failed or video_status else ExitStatus.OK
+
+
+def _on_cluster(
+    args: argparse.Namespace,
+    env: Env,
+    tasks: list[Task],
+    videos: list[Path],
+    options: Options,
+    scale: int,
+    failed: int,
+) -> ExitStatus:
+    """The batch through the cluster (``--cluster``) instead of this PC's devices."""
+    from .cluster.batch import address_from_args, run_batch
+    from .models import default_registry
+
+    video_pairs: list[tuple[Path, Path]] = []
+    vopts = None
+    if videos:
+        from .video.cli import _destination, _video_options
+
+        vopts = _video_options(args)
+        scale = (
+            scale
+            or options.scale
+            or default_registry().resolve(options.model, options.scale, options.denoise).scale
+        )
+        single = len(videos) == 1 and args.output is not None and args.output.suffix != ""
+        video_pairs = [(v, _destination(v, args.output, single, scale, vopts)) for v in videos]
+    done, more = run_batch(
+        address_from_args(args),
+        [(t.src, t.dst) for t in tasks],
+        video_pairs,
+        options,
+        vopts,
+        env.stdout,
+        env.stderr,
+        args.quiet,
+    )
+    return ExitStatus.FAILED if failed or more else ExitStatus.OK

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from PIL import Image
 
 from tests.conftest import FAST_MODEL
 from upscaler_edge.cluster.client import ClusterClient
-from upscaler_edge.cluster.connect import close, connect
+from upscaler_edge.cluster.connect import Address, close, connect
 from upscaler_edge.cluster.protocol import JOB_SUBJECTS
 from upscaler_edge.errors import JobFailed
 from upscaler_edge.options import Options
@@ -236,3 +237,71 @@ def test_a_videos_segments_are_done_by_both_workers_and_joined(workers, tmp_path
     done = [workers.log(n).count("done segment clip.mp4") for n in ("alpha", "beta")]
     assert sum(done) == 4 and all(done), done
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".clip_x2")] == []
+
+
+def test_the_coordinator_prints_the_join_command_and_the_cli_batch_uses_it(
+    tmp_path, photo, monkeypatch
+):
+    from tests.cluster.conftest import Workers, free_port
+    from upscaler_edge.cli import main
+    from upscaler_edge.cluster import cli as cluster_cli
+
+    port = free_port()
+    saved = tmp_path / "cluster.json"
+    coord = subprocess.Popen(
+        [
+            sys.executable, "-m", "upscaler_edge", "--coordinator", "--no-local-worker",
+            "--port", str(port), "--listen", "127.0.0.1", "--advertise", "127.0.0.1",
+            "--data-dir", str(tmp_path / "coord"), "--save-address", str(saved),
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert coord.stdout is not None
+        lines = []
+        while not any("--serve" in line for line in lines):
+            line = coord.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        join = next(line for line in lines if "--serve" in line).split()
+        token = (tmp_path / "coord" / "token").read_text().strip()
+        assert join[:4] == ["upscaler-edge", "--serve", f"nats://127.0.0.1:{port}", "--token"]
+        assert join[4] == token and join[5] == "--tls-pin" and len(join[6]) == 64
+        address = Address.load(saved)
+        assert (address.token, address.tls_pin) == (token, join[6])
+
+        workers = Workers(address, tmp_path)
+        try:
+            workers.start("alpha")
+            workers.wait_joined("alpha")
+            srcs = _inputs(tmp_path / "in", photo, 3)
+            monkeypatch.setattr(cluster_cli, "address_file", lambda: saved)
+            out, err = io.StringIO(), io.StringIO()
+            rc = main(
+                [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m", FAST_MODEL,
+                 "-s", "2", "--cluster"],
+                stdout=out, stderr=err,
+            )  # fmt: skip
+        finally:
+            workers.stop_all()
+        assert rc == 0, err.getvalue() + out.getvalue()
+        for src in srcs:
+            with Image.open(tmp_path / "out" / "in" / f"{src.stem}_x2.png") as im:
+                assert im.size == (128, 96)
+        assert "on alpha:" in out.getvalue()
+        assert "3 done, 0 failed" in err.getvalue()
+    finally:
+        coord.terminate()
+        coord.wait(15)
+
+
+def test_the_cli_says_when_no_cluster_is_set_up(tmp_path, photo, monkeypatch):
+    from upscaler_edge.cli import main
+    from upscaler_edge.cluster import cli as cluster_cli
+
+    monkeypatch.setattr(cluster_cli, "address_file", lambda: tmp_path / "none.json")
+    (src,) = _inputs(tmp_path / "in", photo, 1)
+    err = io.StringIO()
+    rc = main([str(src), "--cluster"], stdout=io.StringIO(), stderr=err)
+    assert rc == 2
+    assert "no cluster is set up on this PC" in err.getvalue()

@@ -390,7 +390,7 @@ class ClusterClient:
         timeout: float | None = None,
     ) -> UpscaleResult:
         future = self.submit(src, dst, options, progress=progress)
-        return self._wait(future, cancel, timeout)
+        return self.wait(future, cancel, timeout)
 
     def run_video(
         self,
@@ -406,9 +406,9 @@ class ClusterClient:
         """The video through the cluster (see :meth:`submit_video`); blocks like
         :meth:`upscaler_edge.worker.Worker.run_video`."""
         future = self.submit_video(src, dst, options, video, progress=progress)
-        return self._wait(future, cancel, timeout)
+        return self.wait(future, cancel, timeout)
 
-    def _wait(self, future: concurrent.futures.Future[T], cancel: Any, timeout: float | None) -> T:
+    def wait(self, future: concurrent.futures.Future[T], cancel: Any, timeout: float | None) -> T:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
