@@ -556,7 +556,7 @@ def _on_cluster(
         )
         single = len(videos) == 1 and args.output is not None and args.output.suffix != ""
         video_pairs = [(v, _destination(v, args.output, single, scale, vopts)) for v in videos]
-    done, more = run_batch(
+    _done, more = run_batch(
         address_from_args(args),
         [(t.src, t.dst) for t in tasks],
         video_pairs,

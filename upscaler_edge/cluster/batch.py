@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import ExitStatus, UpscalerError
+from ..errors import UpscalerError
 from ..options import Options
 from .client import ClusterClient
 from .connect import Address
@@ -101,7 +101,3 @@ def run_batch(
             f"({', '.join(sorted(workers)) or 'no worker answered'})\n"
         )
     return done, failed
-
-
-def status(done_failed: tuple[int, int]) -> ExitStatus:
-    return ExitStatus.FAILED if done_failed[1] else ExitStatus.OK
