@@ -123,6 +123,7 @@ class ClusterClient:
         return f"ue.results.{self.client_id}"
 
     async def _open(self) -> None:
+        self._files_lock = asyncio.Lock()
         self._nc = await connect(self.address, f"upscaler-edge client {self.client_id}")
         js = self._js = self._nc.jetstream()
         await ensure(js)
@@ -189,18 +190,14 @@ class ClusterClient:
         return future
 
     async def _put_input(self, src: Path) -> FileRef:
+        """Upload the input once for all the jobs that use it at the same time."""
         digest = await asyncio.to_thread(sha256, src)
         ref = FileRef(f"in/{digest}", digest, src.stat().st_size, src.name[-255:])
-        if self._inputs.get(ref.object, 0) == 0:
-            try:
-                info = await self._files.get_info(ref.object)
-                present = info.size == ref.size and not info.deleted
-            except Exception:
-                present = False
-            if not present:
+        async with self._files_lock:  # never a put and a delete of one object at once
+            self._inputs[ref.object] = self._inputs.get(ref.object, 0) + 1
+            if self._inputs[ref.object] == 1:
                 with open(src, "rb") as fh:
                     await self._files.put(ref.object, fh)
-        self._inputs[ref.object] = self._inputs.get(ref.object, 0) + 1
         return ref
 
     async def _submit_image(
@@ -239,6 +236,7 @@ class ClusterClient:
             protocol.JOB_SUBJECTS[size], job.to_bytes(), headers={"Nats-Msg-Id": job.key}
         )
         pending.seq = ack.seq
+        await self._nc.publish(protocol.WAKE_SUBJECT, b"")
 
     def cancel(self, future: concurrent.futures.Future[Any]) -> None:
         """Give a job up: dropped from the queue if still waiting, stopped on its worker."""
@@ -328,9 +326,9 @@ class ClusterClient:
         ref = await self._put_input(src)
         video_id = uuid.uuid4().hex
         body = plan.to_json()
+        async with self._files_lock:  # one reference per segment
+            self._inputs[ref.object] += len(futures) - 1
         for index, future in enumerate(futures):
-            if index:
-                self._inputs[ref.object] += 1
             job = Job(
                 kind="segment",
                 job=video_id,
@@ -447,16 +445,20 @@ class ClusterClient:
                 "ignored a late result for %s:%s from %s", result.job, result.index, result.worker
             )
         else:
+            outcome: tuple[Any, BaseException | None]
             try:
-                value = await self._accept(pending, result)
+                outcome = (await self._accept(pending, result), None)
             except UpscalerError as exc:
-                pending.future.set_exception(exc)
+                outcome = (None, exc)
             except Exception as exc:  # a bug must not leave the job hanging
                 log.exception("result of %s", pending.job.key)
-                pending.future.set_exception(UpscalerError(f"internal error: {exc}"))
-            else:
-                pending.future.set_result(value)
+                outcome = (None, UpscalerError(f"internal error: {exc}"))
+            # the input goes before the caller hears: its next job may use the same file
             await self._release_input(pending.job.input.object)
+            if outcome[1] is not None:
+                pending.future.set_exception(outcome[1])
+            else:
+                pending.future.set_result(outcome[0])
         if result.object:
             with contextlib.suppress(Exception):
                 await self._files.delete(result.object)
@@ -516,13 +518,14 @@ class ClusterClient:
         await msg.ack()
 
     async def _release_input(self, name: str) -> None:
-        left = self._inputs.get(name, 0) - 1
-        if left > 0:
-            self._inputs[name] = left
-            return
-        self._inputs.pop(name, None)
-        with contextlib.suppress(Exception):
-            await self._files.delete(name)
+        async with self._files_lock:
+            left = self._inputs.get(name, 0) - 1
+            if left > 0:
+                self._inputs[name] = left
+                return
+            self._inputs.pop(name, None)
+            with contextlib.suppress(Exception):
+                await self._files.delete(name)
 
     # -- the cluster's state ------------------------------------------------------------
     def workers(self) -> list[WorkerInfo]:

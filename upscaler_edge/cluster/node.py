@@ -38,6 +38,8 @@ __all__ = ["Node", "default_worker_name"]
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
+FETCH_S = 0.05  # one pull request's wait when work may be there
+IDLE_POLL_S = 2.0  # an idle worker asks again this often (redeliveries ring no bell)
 PROGRESS_EVERY_S = 0.25
 
 
@@ -110,19 +112,25 @@ class Node:
             await nc.subscribe(protocol.CANCEL_SUBJECT, cb=self._on_cancel)
             beat = asyncio.create_task(self._heartbeat(kv, stop))
             log.info("worker %s joined %s (%s jobs)", self.name, self.address.url, "/".join(sizes))
+            wake = asyncio.Event()
+
+            async def ring(_msg: Any) -> None:
+                wake.set()
+
+            await nc.subscribe(protocol.WAKE_SUBJECT, cb=ring)
             try:
                 while not stop.is_set():
+                    wake.clear()  # a job queued from here on rings again
                     got = False
-                    for sub in subs:
-                        if stop.is_set():
-                            break
-                        msg = await _fetch_one(sub, 0.5)
+                    for sub in subs:  # large jobs first
+                        msg = await _fetch_one(sub, FETCH_S)
                         if msg is not None:
                             got = True
                             await self._handle(nc, js, files, msg)
-                            break  # large first again
-                    if not got:
-                        await asyncio.sleep(0)
+                            break
+                    if not got:  # idle: until a client rings, or a redelivery is due
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(_first(wake, stop), IDLE_POLL_S)
             finally:
                 beat.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -334,6 +342,15 @@ class Node:
             with contextlib.suppress(OSError):
                 tmp.unlink()
         return path
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 async def _fetch_one(sub: Any, timeout: float) -> Any:

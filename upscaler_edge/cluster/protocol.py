@@ -11,6 +11,7 @@ Subjects and stores (created by :func:`upscaler_edge.cluster.streams.ensure`):
   ``ue.results.<client>``               stream ``UE_RESULTS``: the answer to one job
   ``ue.progress.<client>``              plain NATS (not stored): tiles/frames done
   ``ue.cancel``                         plain NATS: a client gave a job up
+  ``ue.wake``                           plain NATS: a job was queued, idle workers ask now
   object store ``ue-files``             ``in/<sha256>`` inputs, ``out/<job>/<index>/<worker>``
   key-value ``ue-workers``              each worker's heartbeat (devices, speed, current job)
 """
@@ -45,6 +46,7 @@ WORKERS_BUCKET = "ue-workers"
 SMALL, LARGE = "small", "large"
 JOB_SUBJECTS = {SMALL: "ue.jobs.small", LARGE: "ue.jobs.large"}
 CANCEL_SUBJECT = "ue.cancel"
+WAKE_SUBJECT = "ue.wake"  # plain NATS: a job was queued (idle workers ask at once)
 #: an image whose input has at most this many pixels is a "small" job (any worker takes it)
 SMALL_PIXELS = 1_000_000
 MAX_MESSAGE = 1 << 20
