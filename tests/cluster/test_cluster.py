@@ -22,8 +22,10 @@ from upscaler_edge.cluster.protocol import JOB_SUBJECTS
 from upscaler_edge.errors import JobFailed
 from upscaler_edge.options import Options
 from upscaler_edge.pipeline import upscale_file
+from upscaler_edge.video import VideoOptions
 
 OPTS = Options(model=FAST_MODEL, scale=2, device="cpu")
+SEG = VideoOptions(segment_seconds=8 / 30)
 
 
 def _inputs(folder: Path, photo: np.ndarray, n: int) -> list[Path]:
@@ -56,6 +58,22 @@ def test_a_batch_spreads_over_two_workers(workers, tmp_path, photo):
         got = np.asarray(Image.open(r.dst))
         want = np.asarray(Image.open(local.dst))
         assert np.array_equal(got, want), src.name
+
+
+def make_clip(path: Path, photo: np.ndarray) -> Path:
+    """64x48 H.264, 30 frames at 30 fps: with SEG, 4 segments of 8, 8, 8, 6 frames."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=30, options={"crf": "18", "preset": "fast"})
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        for i in range(30):
+            rgb = np.ascontiguousarray(photo[i : i + 48, i : i + 64])
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    return path
 
 
 def _slow_input(tmp_path: Path, photo: np.ndarray) -> Path:
@@ -202,22 +220,8 @@ def test_a_wrong_token_or_certificate_is_refused(coordinator, tmp_path):
 
 
 def test_a_videos_segments_are_done_by_both_workers_and_joined(workers, tmp_path, photo):
-    av = pytest.importorskip("av", reason="video needs PyAV (the video extra)")
-    from upscaler_edge.video import VideoOptions, upscale_video
-
-    seg = VideoOptions(segment_seconds=8 / 30)  # 30 frames: 4 segments of 8, 8, 8, 6
-
-    def make_clip(path: Path, photo: np.ndarray) -> Path:
-        with av.open(str(path), "w") as out:
-            v = out.add_stream("libx264", rate=30, options={"crf": "18", "preset": "fast"})
-            v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-            for i in range(30):
-                rgb = np.ascontiguousarray(photo[i : i + 48, i : i + 64])
-                f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-                f.pts = i
-                out.mux(v.encode(f))
-            out.mux(v.encode(None))
-        return path
+    pytest.importorskip("av", reason="video needs PyAV (the video extra)")
+    from upscaler_edge.video import upscale_video
 
     workers.start("alpha")
     workers.start("beta")
@@ -227,12 +231,12 @@ def test_a_videos_segments_are_done_by_both_workers_and_joined(workers, tmp_path
     seen: list[tuple[int, int]] = []
     with ClusterClient(workers.address) as client:
         result = client.run_video(
-            clip, dst, OPTS, seg, progress=lambda d, t: seen.append((d, t)), timeout=300
+            clip, dst, OPTS, SEG, progress=lambda d, t: seen.append((d, t)), timeout=300
         )
     assert result.frames == 30
     assert result.out_size == (128, 96)
     assert seen[-1] == (30, 30)
-    alone = upscale_video(clip, tmp_path / "alone.mp4", OPTS, seg)
+    alone = upscale_video(clip, tmp_path / "alone.mp4", OPTS, SEG)
     assert dst.read_bytes() == alone.dst.read_bytes()  # MP4 from x264: the same bytes
     done = [workers.log(n).count("done segment clip.mp4") for n in ("alpha", "beta")]
     assert sum(done) == 4 and all(done), done
@@ -305,3 +309,22 @@ def test_the_cli_says_when_no_cluster_is_set_up(tmp_path, photo, monkeypatch):
     rc = main([str(src), "--cluster"], stdout=io.StringIO(), stderr=err)
     assert rc == 2
     assert "no cluster is set up on this PC" in err.getvalue()
+
+
+def test_a_small_only_worker_leaves_videos_to_the_others(workers, tmp_path, photo):
+    pytest.importorskip("av", reason="video needs PyAV (the video extra)")
+    workers.start("little", "--small-only")
+    workers.wait_joined("little")
+    clip = make_clip(tmp_path / "clip.mp4", photo)
+    (src,) = _inputs(tmp_path / "in", photo, 1)
+    with ClusterClient(workers.address) as client:
+        video = client.submit_video(clip, tmp_path / "clip_x2.mp4", OPTS, SEG)
+        image = client.submit(src, tmp_path / "img_x2.png", OPTS).result(120)
+        assert image.device.startswith("little:")
+        time.sleep(3)
+        assert not video.done()  # segments are large jobs: nobody takes them yet
+        workers.start("big")
+        result = video.result(180)
+    assert result.frames == 30
+    assert workers.log("big").count("done segment clip.mp4") == 4
+    assert "segment" not in workers.log("little")
