@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -328,3 +329,40 @@ def test_a_small_only_worker_leaves_videos_to_the_others(workers, tmp_path, phot
     assert result.frames == 30
     assert workers.log("big").count("done segment clip.mp4") == 4
     assert "segment" not in workers.log("little")
+
+
+def test_plain_tcp_and_a_worker_in_this_process(tmp_path, photo):
+    """--no-tls (a trusted network): no pin; the Node class driven directly."""
+    from tests.cluster.conftest import free_port
+    from upscaler_edge.cluster.cli import _setup
+    from upscaler_edge.cluster.node import Node
+    from upscaler_edge.cluster.server import Coordinator
+
+    server = Coordinator(tmp_path / "c", port=free_port(), listen="127.0.0.1",
+                         advertise="127.0.0.1", tls=False)  # fmt: skip
+    address = server.start()
+    try:
+        assert address.tls_pin is None and "--tls-pin" not in address.join_command()
+        asyncio.run(_setup(address, 5.0, 2))
+        node = Node(address, name="inproc", options=Options(device="cpu"))
+        loop = asyncio.new_event_loop()
+        stop = asyncio.Event()
+        thread = threading.Thread(target=loop.run_until_complete, args=(node.run(stop),))
+        thread.start()
+        try:
+            (src,) = _inputs(tmp_path / "in", photo, 1)
+            with ClusterClient(address) as client:
+                result = client.run(src, tmp_path / "out.png", OPTS, timeout=120)
+                deadline = time.monotonic() + 15
+                while not any(w.jobs_done for w in client.workers()):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+                (info,) = client.workers()
+        finally:
+            loop.call_soon_threadsafe(stop.set)
+            thread.join(30)
+        assert result.out_size == (128, 96) and result.device.startswith("inproc:")
+        assert info.name == "inproc" and info.jobs_done == 1 and "CPU" in info.device
+        assert info.mp_per_s and info.mp_per_s > 0
+    finally:
+        server.stop()
