@@ -24,6 +24,7 @@ __all__ = [
     "UnknownModelError",
     "UpscalerError",
     "UsageError",
+    "error_from",
 ]
 
 
@@ -94,3 +95,12 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2  # bad arguments or configuration, a missing extra: nothing was run
     ALREADY_RUNNING = 3  # the bot: another process already uses the session
     INTERRUPTED = 130  # Ctrl-C / SIGTERM
+
+
+def error_from(name: str | None, message: str | None) -> UpscalerError:
+    """The error a child process or another PC named (by class name), re-created here; an
+    unknown name (or not one of ours) becomes a plain UpscalerError."""
+    cls = globals().get(name or "", UpscalerError)
+    if not (isinstance(cls, type) and issubclass(cls, UpscalerError)):
+        cls = UpscalerError
+    return cls(message or "failed")

@@ -161,13 +161,6 @@ def _main_module_hidden() -> Iterator[None]:
             main.__dict__.update(saved)
 
 
-def _error_from(name: str, message: str) -> UpscalerError:
-    cls = getattr(errors, name, UpscalerError)
-    if not (isinstance(cls, type) and issubclass(cls, UpscalerError)):
-        cls = UpscalerError
-    return cls(message)
-
-
 def _describe_exit(code: int | None) -> str:
     if code is None:
         return "still running"
@@ -356,7 +349,7 @@ class Worker:
                     if msg[0] == "done":
                         return msg[2]
                     if msg[0] == "error":
-                        raise _error_from(msg[2], msg[3])
+                        raise errors.error_from(msg[2], msg[3])
                     if progress is not None:
                         progress(msg[2], msg[3])
                 elif msg is None and not self._proc.is_alive():

@@ -71,13 +71,6 @@ class _Pending:
     started: float = field(default_factory=time.perf_counter)
 
 
-def _error_from(name: str | None, message: str | None) -> UpscalerError:
-    cls = getattr(errors, name or "", UpscalerError)
-    if not (isinstance(cls, type) and issubclass(cls, UpscalerError)):
-        cls = UpscalerError
-    return cls(message or "failed on a worker")
-
-
 class ClusterClient:
     """A connection to the cluster that sends jobs and collects their results."""
 
@@ -466,7 +459,7 @@ class ClusterClient:
 
     async def _accept(self, pending: _Pending, result: Result) -> Any:
         if not result.ok:
-            raise _error_from(result.error, result.message)
+            raise errors.error_from(result.error, result.message or "failed on a worker")
         assert result.object is not None
         folder = pending.dst.parent
         with tempfile.NamedTemporaryFile(
