@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
 FETCH_S = 0.05  # one pull request's wait when work may be there
+KEEP_SOURCES = 2  # video sources kept for their next segments
 IDLE_POLL_S = 2.0  # an idle worker asks again this often (redeliveries ring no bell)
 PROGRESS_EVERY_S = 0.25
 
@@ -319,6 +320,8 @@ class Node:
             if job.kind == "image":
                 with contextlib.suppress(OSError):
                     (self.work_dir / "in" / job.input.sha256).unlink()
+            else:  # a video's source serves its next segments; keep the last few only
+                _prune(self.work_dir / "in", keep=KEEP_SOURCES)
 
     async def _input(self, files: Any, job: Job) -> Path:
         """The job's input, fetched once into the work folder and checked."""
@@ -326,6 +329,7 @@ class Node:
         folder.mkdir(exist_ok=True)
         path = folder / job.input.sha256
         if path.exists():
+            os.utime(path)  # most recently used: kept by _prune
             return path
         tmp = folder / f".{job.input.sha256}.{os.getpid()}.part"
         try:
@@ -389,3 +393,15 @@ def _megapixels(meta: dict[str, Any], job: Job) -> float:
         w, h = (job.plan or {}).get("encoder", {}).get("size") or (0, 0)
         return float(w * h * int(meta.get("frames") or 0)) / 1e6
     return float(meta.get("megapixels") or 0.0)
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Remove all but the ``keep`` most recently used inputs."""
+    with contextlib.suppress(OSError):
+        files = sorted(
+            (p for p in folder.iterdir() if not p.name.startswith(".")),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        for old in files[keep:]:
+            old.unlink(missing_ok=True)

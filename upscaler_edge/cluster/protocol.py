@@ -241,17 +241,23 @@ def parse_result(data: bytes) -> Result:
     meta = obj.get("meta", {})
     if not isinstance(meta, dict):
         raise ProtocolError("bad meta")
+    optional: dict[str, Any] = {}
+    for key in ("object", "sha256", "error", "message"):
+        value = obj.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ProtocolError(f"field {key!r} has the wrong type")
+        optional[key] = value
+    size = obj.get("size", 0)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ProtocolError("bad size")
     result = Result(
         job=job_id,
         index=_get(obj, "index", int),
         worker=_get(obj, "worker", str),
         ok=ok,
-        object=obj.get("object"),
-        sha256=obj.get("sha256"),
-        size=int(obj.get("size") or 0),
-        error=obj.get("error"),
-        message=obj.get("message"),
+        size=size,
         meta=meta,
+        **optional,
     )
     if ok and not (isinstance(result.object, str) and isinstance(result.sha256, str)):
         raise ProtocolError("a finished result names its output")
