@@ -38,7 +38,7 @@ __all__ = ["Node", "default_worker_name"]
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
-FETCH_S = 0.05  # one pull request's wait when work may be there
+FETCH_S = 0.2  # one pull request's wait when work may be there
 KEEP_SOURCES = 2  # video sources kept for their next segments
 IDLE_POLL_S = 2.0  # an idle worker asks again this often (redeliveries ring no bell)
 PROGRESS_EVERY_S = 0.25
@@ -120,18 +120,26 @@ class Node:
 
             await nc.subscribe(protocol.WAKE_SUBJECT, cb=ring)
             try:
+                thorough = True  # the first round, and after an idle wait: ask every queue
                 while not stop.is_set():
                     wake.clear()  # a job queued from here on rings again
                     got = False
-                    for sub in subs:  # large jobs first
+                    for size, sub in zip(sizes, subs, strict=True):  # large jobs first
+                        # a queue with nothing new is skipped without waiting on it; only
+                        # the thorough round waits, for redeliveries the count does not show
+                        if not thorough and not await _has_new(js, size):
+                            continue
                         msg = await _fetch_one(sub, FETCH_S)
                         if msg is not None:
                             got = True
                             await self._handle(nc, js, files, msg)
                             break
+                    thorough = False
                     if not got:  # idle: until a client rings, or a redelivery is due
-                        with contextlib.suppress(asyncio.TimeoutError):
+                        try:
                             await asyncio.wait_for(_first(wake, stop), IDLE_POLL_S)
+                        except asyncio.TimeoutError:
+                            thorough = True
             finally:
                 beat.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -355,6 +363,15 @@ async def _first(*events: asyncio.Event) -> None:
     finally:
         for w in waits:
             w.cancel()
+
+
+async def _has_new(js: Any, consumer: str) -> bool:
+    """Whether the queue holds jobs nobody has taken yet (True when it cannot tell)."""
+    try:
+        info = await js.consumer_info(protocol.JOBS_STREAM, consumer)
+    except Exception:
+        return True
+    return bool(info.num_pending)
 
 
 async def _fetch_one(sub: Any, timeout: float) -> Any:
