@@ -1,9 +1,12 @@
 """The only module that imports OpenVINO: its devices, one compiled model, one tile in and out.
 
-:class:`OpenVinoEngine` has the ncnn engine's interface (``infer``, ``close``, ``spec``,
-``device``, ``precise``), so tiling, TTA, alpha, progress, cancel, the worker and every front
-end work unchanged. It runs the ONNX graph ``ncnn2onnx`` makes from the same ncnn files
-(converted once, cached). :func:`open_engine` is what the pipeline calls: OpenVINO where it
+:class:`OpenVinoEngine` has the ncnn engine's interface (``infer`` with fed blobs,
+``features``, ``close``, ``spec``, ``device``, ``precise``), so tiling, TTA, alpha, progress,
+cancel, the worker and every front end work unchanged, for every model family: Real-CUGAN's
+and waifu2x's prepadding, alignment and residual are the same code as on ncnn
+(``engine.model_output``, ``preprocess``), and their tiles share the whole image's
+squeeze-and-excitation averages through ``se_sync`` as on ncnn. It runs the ONNX graph
+``ncnn2onnx`` makes from the same ncnn files (converted once, cached), or a cut of it. :func:`open_engine` is what the pipeline calls: OpenVINO where it
 was asked for and can run the model, else ncnn with one log line.
 
 Precision on the CPU: "fp32", "bf16", or "auto", which is bf16 only on CPUs with native bf16
@@ -24,8 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from .engine import DeviceInfo, Engine, TileEngine, TileFault, _cpu_name, cpu_threads
-from .errors import DeviceError, ModelError, UsageError
+from .engine import (
+    DeviceInfo,
+    Engine,
+    TileEngine,
+    TileFault,
+    _cpu_name,
+    cpu_threads,
+    model_output,
+)
+from .errors import DeviceError, ModelError
 from .models import ModelSpec
 from .ncnn2onnx import UnsupportedModelError, onnx_for
 
@@ -140,13 +151,20 @@ def choose_precision(spec: ModelSpec, device: DeviceInfo, asked: str, precise: b
 
 
 class OpenVinoEngine:
-    """One compiled OpenVINO model on one device, with the ncnn :class:`Engine`'s contract:
-    ``infer`` takes float32 (3, h, w) in [0, 1] and returns (3, h*s, w*s) float32, unclipped.
+    """One model compiled by OpenVINO on one device, with the ncnn :class:`Engine`'s contract:
+    ``infer`` takes float32 (3, h, w) in [0, 1] and returns (3, (h - 2p) * s, (w - 2p) * s)
+    float32, unclipped (p: the model's prepadding); ``feeds`` are blobs given instead of
+    computed (the shared squeeze-and-excitation averages of a tiled run); ``features`` gives
+    an inner blob (the feature map a pool averages). The models' arithmetic around the net
+    (value range, one-plane nets, residual) is ``engine.model_output``, shared with ncnn.
 
-    The input's height and width are dynamic (one compiled model serves every tile shape);
-    an NPU, which needs static shapes, gets one compiled model per tile shape. ``infer``
-    releases the GIL while OpenVINO computes. Raises UnsupportedModelError when the model
-    cannot be converted, ModelError when OpenVINO cannot compile it.
+    Each (output blob, fed blobs) pair is its own graph (``ncnn2onnx.onnx_for`` cuts the
+    converted one: fed blobs become inputs, the layers after the output are left out),
+    compiled on first use; the plain graph is compiled up front, so a model OpenVINO cannot
+    compile fails here. Height and width are dynamic (one compiled graph serves every tile
+    shape); an NPU, which needs static shapes, gets one per tile shape. ``infer`` releases
+    the GIL while OpenVINO computes. Raises UnsupportedModelError when the model cannot be
+    converted, ModelError when OpenVINO cannot compile it.
     """
 
     def __init__(
@@ -164,8 +182,6 @@ class OpenVinoEngine:
         self.precision = choose_precision(spec, device, precision, precise)
         self.work_bytes_per_pixel = max(1, spec.work_bytes_per_pixel // MEMORY_DIVISOR)
         self._lock = threading.Lock()
-        path = onnx_for(spec)
-        core = _core()
         self._config: dict[str, Any] = {
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": self.precision,
@@ -173,71 +189,96 @@ class OpenVinoEngine:
         if device.target.split(".")[0] == "CPU":
             self._config["INFERENCE_NUM_THREADS"] = threads or cpu_threads()
         self._static = device.kind == "npu"
-        self._requests: dict[tuple[int, int], Any] = {}
-        try:
-            self._model = core.read_model(str(path))
-            if not self._static:
-                compiled = core.compile_model(self._model, device.target, self._config)
-                self._requests[(-1, -1)] = compiled.create_infer_request()
-        except RuntimeError as exc:
-            raise ModelError(f"model {spec.name}: OpenVINO cannot compile it ({exc})") from exc
+        #: (output blob, fed blobs, (h, w) or (-1, -1)) -> infer request
+        self._requests: dict[tuple[str, tuple[str, ...], tuple[int, int]], Any] = {}
+        #: (output blob, fed blobs) -> the ONNX graph (read once when shapes are static)
+        self._graphs: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._open = True
+        if not self._static:
+            self._request(spec.output_blob, (), -1, -1)
+        else:
+            self._graph(spec.output_blob, ())  # converts now: a missing layer fails here
         log.info("loaded %s on %s (%s)", spec.name, device.name, self.precision)
 
-    def _request(self, h: int, w: int) -> Any:
-        if not self._static:
-            return self._requests[(-1, -1)]
-        req = self._requests.get((h, w))
-        if req is None:
-            model = self._model.clone()
-            model.reshape([1, 3, h, w])
-            compiled = _core().compile_model(model, self.device.target, self._config)
-            req = self._requests[(h, w)] = compiled.create_infer_request()
+    @property
+    def compiled(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(output blob, fed blobs) of each graph compiled so far (per tile shape on an NPU)."""
+        return [(output, fed) for output, fed, _ in self._requests]
+
+    def _graph(self, output: str, fed: tuple[str, ...]) -> Any:
+        key = (output, fed)
+        if key not in self._graphs:
+            try:
+                path = onnx_for(self.spec, fed=fed, output=output)
+            except ValueError as exc:
+                raise ModelError(f"model {self.spec.name}: {exc}") from exc
+            self._graphs[key] = path
+        return self._graphs[key]
+
+    def _request(self, output: str, fed: tuple[str, ...], h: int, w: int) -> Any:
+        shape = (h, w) if self._static else (-1, -1)
+        req = self._requests.get((output, fed, shape))
+        if req is not None:
+            return req
+        path = self._graph(output, fed)
+        core = _core()
+        try:
+            if self._static:
+                model = core.read_model(str(path))
+                c = 1 if self.spec.channels == 1 else 3
+                model.reshape({self.spec.input_blob: [1, c, h, w]})
+                compiled = core.compile_model(model, self.device.target, self._config)
+            else:
+                compiled = core.compile_model(str(path), self.device.target, self._config)
+        except RuntimeError as exc:
+            raise ModelError(f"model {self.spec.name}: OpenVINO cannot compile it ({exc})") from exc
+        req = self._requests[(output, fed, shape)] = compiled.create_infer_request()
         return req
 
-    def infer(self, x: np.ndarray, feeds: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    def _run(self, x: np.ndarray, blob: str, feeds: Mapping[str, np.ndarray] | None) -> np.ndarray:
+        """The bare net's ``blob`` for input ``x`` (C, h, w), ``feeds`` given: (C', h', w')."""
         if not self._open:
             raise DeviceError("engine is closed")
-        if feeds:  # open_engine gives models that need feeds (shared SE averages) to ncnn
-            raise DeviceError(f"{self.spec.name}: OpenVINO cannot take fed blobs")
+        given = dict(feeds or {})
+        fed = tuple(sorted(given))
         _, h, w = x.shape
-        s = self.spec.scale
-        xc = np.ascontiguousarray(x, dtype=np.float32)[None]
+        inputs: dict[str, np.ndarray] = {
+            self.spec.input_blob: np.ascontiguousarray(x, dtype=np.float32)[None]
+        }
+        for name in fed:  # ncnn's 1-D blob of C values is ONNX's (1, C, 1, 1)
+            value = np.asarray(given[name], dtype=np.float32)
+            inputs[name] = np.ascontiguousarray(value.reshape(1, -1, 1, 1))
         with self._lock:
+            req = self._request(blob, fed, h, w)
+            # a fed blob the output does not depend on is not an input of its graph
+            names = {n for port in req.model_inputs for n in port.get_names()}
             try:
-                req = self._request(h, w)
-                req.infer({0: xc}, share_inputs=True)
+                req.infer({k: v for k, v in inputs.items() if k in names}, share_inputs=True)
                 y = np.array(req.get_output_tensor(0).data[0], dtype=np.float32, copy=True)
             except RuntimeError as exc:
                 raise TileFault(f"OpenVINO inference failed on {self.device.name}: {exc}") from exc
-        if y.shape != (3, h * s, w * s):
-            raise TileFault(f"model gave shape {y.shape} for a {w}x{h} tile; expected x{s}")
         return y
+
+    def infer(self, x: np.ndarray, feeds: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        return model_output(self.spec, x, lambda xin: self._run(xin, self.spec.output_blob, feeds))
+
+    def features(
+        self, x: np.ndarray, blob: str, feeds: Mapping[str, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """An inner blob of the net for window ``x`` (as ``infer`` takes it): (C, h', w')."""
+        vr = self.spec.value_range
+        return self._run(x * np.float32(vr) if vr != 1.0 else x, blob, feeds)
 
     def close(self) -> None:
         self._open = False
         self._requests.clear()
-        self._model = None
+        self._graphs.clear()
 
     def __enter__(self) -> OpenVinoEngine:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _plain(spec: ModelSpec) -> bool:
-    """A model whose window goes in and whose x``scale`` output comes out as it is: what the
-    OpenVINO engine runs. Real-CUGAN and waifu2x (prepadding, value range, one-plane nets,
-    residuals, shared squeeze-and-excitation averages) stay on ncnn's engine, which does that
-    arithmetic."""
-    return (
-        not spec.se_blobs
-        and spec.prepadding == 0
-        and spec.value_range == 1.0
-        and spec.residual is None
-        and spec.channels == 3
-    )
 
 
 def open_engine(
@@ -248,11 +289,6 @@ def open_engine(
     cannot run the model (a layer the converter lacks, a compile error, no OpenVINO)."""
     if device.backend == "ncnn":
         return Engine(spec, device, precise=precise)
-    if not _plain(spec):  # our ncnn engine does its arithmetic (prepadding, SE feeds, ...)
-        if device.backend == "best" or device.target.split(".")[0] == "CPU":
-            log.info("%s needs ncnn's engine (its own arithmetic): ncnn on the CPU", spec.name)
-            return Engine(spec, replace(device, backend="ncnn", target=""), precise=precise)
-        raise UsageError(f"{spec.name} runs on ncnn only: use -d cpu or a Vulkan GPU index")
     target = device
     try:
         if device.backend == "best":
