@@ -6,8 +6,13 @@ cancel, the worker and every front end work unchanged, for every model family: R
 and waifu2x's prepadding, alignment and residual are the same code as on ncnn
 (``engine.model_output``, ``preprocess``), and their tiles share the whole image's
 squeeze-and-excitation averages through ``se_sync`` as on ncnn. It runs the ONNX graph
-``ncnn2onnx`` makes from the same ncnn files (converted once, cached), or a cut of it. :func:`open_engine` is what the pipeline calls: OpenVINO where it
-was asked for and can run the model, else ncnn with one log line.
+``ncnn2onnx`` makes from the same ncnn files (converted once, cached), or a cut of it.
+:func:`open_engine` is what the pipeline calls: OpenVINO where it was asked for and can run
+the model, else ncnn with one log line.
+
+Compiled models are kept by OpenVINO itself (its ``CACHE_DIR``) in
+``<user cache>/upscaler-edge/openvino``, beside the ONNX cache: a later process loads them
+instead of compiling (``docs/eval/openvino.md`` has the times per model).
 
 Precision on the CPU: "fp32", "bf16", or "auto", which is bf16 only on CPUs with native bf16
 (AMX or AVX512-BF16; OpenVINO reports it as the BF16 capability) and only for models whose
@@ -23,6 +28,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,7 +44,7 @@ from .engine import (
 )
 from .errors import DeviceError, ModelError
 from .models import ModelSpec
-from .ncnn2onnx import UnsupportedModelError, onnx_for
+from .ncnn2onnx import UnsupportedModelError, onnx_cache_dir, onnx_for
 
 __all__ = [
     "BF16_VERDICTS",
@@ -46,6 +52,7 @@ __all__ = [
     "Bf16Verdict",
     "OpenVinoEngine",
     "choose_precision",
+    "compiled_cache_dir",
     "open_engine",
     "openvino_devices",
 ]
@@ -93,6 +100,25 @@ def _core() -> Any:
     import openvino as ov
 
     return ov.Core()
+
+
+def compiled_cache_dir() -> Path:
+    """Where OpenVINO keeps compiled models (``CACHE_DIR``): ``<user cache>/upscaler-edge/
+    openvino``, beside the ONNX cache. OpenVINO names each file by a hash of the graph, the
+    device and the settings, so another precision or OpenVINO version gets its own file."""
+    return onnx_cache_dir().parent / "openvino"
+
+
+def _cache_config() -> dict[str, str]:
+    """OpenVINO's CACHE_DIR setting, or none when the folder cannot be made (read-only home):
+    then every process compiles, as without a cache."""
+    folder = compiled_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.info("no cache for compiled models (%s): OpenVINO compiles every time", exc)
+        return {}
+    return {"CACHE_DIR": str(folder)}
 
 
 def _cpu_has_bf16() -> bool:
@@ -150,6 +176,13 @@ def choose_precision(spec: ModelSpec, device: DeviceInfo, asked: str, precise: b
     return "bf16" if verdict is not None and verdict.ok else "f32"
 
 
+def _from_cache(compiled: Any) -> bool:
+    try:
+        return bool(compiled.get_property("LOADED_FROM_CACHE"))
+    except RuntimeError:  # a plugin that does not say
+        return False
+
+
 class OpenVinoEngine:
     """One model compiled by OpenVINO on one device, with the ncnn :class:`Engine`'s contract:
     ``infer`` takes float32 (3, h, w) in [0, 1] and returns (3, (h - 2p) * s, (w - 2p) * s)
@@ -185,6 +218,7 @@ class OpenVinoEngine:
         self._config: dict[str, Any] = {
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": self.precision,
+            **_cache_config(),
         }
         if device.target.split(".")[0] == "CPU":
             self._config["INFERENCE_NUM_THREADS"] = threads or cpu_threads()
@@ -193,12 +227,21 @@ class OpenVinoEngine:
         self._requests: dict[tuple[str, tuple[str, ...], tuple[int, int]], Any] = {}
         #: (output blob, fed blobs) -> the ONNX graph (read once when shapes are static)
         self._graphs: dict[tuple[str, tuple[str, ...]], Any] = {}
+        #: whether the plain graph came from OpenVINO's cache instead of being compiled
+        self.loaded_from_cache = False
         self._open = True
         if not self._static:
-            self._request(spec.output_blob, (), -1, -1)
+            compiled = self._request(spec.output_blob, (), -1, -1).get_compiled_model()
+            self.loaded_from_cache = _from_cache(compiled)
         else:
             self._graph(spec.output_blob, ())  # converts now: a missing layer fails here
-        log.info("loaded %s on %s (%s)", spec.name, device.name, self.precision)
+        log.info(
+            "loaded %s on %s (%s%s)",
+            spec.name,
+            device.name,
+            self.precision,
+            ", from the compiled-model cache" if self.loaded_from_cache else "",
+        )
 
     @property
     def compiled(self) -> list[tuple[str, tuple[str, ...]]]:

@@ -338,3 +338,32 @@ def test_cpu_auto_tiles_are_sized_by_the_engine_memory():
     assert len(ov_tiles) < len(ncnn_tiles)
     assert sum(t.window_pixels for t in ov_tiles) < sum(t.window_pixels for t in ncnn_tiles)
     assert len(fixed) == 16  # a tile size the user gives is honoured exactly
+
+
+def test_compiled_models_are_cached_in_the_user_cache_folder(tmp_path, monkeypatch, photo):
+    """A second engine (as in a later process) loads the compiled model from OpenVINO's
+    cache in the user cache folder and computes the same output; where that folder cannot
+    be made, the engine compiles without a cache."""
+    from upscaler_edge import ncnn2onnx
+
+    onnx_dir = tmp_path / "ue" / "onnx"
+    monkeypatch.setattr(ncnn2onnx, "onnx_cache_dir", lambda: onnx_dir)
+    monkeypatch.setattr(ov_engine, "onnx_cache_dir", lambda: onnx_dir)
+    folder = ov_engine.compiled_cache_dir()
+    assert folder == tmp_path / "ue" / "openvino"  # beside the ONNX cache
+    spec = default_registry().resolve("waifu2x-upconv7-anime-x2")
+    x = as_input(photo[:30, :30])
+    dev = pick_device("cpu-openvino")
+    with OpenVinoEngine(spec, dev, precision="fp32") as first:
+        assert not first.loaded_from_cache
+        want = first.infer(x)
+    assert any(folder.iterdir())
+    with OpenVinoEngine(spec, dev, precision="fp32") as second:
+        assert second.loaded_from_cache
+        assert np.array_equal(second.infer(x), want)
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    monkeypatch.setattr(ov_engine, "onnx_cache_dir", lambda: blocker / "onnx")
+    with OpenVinoEngine(spec, dev, precision="fp32") as third:
+        assert not third.loaded_from_cache
+        assert np.array_equal(third.infer(x), want)
