@@ -62,8 +62,10 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "bf16")
 #: OpenVINO's working memory per input pixel against ncnn's (the manifest's figure): measured
 #: 12.7 KB/px for x4plus in fp32 (7 KB in bf16) against 55 KB, 1.1 KB for the compact net
-#: against 4.5 KB; a third of ncnn's figure keeps ~1.4x headroom and 3x larger CPU tiles,
-#: so less of each tile is context (x4plus reads 48 px around every tile).
+#: against 4.5 KB, Real-CUGAN x2 3.5 KB (2 KB) against 20 KB, waifu2x CUNet 4.8 KB (2.6 KB)
+#: against 16 KB, upconv7 1.6 KB against 10 KB (400x400 windows); a third of ncnn's figure
+#: keeps 1.1-1.9x headroom and 3x larger CPU tiles, so less of each tile is context (x4plus
+#: reads 48 px around every tile) and an SE model has fewer tiles to share averages across.
 MEMORY_DIVISOR = 3
 #: The auto rule's thresholds: bf16 against fp32 on real photos.
 MIN_BF16_PSNR_DB = 50.0
@@ -88,10 +90,46 @@ class Bf16Verdict:
 #: missing here (a user model, a family added later) runs fp32 under "auto".
 BF16_VERDICTS: dict[str, Bf16Verdict] = {
     "realesrgan-x4plus": Bf16Verdict(50.4, 7, "2026-11-27"),  # fp32: 7 steps on chelsea
-    "realesrgan-x4plus-anime": Bf16Verdict(53.8, 5, "2026-11-27"),  # fp32
+    "realesrgan-x4plus-anime": Bf16Verdict(53.8, 5, "2026-11-27"),  # fp32: 5 steps on astronaut
     "realesr-animevideov3-x2": Bf16Verdict(54.0, 3, "2026-11-27"),
     "realesr-animevideov3-x3": Bf16Verdict(53.8, 3, "2026-11-27"),
     "realesr-animevideov3-x4": Bf16Verdict(53.9, 4, "2026-11-27"),
+    "realcugan-se-x2": Bf16Verdict(53.1, 4, "2026-11-27"),
+    "realcugan-se-x2-conservative": Bf16Verdict(54.4, 2, "2026-11-27"),
+    "realcugan-se-x2-denoise1": Bf16Verdict(52.9, 5, "2026-11-27"),  # fp32: 5 steps on astronaut
+    "realcugan-se-x2-denoise2": Bf16Verdict(49.8, 6, "2026-11-27"),  # fp32: 6 steps on coffee
+    "realcugan-se-x2-denoise3": Bf16Verdict(53.3, 5, "2026-11-27"),  # fp32: 5 steps on coffee
+    "realcugan-se-x3": Bf16Verdict(50.6, 6, "2026-11-27"),  # fp32: 6 steps on astronaut
+    "realcugan-se-x3-conservative": Bf16Verdict(50.5, 4, "2026-11-27"),
+    "realcugan-se-x3-denoise3": Bf16Verdict(52.7, 6, "2026-11-27"),  # fp32: 6 steps on astronaut
+    "realcugan-se-x4": Bf16Verdict(52.6, 7, "2026-11-27"),  # fp32: 7 steps on coffee
+    "realcugan-se-x4-conservative": Bf16Verdict(55.8, 3, "2026-11-27"),
+    "realcugan-se-x4-denoise3": Bf16Verdict(51.8, 7, "2026-11-27"),  # fp32: 7 steps on astronaut
+    "realcugan-pro-x2": Bf16Verdict(48.9, 9, "2026-11-27"),  # fp32: 9 steps on astronaut
+    "realcugan-pro-x2-conservative": Bf16Verdict(50.2, 4, "2026-11-27"),
+    "realcugan-pro-x2-denoise3": Bf16Verdict(47.5, 9, "2026-11-27"),  # fp32: 9 steps on coffee
+    "realcugan-pro-x3": Bf16Verdict(48.1, 12, "2026-11-27"),  # fp32: 12 steps on coffee
+    "realcugan-pro-x3-conservative": Bf16Verdict(47.7, 5, "2026-11-27"),  # fp32: 5 steps on coffee
+    "realcugan-pro-x3-denoise3": Bf16Verdict(50.3, 9, "2026-11-27"),  # fp32: 9 steps on astronaut
+    "waifu2x-cunet-x2": Bf16Verdict(52.7, 2, "2026-11-27"),
+    "waifu2x-cunet-x2-denoise0": Bf16Verdict(52.4, 4, "2026-11-27"),
+    "waifu2x-cunet-x2-denoise1": Bf16Verdict(52.9, 4, "2026-11-27"),
+    "waifu2x-cunet-x2-denoise2": Bf16Verdict(52.4, 4, "2026-11-27"),
+    "waifu2x-cunet-x2-denoise3": Bf16Verdict(52.2, 4, "2026-11-27"),
+    "waifu2x-cunet-x1-denoise0": Bf16Verdict(51.3, 3, "2026-11-27"),
+    "waifu2x-cunet-x1-denoise1": Bf16Verdict(51.9, 3, "2026-11-27"),
+    "waifu2x-cunet-x1-denoise2": Bf16Verdict(53.6, 2, "2026-11-27"),
+    "waifu2x-cunet-x1-denoise3": Bf16Verdict(55.0, 2, "2026-11-27"),
+    "waifu2x-upconv7-anime-x2": Bf16Verdict(53.2, 3, "2026-11-27"),
+    "waifu2x-upconv7-anime-x2-denoise0": Bf16Verdict(52.7, 2, "2026-11-27"),
+    "waifu2x-upconv7-anime-x2-denoise1": Bf16Verdict(53.3, 2, "2026-11-27"),
+    "waifu2x-upconv7-anime-x2-denoise2": Bf16Verdict(53.5, 3, "2026-11-27"),
+    "waifu2x-upconv7-anime-x2-denoise3": Bf16Verdict(52.9, 2, "2026-11-27"),
+    "waifu2x-upconv7-photo-x2": Bf16Verdict(51.4, 3, "2026-11-27"),
+    "waifu2x-upconv7-photo-x2-denoise0": Bf16Verdict(53.5, 2, "2026-11-27"),
+    "waifu2x-upconv7-photo-x2-denoise1": Bf16Verdict(53.4, 3, "2026-11-27"),
+    "waifu2x-upconv7-photo-x2-denoise2": Bf16Verdict(50.9, 3, "2026-11-27"),
+    "waifu2x-upconv7-photo-x2-denoise3": Bf16Verdict(50.7, 3, "2026-11-27"),
 }
 
 
