@@ -24,7 +24,7 @@ import re
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -41,6 +41,7 @@ __all__ = [
     "TileFault",
     "cpu_threads",
     "list_devices",
+    "model_output",
     "openvino_installed",
     "pick_device",
     "pick_devices",
@@ -95,6 +96,10 @@ class TileEngine(Protocol):
     work_bytes_per_pixel: int
 
     def infer(self, x: np.ndarray, feeds: Mapping[str, np.ndarray] | None = None) -> np.ndarray: ...
+
+    def features(
+        self, x: np.ndarray, blob: str, feeds: Mapping[str, np.ndarray] | None = None
+    ) -> np.ndarray: ...
 
     def close(self) -> None: ...
 
@@ -341,6 +346,34 @@ def _pick_openvino(device: str) -> DeviceInfo:
     raise UsageError(f"OpenVINO has no device {device!r}; it has: {known}")
 
 
+def model_output(
+    spec: ModelSpec, x: np.ndarray, run: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """A model's output for window ``x`` (float32 (3, h, w) in [0, 1]) where ``run`` computes
+    the bare net's output blob for its input: scales to the model's value range, runs a
+    one-plane net once per colour, checks the shape ((3, (h - 2p) * s, (w - 2p) * s), p the
+    model's ``prepadding``) and adds the residual. Shared by every engine, so the models'
+    arithmetic is the same on each backend. TileFault when the net gives another shape."""
+    _, h, w = x.shape
+    p, s = spec.prepadding, spec.scale
+    vr = spec.value_range
+    xin = x * np.float32(vr) if vr != 1.0 else x
+    planes = [xin[c : c + 1] for c in range(3)] if spec.channels == 1 else [xin]
+    y = run(xin) if len(planes) == 1 else np.concatenate([run(plane) for plane in planes])
+    want = (3, (h - 2 * p) * s, (w - 2 * p) * s)
+    if y.shape != want:
+        raise TileFault(
+            f"model gave shape {y.shape} for a {w}x{h} window; expected {want} "
+            f"(x{s}, prepadding {p})"
+        )
+    if vr != 1.0:
+        y *= np.float32(1.0 / vr)
+    if spec.residual == "nearest":
+        core = x[:, p : h - p, p : w - p]
+        y += core.repeat(s, axis=1).repeat(s, axis=2)
+    return y
+
+
 class Engine:
     """One loaded ``ncnn.Net`` on one device.
 
@@ -403,29 +436,7 @@ class Engine:
         ``prepadding`` and s its scale. ``feeds`` are blobs given instead of computed (the
         shared squeeze-and-excitation values of a tiled run). The model's value range, one-
         plane nets and residual output are handled here (see ModelSpec)."""
-        spec = self.spec
-        _, h, w = x.shape
-        p, s = spec.prepadding, spec.scale
-        vr = spec.value_range
-        xin = x * np.float32(vr) if vr != 1.0 else x
-        if spec.channels == 1:
-            y = np.concatenate(
-                [self._run(xin[c : c + 1], spec.output_blob, feeds) for c in range(3)]
-            )
-        else:
-            y = self._run(xin, spec.output_blob, feeds)
-        want = (3, (h - 2 * p) * s, (w - 2 * p) * s)
-        if y.shape != want:
-            raise TileFault(
-                f"model gave shape {y.shape} for a {w}x{h} window; expected {want} "
-                f"(x{s}, prepadding {p})"
-            )
-        if vr != 1.0:
-            y *= np.float32(1.0 / vr)
-        if spec.residual == "nearest":
-            core = x[:, p : h - p, p : w - p]
-            y += core.repeat(s, axis=1).repeat(s, axis=2)
-        return y
+        return model_output(self.spec, x, lambda xin: self._run(xin, self.spec.output_blob, feeds))
 
     def features(
         self, x: np.ndarray, blob: str, feeds: Mapping[str, np.ndarray] | None = None

@@ -15,7 +15,10 @@ dynamic height and width, input and output named as the ncnn blobs are. Layer ty
 back to ncnn.
 
 :func:`onnx_for` converts a model once and keeps the result in the user cache folder, keyed
-by the sha256 of both files (and this converter's version).
+by the sha256 of both files (and this converter's version). With ``fed`` and ``output`` it
+gives a cut of that graph (:func:`subgraph`): some blobs become inputs instead of being
+computed (the shared squeeze-and-excitation averages of a tiled run), and the graph ends at
+another blob (the feature map a global pool averages), keeping only the layers it needs.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +48,7 @@ __all__ = [
     "onnx_cache_dir",
     "onnx_for",
     "parse_param",
+    "subgraph",
 ]
 
 log = logging.getLogger(__name__)
@@ -611,12 +615,86 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def onnx_for(spec: ModelSpec, cache_dir: Path | None = None) -> Path:
+def split_aliases(layers: Sequence[NcnnLayer]) -> dict[str, str]:
+    """ncnn blob -> the ONNX value it is in the converted graph: the outputs of ncnn's Split
+    layers are their input's value (the converter makes no node for them)."""
+    alias: dict[str, str] = {}
+    for layer in layers:
+        if layer.type == "Split" and layer.bottoms:
+            source = alias.get(layer.bottoms[0], layer.bottoms[0])
+            for top in layer.tops:
+                alias[top] = source
+    return alias
+
+
+def subgraph(model: onnx.ModelProto, fed: Sequence[str], output: str) -> onnx.ModelProto:
+    """``model`` cut so that the values in ``fed`` are graph inputs (their producing nodes
+    dropped, shapes from ONNX shape inference: a global pool's (1, C, 1, 1)) and ``output``
+    is the only output; nodes, initialisers and fed inputs that ``output`` does not need are
+    left out. ValueError when a name is not a value of the graph or ``output`` is fed."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = model.graph
+    producers = {out: node for node in g.node for out in node.output}
+    known = set(producers) | {i.name for i in g.input}
+    for name in (*fed, output):
+        if name not in known:
+            raise ValueError(f"{name!r} is not a value of the graph")
+    if output in fed:
+        raise ValueError(f"{output!r} cannot be both fed and the output")
+    stops = set(fed) | {i.name for i in g.input} | {i.name for i in g.initializer}
+    keep: set[int] = set()
+    used_fed: set[str] = set()
+    stack = [output]
+    while stack:
+        name = stack.pop()
+        if name in stops:
+            if name in fed:
+                used_fed.add(name)
+            continue
+        node = producers.get(name)
+        if node is None or id(node) in keep:
+            continue
+        keep.add(id(node))
+        stack.extend(i for i in node.input if i)
+    nodes = [n for n in g.node if id(n) in keep]
+    needed = {i for n in nodes for i in n.input}
+    inits = [t for t in g.initializer if t.name in needed]
+    shapes: dict[str, Any] = {}
+    if used_fed:
+        inferred = onnx.shape_inference.infer_shapes(model).graph
+        shapes = {v.name: v for v in inferred.value_info}
+    inputs = [i for i in g.input if i.name in needed]
+    for name in fed:  # in the caller's order
+        if name in used_fed:
+            info = shapes.get(name)
+            if info is None:
+                raise ValueError(f"the shape of {name!r} is unknown")
+            inputs.append(info)
+    out_info = helper.make_tensor_value_info(output, TensorProto.FLOAT, [1, None, None, None])
+    graph = helper.make_graph(nodes, f"{g.name}-cut", inputs, [out_info], inits)
+    cut = helper.make_model(graph, opset_imports=list(model.opset_import))
+    cut.ir_version = model.ir_version
+    cut.producer_name, cut.producer_version = model.producer_name, model.producer_version
+    onnx.checker.check_model(cut)
+    return cut
+
+
+def onnx_for(
+    spec: ModelSpec,
+    cache_dir: Path | None = None,
+    *,
+    fed: Sequence[str] = (),
+    output: str | None = None,
+) -> Path:
     """The ONNX file for ``spec``, converted on first use and cached by both files' sha256.
 
-    Hashes the manifest states are trusted (``verify_model`` checks them before an engine
-    loads); a user model's files are hashed here, so an edited one never reuses a stale
-    graph. Raises UnsupportedModelError when it cannot convert.
+    ``fed`` (ncnn blobs given as inputs) and ``output`` (the ncnn blob to end at, by default
+    the model's output) give a cut of the graph (:func:`subgraph`), cached beside it. Hashes
+    the manifest states are trusted (``verify_model`` checks them before an engine loads); a
+    user model's files are hashed here, so an edited one never reuses a stale graph. Raises
+    UnsupportedModelError when it cannot convert, ValueError for a blob the graph lacks.
     """
     param_sha = spec.param_sha256 or _sha256(spec.param_path)
     bin_sha = spec.bin_sha256 or _sha256(spec.bin_path)
@@ -625,17 +703,37 @@ def onnx_for(spec: ModelSpec, cache_dir: Path | None = None) -> Path:
     ).hexdigest()[:32]
     folder = cache_dir or onnx_cache_dir()
     path = folder / f"{spec.name}-{key}.onnx"
-    if path.is_file():
+    if not path.is_file():
+        model = convert(
+            spec.param_path.read_text(encoding="utf-8", errors="replace"),
+            spec.bin_path.read_bytes(),
+            spec.input_blob,
+            spec.output_blob,
+        )
+        _write(path, model.SerializeToString())
+        log.info("converted %s to ONNX (%s)", spec.name, path)
+    output = output or spec.output_blob
+    if not fed and output == spec.output_blob:
         return path
-    model = convert(
-        spec.param_path.read_text(encoding="utf-8", errors="replace"),
-        spec.bin_path.read_bytes(),
-        spec.input_blob,
-        spec.output_blob,
+    cut_key = hashlib.sha256(f"{key}:{','.join(fed)}:{output}".encode()).hexdigest()[:16]
+    cut_path = folder / f"{spec.name}-{key}-cut-{cut_key}.onnx"
+    if cut_path.is_file():
+        return cut_path
+    import onnx
+
+    alias = split_aliases(
+        parse_param(spec.param_path.read_text(encoding="utf-8", errors="replace"))
     )
-    folder.mkdir(parents=True, exist_ok=True)
+    whole = onnx.load(str(path))
+    cut = subgraph(whole, [alias.get(b, b) for b in fed], alias.get(output, output))
+    _write(cut_path, cut.SerializeToString())
+    log.debug("cut %s's graph: %s fed, output %s (%s)", spec.name, list(fed), output, cut_path)
+    return cut_path
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically (another process may read the cache)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(model.SerializeToString())
+    tmp.write_bytes(data)
     os.replace(tmp, path)
-    log.info("converted %s to ONNX (%s)", spec.name, path)
-    return path

@@ -1,10 +1,18 @@
 """The only module that imports OpenVINO: its devices, one compiled model, one tile in and out.
 
-:class:`OpenVinoEngine` has the ncnn engine's interface (``infer``, ``close``, ``spec``,
-``device``, ``precise``), so tiling, TTA, alpha, progress, cancel, the worker and every front
-end work unchanged. It runs the ONNX graph ``ncnn2onnx`` makes from the same ncnn files
-(converted once, cached). :func:`open_engine` is what the pipeline calls: OpenVINO where it
-was asked for and can run the model, else ncnn with one log line.
+:class:`OpenVinoEngine` has the ncnn engine's interface (``infer`` with fed blobs,
+``features``, ``close``, ``spec``, ``device``, ``precise``), so tiling, TTA, alpha, progress,
+cancel, the worker and every front end work unchanged, for every model family: Real-CUGAN's
+and waifu2x's prepadding, alignment and residual are the same code as on ncnn
+(``engine.model_output``, ``preprocess``), and their tiles share the whole image's
+squeeze-and-excitation averages through ``se_sync`` as on ncnn. It runs the ONNX graph
+``ncnn2onnx`` makes from the same ncnn files (converted once, cached), or a cut of it.
+:func:`open_engine` is what the pipeline calls: OpenVINO where it was asked for and can run
+the model, else ncnn with one log line.
+
+Compiled models are kept by OpenVINO itself (its ``CACHE_DIR``) in
+``<user cache>/upscaler-edge/openvino``, beside the ONNX cache: a later process loads them
+instead of compiling (``docs/eval/openvino.md`` has the times per model).
 
 Precision on the CPU: "fp32", "bf16", or "auto", which is bf16 only on CPUs with native bf16
 (AMX or AVX512-BF16; OpenVINO reports it as the BF16 capability) and only for models whose
@@ -20,14 +28,23 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .engine import DeviceInfo, Engine, TileEngine, TileFault, _cpu_name, cpu_threads
-from .errors import DeviceError, ModelError, UsageError
+from .engine import (
+    DeviceInfo,
+    Engine,
+    TileEngine,
+    TileFault,
+    _cpu_name,
+    cpu_threads,
+    model_output,
+)
+from .errors import DeviceError, ModelError
 from .models import ModelSpec
-from .ncnn2onnx import UnsupportedModelError, onnx_for
+from .ncnn2onnx import UnsupportedModelError, onnx_cache_dir, onnx_for
 
 __all__ = [
     "BF16_VERDICTS",
@@ -35,6 +52,7 @@ __all__ = [
     "Bf16Verdict",
     "OpenVinoEngine",
     "choose_precision",
+    "compiled_cache_dir",
     "open_engine",
     "openvino_devices",
 ]
@@ -44,8 +62,10 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "bf16")
 #: OpenVINO's working memory per input pixel against ncnn's (the manifest's figure): measured
 #: 12.7 KB/px for x4plus in fp32 (7 KB in bf16) against 55 KB, 1.1 KB for the compact net
-#: against 4.5 KB; a third of ncnn's figure keeps ~1.4x headroom and 3x larger CPU tiles,
-#: so less of each tile is context (x4plus reads 48 px around every tile).
+#: against 4.5 KB, Real-CUGAN x2 3.5 KB (2 KB) against 20 KB, waifu2x CUNet 4.8 KB (2.6 KB)
+#: against 16 KB, upconv7 1.6 KB against 10 KB (400x400 windows); a third of ncnn's figure
+#: keeps 1.1-1.9x headroom and 3x larger CPU tiles, so less of each tile is context (x4plus
+#: reads 48 px around every tile) and an SE model has fewer tiles to share averages across.
 MEMORY_DIVISOR = 3
 #: The auto rule's thresholds: bf16 against fp32 on real photos.
 MIN_BF16_PSNR_DB = 50.0
@@ -70,10 +90,46 @@ class Bf16Verdict:
 #: missing here (a user model, a family added later) runs fp32 under "auto".
 BF16_VERDICTS: dict[str, Bf16Verdict] = {
     "realesrgan-x4plus": Bf16Verdict(50.4, 7, "2026-11-27"),  # fp32: 7 steps on chelsea
-    "realesrgan-x4plus-anime": Bf16Verdict(53.8, 5, "2026-11-27"),  # fp32
+    "realesrgan-x4plus-anime": Bf16Verdict(53.8, 5, "2026-11-27"),  # fp32: 5 steps on astronaut
     "realesr-animevideov3-x2": Bf16Verdict(54.0, 3, "2026-11-27"),
     "realesr-animevideov3-x3": Bf16Verdict(53.8, 3, "2026-11-27"),
     "realesr-animevideov3-x4": Bf16Verdict(53.9, 4, "2026-11-27"),
+    "realcugan-se-x2": Bf16Verdict(53.1, 4, "2026-11-27"),
+    "realcugan-se-x2-conservative": Bf16Verdict(54.4, 2, "2026-11-27"),
+    "realcugan-se-x2-denoise1": Bf16Verdict(52.9, 5, "2026-11-27"),  # fp32: 5 steps on astronaut
+    "realcugan-se-x2-denoise2": Bf16Verdict(49.8, 6, "2026-11-27"),  # fp32: 6 steps on coffee
+    "realcugan-se-x2-denoise3": Bf16Verdict(53.3, 5, "2026-11-27"),  # fp32: 5 steps on coffee
+    "realcugan-se-x3": Bf16Verdict(50.6, 6, "2026-11-27"),  # fp32: 6 steps on astronaut
+    "realcugan-se-x3-conservative": Bf16Verdict(50.5, 4, "2026-11-27"),
+    "realcugan-se-x3-denoise3": Bf16Verdict(52.7, 6, "2026-11-27"),  # fp32: 6 steps on astronaut
+    "realcugan-se-x4": Bf16Verdict(52.6, 7, "2026-11-27"),  # fp32: 7 steps on coffee
+    "realcugan-se-x4-conservative": Bf16Verdict(55.8, 3, "2026-11-27"),
+    "realcugan-se-x4-denoise3": Bf16Verdict(51.8, 7, "2026-11-27"),  # fp32: 7 steps on astronaut
+    "realcugan-pro-x2": Bf16Verdict(48.9, 9, "2026-11-27"),  # fp32: 9 steps on astronaut
+    "realcugan-pro-x2-conservative": Bf16Verdict(50.2, 4, "2026-11-27"),
+    "realcugan-pro-x2-denoise3": Bf16Verdict(47.5, 9, "2026-11-27"),  # fp32: 9 steps on coffee
+    "realcugan-pro-x3": Bf16Verdict(48.1, 12, "2026-11-27"),  # fp32: 12 steps on coffee
+    "realcugan-pro-x3-conservative": Bf16Verdict(47.7, 5, "2026-11-27"),  # fp32: 5 steps on coffee
+    "realcugan-pro-x3-denoise3": Bf16Verdict(50.3, 9, "2026-11-27"),  # fp32: 9 steps on astronaut
+    "waifu2x-cunet-x2": Bf16Verdict(52.7, 2, "2026-11-27"),
+    "waifu2x-cunet-x2-denoise0": Bf16Verdict(52.4, 4, "2026-11-27"),
+    "waifu2x-cunet-x2-denoise1": Bf16Verdict(52.9, 4, "2026-11-27"),
+    "waifu2x-cunet-x2-denoise2": Bf16Verdict(52.4, 4, "2026-11-27"),
+    "waifu2x-cunet-x2-denoise3": Bf16Verdict(52.2, 4, "2026-11-27"),
+    "waifu2x-cunet-x1-denoise0": Bf16Verdict(51.3, 3, "2026-11-27"),
+    "waifu2x-cunet-x1-denoise1": Bf16Verdict(51.9, 3, "2026-11-27"),
+    "waifu2x-cunet-x1-denoise2": Bf16Verdict(53.6, 2, "2026-11-27"),
+    "waifu2x-cunet-x1-denoise3": Bf16Verdict(55.0, 2, "2026-11-27"),
+    "waifu2x-upconv7-anime-x2": Bf16Verdict(53.2, 3, "2026-11-27"),
+    "waifu2x-upconv7-anime-x2-denoise0": Bf16Verdict(52.7, 2, "2026-11-27"),
+    "waifu2x-upconv7-anime-x2-denoise1": Bf16Verdict(53.3, 2, "2026-11-27"),
+    "waifu2x-upconv7-anime-x2-denoise2": Bf16Verdict(53.5, 3, "2026-11-27"),
+    "waifu2x-upconv7-anime-x2-denoise3": Bf16Verdict(52.9, 2, "2026-11-27"),
+    "waifu2x-upconv7-photo-x2": Bf16Verdict(51.4, 3, "2026-11-27"),
+    "waifu2x-upconv7-photo-x2-denoise0": Bf16Verdict(53.5, 2, "2026-11-27"),
+    "waifu2x-upconv7-photo-x2-denoise1": Bf16Verdict(53.4, 3, "2026-11-27"),
+    "waifu2x-upconv7-photo-x2-denoise2": Bf16Verdict(50.9, 3, "2026-11-27"),
+    "waifu2x-upconv7-photo-x2-denoise3": Bf16Verdict(50.7, 3, "2026-11-27"),
 }
 
 
@@ -82,6 +138,25 @@ def _core() -> Any:
     import openvino as ov
 
     return ov.Core()
+
+
+def compiled_cache_dir() -> Path:
+    """Where OpenVINO keeps compiled models (``CACHE_DIR``): ``<user cache>/upscaler-edge/
+    openvino``, beside the ONNX cache. OpenVINO names each file by a hash of the graph, the
+    device and the settings, so another precision or OpenVINO version gets its own file."""
+    return onnx_cache_dir().parent / "openvino"
+
+
+def _cache_config() -> dict[str, str]:
+    """OpenVINO's CACHE_DIR setting, or none when the folder cannot be made (read-only home):
+    then every process compiles, as without a cache."""
+    folder = compiled_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.info("no cache for compiled models (%s): OpenVINO compiles every time", exc)
+        return {}
+    return {"CACHE_DIR": str(folder)}
 
 
 def _cpu_has_bf16() -> bool:
@@ -139,14 +214,28 @@ def choose_precision(spec: ModelSpec, device: DeviceInfo, asked: str, precise: b
     return "bf16" if verdict is not None and verdict.ok else "f32"
 
 
-class OpenVinoEngine:
-    """One compiled OpenVINO model on one device, with the ncnn :class:`Engine`'s contract:
-    ``infer`` takes float32 (3, h, w) in [0, 1] and returns (3, h*s, w*s) float32, unclipped.
+def _from_cache(compiled: Any) -> bool:
+    try:
+        return bool(compiled.get_property("LOADED_FROM_CACHE"))
+    except RuntimeError:  # a plugin that does not say
+        return False
 
-    The input's height and width are dynamic (one compiled model serves every tile shape);
-    an NPU, which needs static shapes, gets one compiled model per tile shape. ``infer``
-    releases the GIL while OpenVINO computes. Raises UnsupportedModelError when the model
-    cannot be converted, ModelError when OpenVINO cannot compile it.
+
+class OpenVinoEngine:
+    """One model compiled by OpenVINO on one device, with the ncnn :class:`Engine`'s contract:
+    ``infer`` takes float32 (3, h, w) in [0, 1] and returns (3, (h - 2p) * s, (w - 2p) * s)
+    float32, unclipped (p: the model's prepadding); ``feeds`` are blobs given instead of
+    computed (the shared squeeze-and-excitation averages of a tiled run); ``features`` gives
+    an inner blob (the feature map a pool averages). The models' arithmetic around the net
+    (value range, one-plane nets, residual) is ``engine.model_output``, shared with ncnn.
+
+    Each (output blob, fed blobs) pair is its own graph (``ncnn2onnx.onnx_for`` cuts the
+    converted one: fed blobs become inputs, the layers after the output are left out),
+    compiled on first use; the plain graph is compiled up front, so a model OpenVINO cannot
+    compile fails here. Height and width are dynamic (one compiled graph serves every tile
+    shape); an NPU, which needs static shapes, gets one per tile shape. ``infer`` releases
+    the GIL while OpenVINO computes. Raises UnsupportedModelError when the model cannot be
+    converted, ModelError when OpenVINO cannot compile it.
     """
 
     def __init__(
@@ -164,80 +253,113 @@ class OpenVinoEngine:
         self.precision = choose_precision(spec, device, precision, precise)
         self.work_bytes_per_pixel = max(1, spec.work_bytes_per_pixel // MEMORY_DIVISOR)
         self._lock = threading.Lock()
-        path = onnx_for(spec)
-        core = _core()
         self._config: dict[str, Any] = {
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": self.precision,
+            **_cache_config(),
         }
         if device.target.split(".")[0] == "CPU":
             self._config["INFERENCE_NUM_THREADS"] = threads or cpu_threads()
         self._static = device.kind == "npu"
-        self._requests: dict[tuple[int, int], Any] = {}
-        try:
-            self._model = core.read_model(str(path))
-            if not self._static:
-                compiled = core.compile_model(self._model, device.target, self._config)
-                self._requests[(-1, -1)] = compiled.create_infer_request()
-        except RuntimeError as exc:
-            raise ModelError(f"model {spec.name}: OpenVINO cannot compile it ({exc})") from exc
+        #: (output blob, fed blobs, (h, w) or (-1, -1)) -> infer request
+        self._requests: dict[tuple[str, tuple[str, ...], tuple[int, int]], Any] = {}
+        #: (output blob, fed blobs) -> the ONNX graph (read once when shapes are static)
+        self._graphs: dict[tuple[str, tuple[str, ...]], Any] = {}
+        #: whether the plain graph came from OpenVINO's cache instead of being compiled
+        self.loaded_from_cache = False
         self._open = True
-        log.info("loaded %s on %s (%s)", spec.name, device.name, self.precision)
-
-    def _request(self, h: int, w: int) -> Any:
         if not self._static:
-            return self._requests[(-1, -1)]
-        req = self._requests.get((h, w))
-        if req is None:
-            model = self._model.clone()
-            model.reshape([1, 3, h, w])
-            compiled = _core().compile_model(model, self.device.target, self._config)
-            req = self._requests[(h, w)] = compiled.create_infer_request()
+            compiled = self._request(spec.output_blob, (), -1, -1).get_compiled_model()
+            self.loaded_from_cache = _from_cache(compiled)
+        else:
+            self._graph(spec.output_blob, ())  # converts now: a missing layer fails here
+        log.info(
+            "loaded %s on %s (%s%s)",
+            spec.name,
+            device.name,
+            self.precision,
+            ", from the compiled-model cache" if self.loaded_from_cache else "",
+        )
+
+    @property
+    def compiled(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(output blob, fed blobs) of each graph compiled so far (per tile shape on an NPU)."""
+        return [(output, fed) for output, fed, _ in self._requests]
+
+    def _graph(self, output: str, fed: tuple[str, ...]) -> Any:
+        key = (output, fed)
+        if key not in self._graphs:
+            try:
+                path = onnx_for(self.spec, fed=fed, output=output)
+            except ValueError as exc:
+                raise ModelError(f"model {self.spec.name}: {exc}") from exc
+            self._graphs[key] = path
+        return self._graphs[key]
+
+    def _request(self, output: str, fed: tuple[str, ...], h: int, w: int) -> Any:
+        shape = (h, w) if self._static else (-1, -1)
+        req = self._requests.get((output, fed, shape))
+        if req is not None:
+            return req
+        path = self._graph(output, fed)
+        core = _core()
+        try:
+            if self._static:
+                model = core.read_model(str(path))
+                c = 1 if self.spec.channels == 1 else 3
+                model.reshape({self.spec.input_blob: [1, c, h, w]})
+                compiled = core.compile_model(model, self.device.target, self._config)
+            else:
+                compiled = core.compile_model(str(path), self.device.target, self._config)
+        except RuntimeError as exc:
+            raise ModelError(f"model {self.spec.name}: OpenVINO cannot compile it ({exc})") from exc
+        req = self._requests[(output, fed, shape)] = compiled.create_infer_request()
         return req
 
-    def infer(self, x: np.ndarray, feeds: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    def _run(self, x: np.ndarray, blob: str, feeds: Mapping[str, np.ndarray] | None) -> np.ndarray:
+        """The bare net's ``blob`` for input ``x`` (C, h, w), ``feeds`` given: (C', h', w')."""
         if not self._open:
             raise DeviceError("engine is closed")
-        if feeds:  # open_engine gives models that need feeds (shared SE averages) to ncnn
-            raise DeviceError(f"{self.spec.name}: OpenVINO cannot take fed blobs")
+        given = dict(feeds or {})
+        fed = tuple(sorted(given))
         _, h, w = x.shape
-        s = self.spec.scale
-        xc = np.ascontiguousarray(x, dtype=np.float32)[None]
+        inputs: dict[str, np.ndarray] = {
+            self.spec.input_blob: np.ascontiguousarray(x, dtype=np.float32)[None]
+        }
+        for name in fed:  # ncnn's 1-D blob of C values is ONNX's (1, C, 1, 1)
+            value = np.asarray(given[name], dtype=np.float32)
+            inputs[name] = np.ascontiguousarray(value.reshape(1, -1, 1, 1))
         with self._lock:
+            req = self._request(blob, fed, h, w)
+            # a fed blob the output does not depend on is not an input of its graph
+            names = {n for port in req.model_inputs for n in port.get_names()}
             try:
-                req = self._request(h, w)
-                req.infer({0: xc}, share_inputs=True)
+                req.infer({k: v for k, v in inputs.items() if k in names}, share_inputs=True)
                 y = np.array(req.get_output_tensor(0).data[0], dtype=np.float32, copy=True)
             except RuntimeError as exc:
                 raise TileFault(f"OpenVINO inference failed on {self.device.name}: {exc}") from exc
-        if y.shape != (3, h * s, w * s):
-            raise TileFault(f"model gave shape {y.shape} for a {w}x{h} tile; expected x{s}")
         return y
+
+    def infer(self, x: np.ndarray, feeds: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        return model_output(self.spec, x, lambda xin: self._run(xin, self.spec.output_blob, feeds))
+
+    def features(
+        self, x: np.ndarray, blob: str, feeds: Mapping[str, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """An inner blob of the net for window ``x`` (as ``infer`` takes it): (C, h', w')."""
+        vr = self.spec.value_range
+        return self._run(x * np.float32(vr) if vr != 1.0 else x, blob, feeds)
 
     def close(self) -> None:
         self._open = False
         self._requests.clear()
-        self._model = None
+        self._graphs.clear()
 
     def __enter__(self) -> OpenVinoEngine:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _plain(spec: ModelSpec) -> bool:
-    """A model whose window goes in and whose x``scale`` output comes out as it is: what the
-    OpenVINO engine runs. Real-CUGAN and waifu2x (prepadding, value range, one-plane nets,
-    residuals, shared squeeze-and-excitation averages) stay on ncnn's engine, which does that
-    arithmetic."""
-    return (
-        not spec.se_blobs
-        and spec.prepadding == 0
-        and spec.value_range == 1.0
-        and spec.residual is None
-        and spec.channels == 3
-    )
 
 
 def open_engine(
@@ -248,11 +370,6 @@ def open_engine(
     cannot run the model (a layer the converter lacks, a compile error, no OpenVINO)."""
     if device.backend == "ncnn":
         return Engine(spec, device, precise=precise)
-    if not _plain(spec):  # our ncnn engine does its arithmetic (prepadding, SE feeds, ...)
-        if device.backend == "best" or device.target.split(".")[0] == "CPU":
-            log.info("%s needs ncnn's engine (its own arithmetic): ncnn on the CPU", spec.name)
-            return Engine(spec, replace(device, backend="ncnn", target=""), precise=precise)
-        raise UsageError(f"{spec.name} runs on ncnn only: use -d cpu or a Vulkan GPU index")
     target = device
     try:
         if device.backend == "best":

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from . import imageio, se_sync
-from .engine import DeviceInfo, Engine, TileEngine, TileFault, pick_device, pick_devices
+from .engine import DeviceInfo, TileEngine, TileFault, pick_device, pick_devices
 from .errors import Cancelled, DeviceError, ImageTooLargeError, UpscalerError
 from .imageio import Frame, Picture
 from .models import ModelSpec, Registry, default_registry, verify_model
@@ -475,15 +475,13 @@ class Upscaler:
             job.step()
 
         transforms = range(8) if tta else (0,)
-        assert isinstance(eng, Engine)  # ov_engine.open_engine gives SE models ncnn's engine
         try:
             return se_sync.shared_means(eng.features, src, tiles, spec, maxval, transforms, step)
         except TileFault as fault:
             if not eng.device.is_gpu:
                 raise DeviceError(f"inference failed: {fault}") from fault
             log.warning("%s; computing the shared averages on the CPU", fault)
-            cpu = self.engine_for(spec, pick_device("cpu-ncnn"))
-            assert isinstance(cpu, Engine)
+            cpu = self.engine_for(spec, pick_device("cpu"))
             return se_sync.shared_means(cpu.features, src, tiles, spec, maxval, transforms)
 
     # -- pictures ------------------------------------------------------------------------

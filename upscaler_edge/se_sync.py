@@ -64,16 +64,32 @@ _geometries: dict[tuple[str, str], tuple[Fraction, Fraction]] = {}
 
 def _geometry(features: Features, spec: ModelSpec, blob: str) -> tuple[Fraction, Fraction]:
     """(r, c) with the blob's side = r * n - c for an aligned window side n (probed once per
-    model on two small black windows)."""
+    model on two small black windows). The probes of later pools are fed the earlier pools'
+    values of the same window (what the net computes itself), so they run the same graphs
+    as the real passes: an engine that compiles one graph per set of fed blobs compiles no
+    extra one for the probe."""
     key = (str(spec.param_path), blob)
     if key not in _geometries:
         step = 4 * spec.align
         n1 = -(-(2 * spec.prepadding + 64) // step) * step
         n2 = n1 + step
-        f1 = features(np.zeros((3, n1, n1), np.float32), blob, {}).shape[-1]
-        f2 = features(np.zeros((3, n2, n2), np.float32), blob, {}).shape[-1]
-        r = Fraction(f2 - f1, n2 - n1)
-        _geometries[key] = (r, r * n1 - f1)
+        pools = _pool_inputs(spec.param_path)
+        fed: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = ({}, {})
+        for se_blob in spec.se_blobs:
+            pooled = pools.get(se_blob)
+            if pooled is None:
+                break
+            maps = [
+                features(np.zeros((3, n, n), np.float32), pooled, feeds)
+                for n, feeds in zip((n1, n2), fed, strict=True)
+            ]
+            f1, f2 = maps[0].shape[-1], maps[1].shape[-1]
+            r = Fraction(f2 - f1, n2 - n1)
+            _geometries[(str(spec.param_path), pooled)] = (r, r * n1 - f1)
+            for feeds, f in zip(fed, maps, strict=True):
+                feeds[se_blob] = f.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
+        if key not in _geometries:
+            raise ValueError(f"model {spec.name}: {blob!r} is not a pool's input")
     return _geometries[key]
 
 

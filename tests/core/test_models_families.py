@@ -1,7 +1,10 @@
 """Real-CUGAN and waifu2x families: names, scales and denoise levels; the references' exact
-arithmetic (whole image against the reference wrappers); tiles that match the whole image."""
+arithmetic (whole image against the reference wrappers, on ncnn); tiles that match the whole
+image, on ncnn and on OpenVINO."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -24,6 +27,19 @@ COMBOS = {
     "waifu2x-upconv7-anime": [(2, -1), (2, 0), (2, 1), (2, 2), (2, 3)],
     "waifu2x-upconv7-photo": [(2, -1), (2, 0), (2, 1), (2, 2), (2, 3)],
 }
+
+
+#: the CPU backends the tiling tests run on (OpenVINO in fp32: bf16 has its own verdicts)
+BACKENDS = [
+    "cpu-ncnn",
+    pytest.param(
+        "cpu-openvino",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("openvino") is None,
+            reason="the openvino extra is not installed",
+        ),
+    ),
+]
 
 
 def registry() -> Registry:
@@ -51,8 +67,16 @@ def small(photo) -> np.ndarray:
     return np.ascontiguousarray(photo[60:100, 40:88])
 
 
-def run(up, rgb, model, scale, denoise, tile=1000, tta=False) -> np.ndarray:
-    opts = Options(model=model, scale=scale, denoise=denoise, device="cpu", tile=tile, tta=tta)
+def run(up, rgb, model, scale, denoise, tile=1000, tta=False, device="cpu-ncnn") -> np.ndarray:
+    opts = Options(
+        model=model,
+        scale=scale,
+        denoise=denoise,
+        device=device,
+        tile=tile,
+        tta=tta,
+        precision="fp32",
+    )
     return up.upscale_picture(pic_of(rgb), opts).frames[0].rgb
 
 
@@ -248,28 +272,31 @@ def test_cunet_whole_image_matches_the_reference_cpu_path(up, small, scale, deno
         ("waifu2x-cunet", 1, 1),
     ],
 )
-def test_se_models_tiled_match_one_whole_image_inference(up, photo, model, scale, denoise):
+@pytest.mark.parametrize("device", BACKENDS)
+def test_se_models_tiled_match_one_whole_image_inference(up, photo, model, scale, denoise, device):
     # 2x2 tiles for the first, two tiles side by side for the rest (the CPU is small)
     rgb = photo[60:100, 40:88] if model == "realcugan-se" and scale == 2 else photo[60:92, 40:80]
     rgb = np.ascontiguousarray(rgb)
-    whole = run(up, rgb, model, scale, denoise)
-    tiled = run(up, rgb, model, scale, denoise, tile=32)
+    whole = run(up, rgb, model, scale, denoise, device=device)
+    tiled = run(up, rgb, model, scale, denoise, tile=32, device=device)
     assert psnr(tiled, whole) >= 45
     # the shared averages are exact: only float rounding differs
     assert np.abs(tiled.astype(int) - whole).max() <= 2
 
 
 @pytest.mark.parametrize("model", ["waifu2x-upconv7-anime", "waifu2x-upconv7-photo"])
-def test_upconv7_tiled_is_within_two_levels_of_the_whole_image(up, small, model):
-    whole = run(up, small, model, 2, None)
-    tiled = run(up, small, model, 2, None, tile=32)
+@pytest.mark.parametrize("device", BACKENDS)
+def test_upconv7_tiled_is_within_two_levels_of_the_whole_image(up, small, model, device):
+    whole = run(up, small, model, 2, None, device=device)
+    tiled = run(up, small, model, 2, None, tile=32, device=device)
     assert np.abs(tiled.astype(int) - whole).max() <= 2
 
 
-def test_tiles_with_tta_match_the_whole_image_with_tta(up, photo):
+@pytest.mark.parametrize("device", BACKENDS)
+def test_tiles_with_tta_match_the_whole_image_with_tta(up, photo, device):
     rgb = np.ascontiguousarray(photo[70:102, 50:90])  # 40x32: two tiles
-    whole = run(up, rgb, "realcugan-se", 2, 0, tta=True)
-    tiled = run(up, rgb, "realcugan-se", 2, 0, tile=32, tta=True)
+    whole = run(up, rgb, "realcugan-se", 2, 0, tta=True, device=device)
+    tiled = run(up, rgb, "realcugan-se", 2, 0, tile=32, tta=True, device=device)
     assert psnr(tiled, whole) >= 60
 
 

@@ -10,14 +10,13 @@ import pytest
 
 from upscaler_edge.engine import Engine, pick_device
 from upscaler_edge.models import ModelSpec, default_registry
+from upscaler_edge.ncnn_param import global_pools
 
 pytest.importorskip("onnx", reason="the openvino extra (onnx) is not installed")
 from upscaler_edge import ncnn2onnx
 from upscaler_edge.ncnn2onnx import UnsupportedModelError, convert, onnx_for, parse_param
 
-# the Real-ESRGAN families; Real-CUGAN and waifu2x share squeeze-and-excitation averages across
-# tiles, which only ncnn's engine feeds, so they run on ncnn (ov_engine.open_engine)
-SHIPPED = [s.name for s in default_registry().specs() if s.name.startswith("realesr")]
+SHIPPED = [s.name for s in default_registry().specs() if s.kind != "custom"]  # not user models
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -56,32 +55,76 @@ def test_every_shipped_model_converts(name, tmp_path):
 
     model = onnx.load(str(path))
     ops = {n.op_type for n in model.graph.node}
-    assert ops <= {"Conv", "PRelu", "LeakyRelu", "Add", "Sum", "Mul", "Concat", "Resize"} | {
-        "DepthToSpace",
-        "Identity",
-    }
+    real_esrgan = {"Conv", "PRelu", "LeakyRelu", "Add", "Sum", "Mul", "Concat", "Resize"}
+    # Real-CUGAN and waifu2x: deconvolutions, crops and squeeze-and-excitation blocks
+    others = {"ConvTranspose", "Slice", "Shape", "GlobalAveragePool", "Flatten", "Gemm", "Reshape"}
+    assert ops <= real_esrgan | others | {"Sigmoid", "Relu", "DepthToSpace", "Identity"}
+    assert ("GlobalAveragePool" in ops) == bool(spec.se_blobs)
     assert [i.name for i in model.graph.input] == [spec.input_blob]
     assert [o.name for o in model.graph.output] == [spec.output_blob]
 
 
-@pytest.mark.parametrize(
-    ("name", "size"),
-    [
-        ("realesr-animevideov3-x2", 48),
-        ("realesr-animevideov3-x3", 48),
-        ("realesr-animevideov3-x4", 48),
-        ("realesrgan-x4plus-anime", 32),
-        ("realesrgan-x4plus", 32),
-    ],
-)
-def test_onnx_matches_ncnn_on_a_real_photo(name, size, photo, tmp_path):
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_onnx_matches_ncnn_on_a_real_photo(name, photo, onnx_cache):
+    """The bare net (before the residual and prepadding arithmetic, which the engines share):
+    a window that leaves 16-24 output pixels of real photo per side after prepadding."""
     spec = default_registry().resolve(name)
-    x = as_input(photo[60 : 60 + size, 50 : 50 + size])
+    size = 32 if name.startswith("realesrgan-x4plus") else 48
+    size = -(-(size + 2 * spec.prepadding) // (4 * spec.align)) * 4 * spec.align
+    x = as_input(photo[30 : 30 + size, 40 : 40 + size])
     with Engine(spec, pick_device("cpu-ncnn")) as eng:
-        want = eng.infer(x)
-    got = onnx_run(onnx_for(spec, tmp_path).read_bytes(), spec.input_blob, x)
-    assert got.shape == want.shape == (3, size * spec.scale, size * spec.scale)
-    assert psnr(got, want) >= 60  # measured ~130 dB: the same arithmetic, other kernels
+        want = eng.features(x, spec.output_blob)
+    got = onnx_run(onnx_for(spec, onnx_cache).read_bytes(), spec.input_blob, x)
+    out = (size - 2 * spec.prepadding) * spec.scale
+    assert got.shape == want.shape == (3, out, out)
+    assert psnr(got, want) >= 60  # measured 110-130 dB: the same arithmetic, other kernels
+
+
+def test_a_cut_graph_takes_fed_averages_and_ends_at_a_feature_map(photo, onnx_cache):
+    """What a tiled Real-CUGAN run asks for: the net up to its second pool's input with the
+    first pool's average fed, and the whole net with every average fed, against ncnn given
+    the same feeds; the cut keeps only the layers the output needs."""
+    import onnx
+
+    spec = default_registry().resolve("realcugan-se-x2")
+    pools = dict((top, bottom) for bottom, top in global_pools(spec.param_path))
+    x = as_input(photo[40:100, 30:90])
+    rng = np.random.default_rng(3)
+    with Engine(spec, pick_device("cpu-ncnn")) as eng:
+        gap0 = eng.features(x, pools["gap0"]).mean(axis=(1, 2))
+        feeds = {"gap0": gap0}
+        want = eng.features(x, pools["gap1"], feeds)
+        # made-up averages change the output: a graph that ignored them would fail
+        all_feeds = {
+            b: (eng.features(x, pools[b]).mean(axis=(1, 2)) * rng.uniform(0.5, 1.5)).astype(
+                np.float32
+            )
+            for b in spec.se_blobs
+        }
+        want_out = eng.features(x, spec.output_blob, all_feeds)
+        plain_out = eng.features(x, spec.output_blob)
+    path = onnx_for(spec, onnx_cache, fed=("gap0",), output=pools["gap1"])
+    cut = onnx.load(str(path))
+    whole = onnx.load(str(onnx_for(spec, onnx_cache)))
+    assert len(cut.graph.node) < len(whole.graph.node) / 2
+    assert [i.name for i in cut.graph.input] == [spec.input_blob, "gap0"]
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime (test extra) is not installed")
+    sess = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {spec.input_blob: x[None], "gap0": gap0.reshape(1, -1, 1, 1)})[0][0]
+    assert got.shape == want.shape and np.abs(got - want).max() < 1e-4
+    path = onnx_for(spec, onnx_cache, fed=spec.se_blobs)
+    sess = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
+    fed = {k: v.reshape(1, -1, 1, 1) for k, v in all_feeds.items()}
+    got = sess.run(None, {spec.input_blob: x[None], **fed})[0][0]
+    assert psnr(got, want_out) >= 60 and psnr(plain_out, want_out) < 50
+    assert onnx_for(spec, onnx_cache, fed=spec.se_blobs) == path  # cached
+    with pytest.raises(ValueError, match="not a value"):
+        onnx_for(spec, onnx_cache, fed=("gap9",))
 
 
 # -- hand-written graphs: the layer types Real-CUGAN and waifu2x use, and weight storage ----

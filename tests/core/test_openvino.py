@@ -19,6 +19,7 @@ from upscaler_edge.cli import main
 from upscaler_edge.engine import Engine, pick_device
 from upscaler_edge.errors import UsageError
 from upscaler_edge.models import default_registry
+from upscaler_edge.ncnn_param import global_pools
 from upscaler_edge.options import Options
 from upscaler_edge.pipeline import Upscaler
 
@@ -56,6 +57,101 @@ def test_openvino_fp32_matches_ncnn_and_bf16_stays_close(photo):
     assert psnr(low, want) >= 45  # bf16 where the CPU has it, else fp32 again
 
 
+#: one member per (family, scale); the other members are slow
+FIRSTS = {
+    "realesrgan-x4plus-anime",
+    "realesr-animevideov3-x3",
+    "realcugan-se-x2",
+    "realcugan-se-x3",
+    "realcugan-se-x4",
+    "realcugan-pro-x2",
+    "realcugan-pro-x3",
+    "waifu2x-cunet-x2",
+    "waifu2x-cunet-x1-denoise1",
+    "waifu2x-upconv7-anime-x2",
+    "waifu2x-upconv7-photo-x2",
+}
+PARITY = [
+    n if n in FIRSTS else pytest.param(n, marks=pytest.mark.slow)
+    for n in (s.name for s in default_registry().specs() if s.kind != "custom")
+]
+
+
+@pytest.mark.parametrize("name", PARITY)
+def test_every_model_on_openvino_matches_ncnn_with_its_own_arithmetic(name, photo):
+    """Prepadding, alignment, the residual, and for the squeeze-and-excitation models the fed
+    averages and the feature maps se_sync sums: OpenVINO fp32 against ncnn on a real photo."""
+    spec = default_registry().resolve(name)
+    size = 32 if name.startswith("realesrgan-x4plus") else 40
+    size = -(-(size + 2 * spec.prepadding) // (4 * spec.align)) * 4 * spec.align
+    x = as_input(photo[30 : 30 + size, 44 : 44 + size])
+    with (
+        Engine(spec, pick_device("cpu-ncnn")) as ncnn_eng,
+        OpenVinoEngine(spec, pick_device("cpu-openvino"), precision="fp32") as eng,
+    ):
+        want, got = ncnn_eng.infer(x), eng.infer(x)
+        out = (size - 2 * spec.prepadding) * spec.scale
+        assert got.shape == want.shape == (3, out, out)
+        assert psnr(got, want) >= 60
+        if not spec.se_blobs:
+            return
+        pools = {top: bottom for bottom, top in global_pools(spec.param_path)}
+        feeds: dict[str, np.ndarray] = {}
+        for blob in spec.se_blobs:  # se_sync's passes: each pool's input, earlier ones fed
+            f_want = ncnn_eng.features(x, pools[blob], feeds)
+            f_got = eng.features(x, pools[blob], feeds)
+            assert f_got.shape == f_want.shape
+            assert np.abs(f_got - f_want).max() <= 1e-3 * max(1.0, float(np.abs(f_want).max()))
+            feeds[blob] = (f_want.mean(axis=(1, 2)) * 0.8).astype(np.float32)  # not its own
+        want, got = ncnn_eng.infer(x, feeds), eng.infer(x, feeds)
+        assert psnr(got, want) >= 60 and psnr(got, eng.infer(x)) < 60  # the feeds count
+
+
+def test_a_tiled_se_job_compiles_one_graph_per_pass(photo):
+    """A tiled Real-CUGAN job on OpenVINO: the whole net, then for each pool the net up to it
+    with the earlier averages fed, then the whole net with all of them fed, and nothing else
+    (se_sync's geometry probe reuses the passes' graphs); tiles equal the whole image."""
+    from upscaler_edge.imageio import Frame, Picture
+
+    pic = Picture(
+        frames=[Frame(rgb=np.ascontiguousarray(photo[60:100, 40:88]))], source_format="PNG"
+    )
+    opts = Options(model="realcugan-se", scale=2, device="cpu-openvino", precision="fp32")
+    with Upscaler() as up:
+        whole = up.upscale_picture(pic, opts).frames[0].rgb
+        tiled = up.upscale_picture(pic, opts.replace(tile=32)).frames[0].rgb
+        plan = up.prepare(opts)
+        eng = up.engine_for(plan.spec, plan.device, precision="fp32")
+        assert isinstance(eng, OpenVinoEngine)
+        compiled = eng.compiled
+    spec = plan.spec
+    pools = {top: bottom for bottom, top in global_pools(spec.param_path)}
+    expected = [(spec.output_blob, ())]
+    expected += [(pools[b], tuple(sorted(spec.se_blobs[:i]))) for i, b in enumerate(spec.se_blobs)]
+    expected.append((spec.output_blob, tuple(sorted(spec.se_blobs))))
+    assert sorted(compiled) == sorted(expected)
+    assert np.abs(tiled.astype(int) - whole).max() <= 2
+
+
+@pytest.mark.parametrize(
+    ("model", "scale", "denoise"), [("realcugan-se", 2, 0), ("waifu2x-cunet", 2, 1)]
+)
+def test_cli_openvino_matches_ncnn_on_se_models(photo_png, tmp_path, model, scale, denoise):
+    """-d cpu-openvino (default precision) against -d cpu-ncnn, tiled so that the shared
+    averages are computed."""
+    outs = {}
+    for device in ("cpu-openvino", "cpu-ncnn"):
+        dst = tmp_path / f"{device}.png"
+        err = io.StringIO()
+        argv = [str(photo_png), "-o", str(dst), "-m", model, "-s", str(scale)]
+        code = main([*argv, "-n", str(denoise), "-d", device, "-t", "32", "-q"], stderr=err)
+        assert code == 0, err.getvalue()
+        outs[device] = np.asarray(Image.open(dst).convert("RGB"))
+    assert outs["cpu-openvino"].shape == (96, 128, 3)
+    mse = np.mean((outs["cpu-openvino"].astype(float) - outs["cpu-ncnn"]) ** 2)
+    assert 10 * np.log10(255**2 / max(mse, 1e-12)) >= 50
+
+
 def test_precision_rule(monkeypatch):
     reg = default_registry()
     rrdb, compact = reg.resolve("realesrgan-x4plus"), reg.resolve("realesr-animevideov3-x4")
@@ -74,6 +170,22 @@ def test_precision_rule(monkeypatch):
     assert choose_precision(compact, cpu, "bf16", False) == "f32"
     for name, verdict in ov_engine.BF16_VERDICTS.items():
         assert reg.resolve(name).name == name and verdict.measured
+    # every shipped model is measured, and the table is the bench's latest measurement
+    shipped = {s.name for s in reg.specs() if s.kind != "custom"}  # not user models
+    assert set(ov_engine.BF16_VERDICTS) == shipped
+    bench = Path(__file__).parents[2] / "docs" / "eval" / "openvino.json"
+    if bench.is_file():
+        import json
+
+        measured = json.loads(bench.read_text())["verdicts"]
+        assert set(measured) == set(ov_engine.BF16_VERDICTS)
+        for name, v in measured.items():
+            verdict = ov_engine.BF16_VERDICTS[name]
+            assert (verdict.psnr_db, verdict.max_diff) == (
+                round(v["bf16_psnr_db"], 1),
+                v["bf16_max_diff"],
+            ), name
+            assert verdict.ok == v["bf16_ok"], name
     with pytest.raises(UsageError, match="precision"):
         Options(precision="int4")
 
@@ -242,3 +354,32 @@ def test_cpu_auto_tiles_are_sized_by_the_engine_memory():
     assert len(ov_tiles) < len(ncnn_tiles)
     assert sum(t.window_pixels for t in ov_tiles) < sum(t.window_pixels for t in ncnn_tiles)
     assert len(fixed) == 16  # a tile size the user gives is honoured exactly
+
+
+def test_compiled_models_are_cached_in_the_user_cache_folder(tmp_path, monkeypatch, photo):
+    """A second engine (as in a later process) loads the compiled model from OpenVINO's
+    cache in the user cache folder and computes the same output; where that folder cannot
+    be made, the engine compiles without a cache."""
+    from upscaler_edge import ncnn2onnx
+
+    onnx_dir = tmp_path / "ue" / "onnx"
+    monkeypatch.setattr(ncnn2onnx, "onnx_cache_dir", lambda: onnx_dir)
+    monkeypatch.setattr(ov_engine, "onnx_cache_dir", lambda: onnx_dir)
+    folder = ov_engine.compiled_cache_dir()
+    assert folder == tmp_path / "ue" / "openvino"  # beside the ONNX cache
+    spec = default_registry().resolve("waifu2x-upconv7-anime-x2")
+    x = as_input(photo[:30, :30])
+    dev = pick_device("cpu-openvino")
+    with OpenVinoEngine(spec, dev, precision="fp32") as first:
+        assert not first.loaded_from_cache
+        want = first.infer(x)
+    assert any(folder.iterdir())
+    with OpenVinoEngine(spec, dev, precision="fp32") as second:
+        assert second.loaded_from_cache
+        assert np.array_equal(second.infer(x), want)
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    monkeypatch.setattr(ov_engine, "onnx_cache_dir", lambda: blocker / "onnx")
+    with OpenVinoEngine(spec, dev, precision="fp32") as third:
+        assert not third.loaded_from_cache
+        assert np.array_equal(third.infer(x), want)
