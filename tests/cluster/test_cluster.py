@@ -366,3 +366,18 @@ def test_plain_tcp_and_a_worker_in_this_process(tmp_path, photo):
         assert info.mp_per_s and info.mp_per_s > 0
     finally:
         server.stop()
+
+
+def test_a_worker_stopped_with_ctrl_c_hands_its_job_back(workers, tmp_path, photo):
+    workers.start("alpha")
+    workers.wait_joined("alpha")
+    src = _slow_input(tmp_path, photo)
+    with ClusterClient(workers.address) as client:
+        future = client.submit(src, tmp_path / "big_x2.png", SLOW)
+        _wait_running(client, future, "alpha")
+        workers.procs["alpha"].send_signal(signal.SIGINT)
+        workers.procs["alpha"].wait(30)  # stops its job at once, not after it
+        workers.start("beta")
+        result = future.result(180)
+    assert result.device.startswith("beta:")
+    assert "done image" not in workers.log("alpha")

@@ -112,6 +112,7 @@ class Node:
             ]
             await nc.subscribe(protocol.CANCEL_SUBJECT, cb=self._on_cancel)
             beat = asyncio.create_task(self._heartbeat(kv, stop))
+            halt = asyncio.create_task(self._halt_on(stop))
             log.info("worker %s joined %s (%s jobs)", self.name, self.address.url, "/".join(sizes))
             wake = asyncio.Event()
 
@@ -141,16 +142,23 @@ class Node:
                         except asyncio.TimeoutError:
                             thorough = True
             finally:
+                halt.cancel()
                 beat.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await beat
                 with contextlib.suppress(Exception):
                     await kv.delete(self.name)
         finally:
-            await close(nc)
+            await close(nc, drain=False)  # an unfinished job goes back to the queue
             if self._worker is not None:
                 await asyncio.to_thread(self._worker.close)
             shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    async def _halt_on(self, stop: asyncio.Event) -> None:
+        """Stopping (Ctrl+C) stops the running job too; it goes back to the queue."""
+        await stop.wait()
+        if self._cancel_event is not None:
+            self._cancel_event.set()
 
     async def _on_cancel(self, msg: Any) -> None:
         with contextlib.suppress(ValueError, UnicodeDecodeError, TypeError):
@@ -201,8 +209,11 @@ class Node:
         finally:
             self._current, self.stats.current = None, None
             self.stats.busy_s += time.perf_counter() - started
-        if result is None:  # cancelled by its client: nobody waits for an answer
-            await msg.term()
+        if result is None:
+            if job.job in self._cancelled:  # given up by its client: nobody waits for it
+                await msg.term()
+            else:  # this worker is stopping: straight back to the queue for another
+                await msg.nak()
             return
         if not result.ok and result.error == "JobFailed" and delivered < self.max_deliver:
             # the child crashed or hung: maybe this PC's driver; let another worker try
