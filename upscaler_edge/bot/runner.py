@@ -31,7 +31,7 @@ from typing import Any
 from ..jobs import QUEUED, READY, RUNNING, Job, JobQueue
 from .attempt import JobAttempt, JobView
 from .config import BotConfig
-from .context import QueueStatus, UserJob
+from .context import ClusterWorker, QueueStatus, UserJob
 from .delivery import deliver
 from .endings import Tools, end_cancelled, job_translator
 from .eta import Running, estimate_seconds, seconds_until_done
@@ -67,6 +67,7 @@ class JobRunner:
         self._queue = queue
         self._prefs = prefs
         self.device_name = core.device_name
+        self._cluster_workers = core.workers
         self._slots = max(1, core.slots)
         self._jobs: dict[asyncio.Task[None], int] = {}  # running job tasks -> job id
         self._stop = asyncio.Event()  # start no new job
@@ -193,12 +194,20 @@ class JobRunner:
             else:
                 position = await self._queue.position(job.id)
                 lines.append(UserJob(name, running=False, position=position))
+        workers: tuple[ClusterWorker, ...] | None = None
+        if self._cluster_workers is not None:
+            try:
+                workers = tuple(await asyncio.to_thread(self._cluster_workers))
+            except Exception as exc:  # the coordinator is away just now: say so, go on
+                log.warning("could not list the cluster's workers: %s", exc)
         return QueueStatus(
             device=self.device_name,
             waiting=counts[QUEUED],
             running=counts[RUNNING],
             stopping=self.stopping,
             jobs=tuple(lines),
+            cluster=self._cluster_workers is not None,
+            workers=workers,
         )
 
     # -- the loop -------------------------------------------------------------------------
