@@ -179,3 +179,65 @@ def test_status_lists_the_workers_in_both_languages() -> None:
     )
     local = QueueStatus("CPU", 0, 0, False, ())
     assert status_text(translator("en"), local).startswith("Device: CPU\n")
+
+
+def test_jobs_in_flight_at_once_use_both_workers_and_a_video_goes_too(
+    tmp_path: Path, fake: FakeTelegram, workers: Any
+) -> None:
+    from test_bot_video import FRAMES, H, W, decoded, mp4_bytes
+
+    workers.start("alpha")
+    workers.start("beta")
+    workers.wait_joined("alpha", "beta")
+    address = workers.address
+    config = make_config(
+        tmp_path,
+        cluster_url=address.url,
+        cluster_token=address.token,
+        cluster_tls_pin=address.tls_pin or "",
+        cluster_slots=4,
+    )
+    core = Core.load(config)
+    user = fake.user(OWNER)
+    most: list[int] = []  # jobs running at once, sampled
+
+    async def main() -> list[Any]:
+        h = await BotHarness(fake, config, core).start()
+        updates = [fake.document(user, png_bytes(32 + 4 * i, 24), f"pic{i}.png") for i in range(4)]
+        assert h.service is not None
+        runner = h.service
+
+        async def sample() -> None:
+            while True:
+                most.append(len(runner.running))
+                await asyncio.sleep(0.01)
+
+        sampler = asyncio.create_task(sample())
+        for update in updates:
+            await h.send(update, user)
+        video = fake.video(user, mp4_bytes(), "cat.mp4", duration=0.25, size=(W, H))
+        video.message.message = "x2"
+        await h.send(video, user)
+        jobs = [await h.finished(u, timeout=180) for u in [*updates, video]]
+        sampler.cancel()
+        await h.close()
+        return jobs
+
+    try:
+        jobs = asyncio.run(main())
+    finally:
+        core.close()
+    assert [j.state for j in jobs] == [DONE] * 5, [j.error for j in jobs]
+    by = {str(j.params["device"]).split(":")[0] for j in jobs[:4]}
+    assert max(most) >= 2  # several jobs were out at once (cluster_slots) ...
+    assert by == {"alpha", "beta"}, by  # ... so both workers had some
+    segments = workers.log("alpha") + workers.log("beta")
+    assert segments.count("done segment ") == 1  # the video's one segment, on a worker
+    docs = fake.documents_to(OWNER)
+    assert len(docs) == 5  # exactly one reply per request
+    sizes = sorted(
+        Image.open(io.BytesIO(d.file_bytes)).size for d in docs if d.file_name.endswith(".png")
+    )
+    assert sizes == sorted((4 * (32 + 4 * i), 96) for i in range(4))
+    (clip,) = [d for d in docs if d.file_name == "cat_x2.mp4"]
+    assert decoded(clip.file_bytes) == (FRAMES, (2 * W, 2 * H))
