@@ -241,3 +241,24 @@ def test_jobs_in_flight_at_once_use_both_workers_and_a_video_goes_too(
     assert sizes == sorted((4 * (32 + 4 * i), 96) for i in range(4))
     (clip,) = [d for d in docs if d.file_name == "cat_x2.mp4"]
     assert decoded(clip.file_bytes) == (FRAMES, (2 * W, 2 * H))
+
+
+def test_the_wait_estimate_counts_the_workers_not_only_the_slots(tmp_path: Path) -> None:
+    from upscaler_edge.bot.runner import JobRunner
+
+    one = ClusterWorker("alpha", "CPU", 0, None, busy=False, small_only=False)
+    answers: list[Any] = [[one], [one] * 6, OSError("away")]
+
+    def workers() -> list[ClusterWorker]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return list(answer)
+
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no job runs here")
+
+    core = Core(never, never, never, None, "the cluster", slots=4, workers=workers)  # type: ignore[arg-type]
+    runner = JobRunner(make_config(tmp_path), None, None, core)  # type: ignore[arg-type]
+    got = [asyncio.run(runner._side_by_side()) for _ in range(3)]
+    assert got == [1, 4, 1]  # one worker; six but four slots; the coordinator away

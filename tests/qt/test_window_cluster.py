@@ -87,3 +87,28 @@ def test_cancel_stops_the_job_on_the_worker(
         assert fut.result(8).device.startswith("alpha: ")
     assert workers.log("alpha").count("done image") == 1  # the small one only
     assert not src.with_name("big_x4.png").exists()
+
+
+def test_an_unreachable_cluster_fails_the_files_with_the_reason(
+    qtbot, make_window, images, tmp_path
+):
+    import socket
+
+    pytest.importorskip("nats")
+    from upscaler_edge.cluster.connect import Address
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address_file = tmp_path / "cluster.json"
+    Address(f"nats://127.0.0.1:{port}", "t" * 20).save(address_file)
+    window, controller = make_window(cluster_address_file=address_file)
+    window.cluster_action.setChecked(True)
+    drop_paths(window.drop_zone, images)
+
+    run_queue(qtbot, controller, timeout=60_000)
+
+    for item in controller.model:
+        assert item.state is ItemState.FAILED
+        assert item.error is not None and item.error.startswith("cluster: cannot reach"), item.error
+    assert not any(src.with_name(f"{src.stem}_x4.png").exists() for src in images)

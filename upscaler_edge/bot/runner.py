@@ -126,8 +126,8 @@ class JobRunner:
         )
         first_id = (first or job).id
         pos, eta = await asyncio.to_thread(self._place, first_id, job.id, running)
-        if eta is not None:  # several devices work through the line side by side
-            eta /= self._slots
+        if eta is not None:  # several devices (or cluster workers) work through it side by side
+            eta /= await self._side_by_side()
         if count > 1:
             text = tr.ngettext(
                 "Album of {n} file queued: #{pos} in line",
@@ -142,6 +142,16 @@ class JobRunner:
         if eta is not None:
             text += tr.gettext(", ready in about {time}", time=tr.duration(eta))
         return text + "."
+
+    async def _side_by_side(self) -> int:
+        """How many jobs really run at once: the slots, or fewer cluster workers."""
+        if self._cluster_workers is None:
+            return self._slots
+        try:
+            workers = len(await asyncio.to_thread(self._cluster_workers))
+        except Exception:  # the coordinator is away just now: no better guess
+            return 1
+        return max(1, min(self._slots, workers))
 
     def _place(
         self, first_id: int, last_id: int, running: Running | None
