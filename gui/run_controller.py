@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -263,6 +264,7 @@ class RunController(QObject):
                     dst = video_output_path_for(item.src, s)
                 else:
                     dst = output_path_for(item.src, s)
+                dst = self._unclaimed(dst, s.overwrite)
                 job = Job(
                     item.id,
                     item.src,
@@ -297,6 +299,19 @@ class RunController(QObject):
         elif not self._sent:
             self._end_run()
         self.refresh()
+
+    def _unclaimed(self, dst: Path, overwrite: bool) -> Path:
+        """``dst``, or the next free ``NAME-2.ext`` when another file of this run will be
+        written there (they are all sent before any is written: ``a.png`` and ``a.jpg``
+        must not both become ``a_x4.png``)."""
+        assert self._sent is not None
+        taken = {job.dst for job in self._sent.values()}
+        n = 2
+        candidate = dst
+        while candidate in taken or (candidate != dst and candidate.exists() and not overwrite):
+            candidate = dst.with_name(f"{dst.stem}-{n}{dst.suffix}")
+            n += 1
+        return candidate
 
     def _fail_now(self, item: QueueItem, reason: str) -> None:
         self._fail(item.id, reason)
@@ -336,6 +351,7 @@ class RunController(QObject):
 
     def _end_run(self) -> None:
         was_running, self._running = self._running, False
+        self._sent = None
         if was_running:
             self._announce_end()
         self._batch.clear()

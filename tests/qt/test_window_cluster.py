@@ -41,6 +41,9 @@ def _cluster_window(make_window, workers, tmp_path):
 
 def test_a_batch_goes_to_the_cluster_worker(qtbot, make_window, images, workers, tmp_path):
     window, controller = _cluster_window(make_window, workers, tmp_path)
+    twin = images[0].with_suffix(".jpg")  # alpha.jpg beside alpha.png: both want alpha_x4.png
+    twin.write_bytes(images[1].read_bytes())
+    images = [*images, twin]
     drop_paths(window.drop_zone, images)
     reported: set[int] = set()
     saved: list[str] = []
@@ -49,15 +52,16 @@ def test_a_batch_goes_to_the_cluster_worker(qtbot, make_window, images, workers,
 
     run_queue(qtbot, controller, timeout=180_000)
 
-    for item, src in zip(controller.model, images, strict=True):
+    names = ["alpha_x4.png", "beta_x4.png", "alpha_x4-2.png"]
+    for item, src, name in zip(controller.model, images, names, strict=True):
         assert item.state is ItemState.DONE, item.state_text()
-        assert item.dst == src.with_name(f"{src.stem}_x4.png")
+        assert item.dst == src.with_name(name)
         w, h = _size(src)
         assert _size(item.dst) == (4 * w, 4 * h)
         assert item.device is not None and item.device.startswith("alpha: "), item.device
-    assert workers.log("alpha").count("done image") == 2
+    assert workers.log("alpha").count("done image") == 3
     assert reported == {i.id for i in controller.model}  # each file's progress came back
-    assert "Finished: 2 done" in window.status.currentMessage()
+    assert "Finished: 3 done" in window.status.currentMessage()
     assert any(", on alpha: " in m for m in saved)
 
 
