@@ -18,9 +18,12 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
+
+if TYPE_CHECKING:
+    from ..cluster.connect import Address
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -147,7 +150,7 @@ class BotConfig:
         """Jobs go to the cluster, not to worker processes on this PC."""
         return self.cluster or bool(self.cluster_url)
 
-    def cluster_address(self) -> Any:
+    def cluster_address(self) -> Address:
         """The cluster's :class:`~upscaler_edge.cluster.connect.Address`: ``cluster_url`` and
         its token and pin, else the address file the coordinator saved; ConfigError if none."""
         from ..cluster.connect import Address
