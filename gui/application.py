@@ -99,7 +99,9 @@ def run_window(files: list[Path], settings_file: Path | None = None) -> int:
             QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION
         )
     window = MainWindow()
-    controller = MainController(window, qs)
+    from upscaler_edge.cluster.cli import address_file
+
+    controller = MainController(window, qs, cluster_address_file=address_file())
     previous_hook = _report_uncaught_in(window)
     if files:
         controller.add_paths(files)

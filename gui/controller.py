@@ -45,6 +45,10 @@ class MainController(QObject):
     Signals (for tests and the screenshot mode): ``item_finished(id)`` after an item ends in
     any state, ``queue_idle()`` when a run has nothing left to do, ``compare_ready(id)`` when
     the compare view shows that item, ``devices_ready()`` after the device probe.
+
+    ``cluster_address_file``: where this PC keeps a cluster's address (the app passes
+    ``upscaler_edge.cluster.cli.address_file()``); when it exists, "Send to the cluster" is
+    offered. None (tests' default): local work only.
     """
 
     item_finished = Signal(int)
@@ -60,6 +64,7 @@ class MainController(QObject):
         worker_factory: Callable[[], WorkerLike] = _default_worker_factory,
         probe_devices: bool = True,
         paste_dir: Path | None = None,
+        cluster_address_file: Path | None = None,
     ) -> None:
         super().__init__(window)
         self.window = window
@@ -76,7 +81,14 @@ class MainController(QObject):
         window.restore_layout(WindowLayout(s.geometry, s.window_state, s.splitter))
 
         self.queue = QueueController(window, self.model)
-        self.runs = RunController(window, self.model, self._current_settings, worker_factory)
+        cluster = None
+        if cluster_address_file is not None and cluster_address_file.is_file():
+            from .cluster_run import cluster_client_factory
+
+            cluster = cluster_client_factory(cluster_address_file)
+        self.runs = RunController(
+            window, self.model, self._current_settings, worker_factory, cluster
+        )
         self.compare = CompareController(window, self.model)
         self.files = FileActions(
             window, self.model, self.add_paths, self.queue.current_item, paste_dir

@@ -167,6 +167,12 @@ class MainWindow(QMainWindow):
         self.open_result_action = action("Open result")
         self.show_folder_action = action("Show in folder")
         self.about_action = action("&About Upscaler Edge")
+        self.cluster_action = action("Send to the &cluster")
+        self.cluster_action.setCheckable(True)  # off by default, and not remembered
+        self.cluster_action.setToolTip(
+            "Send the whole batch to the cluster's worker PCs instead of upscaling here"
+        )
+        self.cluster_action.setVisible(False)  # offered once a cluster is set up
 
         menus = self.menuBar()
         file_menu = menus.addMenu("&File")
@@ -182,6 +188,8 @@ class MainWindow(QMainWindow):
         queue_menu.addSeparator()
         for a in (self.retry_action, self.remove_action, self.clear_finished_action):
             queue_menu.addAction(a)
+        queue_menu.addSeparator()
+        queue_menu.addAction(self.cluster_action)
         view_menu = menus.addMenu("&View")
         view_menu.addAction(self.fit_action)
         view_menu.addAction(self.actual_action)
@@ -220,6 +228,12 @@ class MainWindow(QMainWindow):
         """The count beside the queue's title, and whether "Clear finished" is offered."""
         self.queue_count.setText(text)
         self.clear_finished_button.setVisible(can_clear)
+
+    def offer_cluster(self, available: bool) -> None:
+        """Show "Send to the cluster" (unchecked) when this PC knows a cluster."""
+        self.cluster_action.setVisible(available)
+        if not available:
+            self.cluster_action.setChecked(False)
 
     def set_run_actions(self, *, can_start: bool, can_cancel: bool, can_cancel_all: bool) -> None:
         """Enable the Queue menu's run entries that make sense now."""

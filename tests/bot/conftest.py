@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from botkit import make_config
 from faketg import FakeTelegram
 
+from tests.cluster_fixtures import coordinator, workers  # noqa: F401 (the bot as a client)
 from upscaler_edge.bot.app import Core
 
 

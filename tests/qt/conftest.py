@@ -25,6 +25,8 @@ from upscaler_edge_gui.controller import MainController
 from upscaler_edge_gui.main_window import MainWindow
 from upscaler_edge_gui.settings import GuiSettings, save_settings
 
+from tests.cluster_fixtures import coordinator, workers  # noqa: F401 (the window as a client)
+
 FAST_MODEL = "realesr-animevideov3"
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..jobs import JobQueue
 from .access import Access
-from .config import BotConfig, create_private, ensure_private
+from .config import BotConfig, ConfigError, create_private, ensure_private
 from .context import BotContext
 from .handlers import register
 from .members import Members
@@ -91,7 +91,13 @@ async def run_bot(
 ) -> None:
     """Serve until ``stop`` is set. Raises :class:`FatalBotError` for unrecoverable setups."""
     own_core = core is None  # close only what we opened
-    core = core or Core.load(config)
+    if core is None:
+        try:
+            core = await asyncio.to_thread(Core.load, config)
+        except ConfigError as exc:  # the cluster is not set up or cannot be reached
+            raise FatalBotError(str(exc)) from None
+        if config.uses_cluster:
+            log.info("jobs go to %s, %d at a time", core.device_name, core.slots)
     queue = AsyncJobQueue(
         await asyncio.to_thread(
             JobQueue, config.jobs_path, config.spool_dir, max_attempts=config.max_attempts

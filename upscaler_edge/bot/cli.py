@@ -208,7 +208,9 @@ def main(
     except ConfigError as exc:
         print(f"upscaler-edge --bot: {exc}", file=err)
         return ExitStatus.USAGE
-    undo_logging = _setup_logging(args.verbose, [config.bot_token, config.api_hash], args.log_file)
+    undo_logging = _setup_logging(
+        args.verbose, [config.bot_token, config.api_hash, config.cluster_token], args.log_file
+    )
     try:
         lock = SessionLock(config.lock_path)
         try:

@@ -7,12 +7,13 @@ from typing import Any
 
 from .captions import Catalog
 from .config import BotConfig
-from .context import BotContext, QueueStatus, Sender
+from .context import BotContext, ClusterWorker, QueueStatus, Sender
 from .i18n import N_, Translator
 from .limits import day_start, megapixels, quota_line
 
 __all__ = [
     "KINDS",
+    "cluster_lines",
     "cmd_cancel",
     "cmd_help",
     "cmd_id",
@@ -77,7 +78,10 @@ def status_text(tr: Translator, status: QueueStatus) -> str:
     queue = tr.gettext("Queue: {waiting} waiting, {running} running", **_counts(status))
     if status.stopping:
         queue += " " + tr.gettext("(the bot is stopping)")
-    lines = [tr.gettext("Device: {device}", device=status.device), queue]
+    if status.cluster:
+        lines = [*cluster_lines(tr, status.workers), queue]
+    else:
+        lines = [tr.gettext("Device: {device}", device=status.device), queue]
     if not status.jobs:
         lines.append(tr.gettext("You have no jobs in progress."))
     for job in status.jobs:
@@ -91,6 +95,26 @@ def status_text(tr: Translator, status: QueueStatus) -> str:
             state = tr.gettext("#{position} in line", position=job.position)
         lines.append(f"• «{job.name}»: {state}")
     return "\n".join(lines)
+
+
+def cluster_lines(tr: Translator, workers: tuple[ClusterWorker, ...] | None) -> list[str]:
+    """The cluster's PCs for /status: name, device, jobs done, speed."""
+    if workers is None:
+        return [tr.gettext("Cluster: its list of workers cannot be read just now.")]
+    if not workers:
+        return [tr.gettext("Cluster: no worker has joined yet.")]
+    lines = [tr.ngettext("Cluster: {n} worker", "Cluster: {n} workers", len(workers))]
+    for w in workers:
+        parts = [w.device or "?"]
+        parts.append(tr.ngettext("{n} job done", "{n} jobs done", w.jobs_done))
+        if w.mp_per_s:
+            parts.append(tr.gettext("{speed} MP/s", speed=tr.number(w.mp_per_s, 2)))
+        if w.busy:
+            parts.append(tr.gettext("working"))
+        if w.small_only:
+            parts.append(tr.gettext("small pictures only"))
+        lines.append(f"• {w.name}: {', '.join(parts)}")
+    return lines
 
 
 def _counts(status: QueueStatus) -> dict[str, int]:

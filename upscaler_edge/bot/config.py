@@ -18,9 +18,12 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
+
+if TYPE_CHECKING:
+    from ..cluster.connect import Address
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -85,6 +88,11 @@ class BotConfig:
     limit); the day ends at the bot host's local midnight.
     ``oversize`` says what happens when a result would exceed Telegram's 2000 MiB limit:
     ``"jpeg"`` sends it as a high-quality JPEG instead, ``"refuse"`` fails the job.
+
+    Several PCs: ``cluster = true`` sends every job to the cluster whose address
+    ``upscaler-edge --coordinator`` (or ``--serve``) saved on this PC; ``cluster_url``,
+    ``cluster_token`` and ``cluster_tls_pin`` name another one (and imply ``cluster``).
+    ``cluster_slots`` jobs are in flight at once (one per worker is a good start).
     """
 
     api_id: int
@@ -103,6 +111,11 @@ class BotConfig:
     job_timeout: float = 1800.0
     stop_grace: float = 20.0
     max_attempts: int = 3
+    cluster: bool = False
+    cluster_url: str = ""
+    cluster_token: str = field(default="", repr=False)
+    cluster_tls_pin: str = ""
+    cluster_slots: int = 4
     config_file: Path | None = None
 
     def __post_init__(self) -> None:
@@ -112,6 +125,10 @@ class BotConfig:
             raise ConfigError("max_file_mb and max_megapixels must be positive")
         if self.daily_limit < 0 or self.max_video_seconds < 0:
             raise ConfigError("daily_limit and max_video_seconds must be 0 (no limit) or more")
+        if self.cluster_slots < 1:
+            raise ConfigError("cluster_slots must be 1 or more")
+        if self.cluster_url and not self.cluster_token:
+            raise ConfigError("cluster_url needs cluster_token (printed by --coordinator)")
         from ..errors import UsageError
         from ..options import device_names
 
@@ -127,6 +144,26 @@ class BotConfig:
         from ..options import device_names
 
         return device_names(self.device)
+
+    @property
+    def uses_cluster(self) -> bool:
+        """Jobs go to the cluster, not to worker processes on this PC."""
+        return self.cluster or bool(self.cluster_url)
+
+    def cluster_address(self) -> Address:
+        """The cluster's :class:`~upscaler_edge.cluster.connect.Address`: ``cluster_url`` and
+        its token and pin, else the address file the coordinator saved; ConfigError if none."""
+        from ..cluster.connect import Address
+        from ..errors import UsageError
+
+        try:
+            if self.cluster_url:
+                return Address(self.cluster_url, self.cluster_token, self.cluster_tls_pin or None)
+            from ..cluster.cli import address_file
+
+            return Address.load(address_file())
+        except UsageError as exc:
+            raise ConfigError(f"cluster: {exc}") from None
 
     @property
     def owner(self) -> int | None:
@@ -227,10 +264,27 @@ def setup_message(path: Path, missing: list[str]) -> str:
     )
 
 
-_INT_KEYS = {"api_id", "max_file_mb", "max_attempts", "daily_limit", "max_video_seconds"}
+_INT_KEYS = {
+    "api_id",
+    "max_file_mb",
+    "max_attempts",
+    "daily_limit",
+    "max_video_seconds",
+    "cluster_slots",
+}
 _FLOAT_KEYS = {"progress_interval", "job_timeout", "stop_grace", "max_megapixels"}
-_STR_KEYS = {"api_hash", "bot_token", "model", "device", "oversize"}
-_KNOWN = _INT_KEYS | _FLOAT_KEYS | _STR_KEYS | {"allowed_users", "data_dir"}
+_STR_KEYS = {
+    "api_hash",
+    "bot_token",
+    "model",
+    "device",
+    "oversize",
+    "cluster_url",
+    "cluster_token",
+    "cluster_tls_pin",
+}
+_BOOL_KEYS = {"cluster"}
+_KNOWN = _INT_KEYS | _FLOAT_KEYS | _STR_KEYS | _BOOL_KEYS | {"allowed_users", "data_dir"}
 _OLD_KEYS = {"max_pixels"}  # read for older config files: max_pixels = N -> max_megapixels
 
 
@@ -246,6 +300,15 @@ def _coerce(key: str, value: Any) -> Any:
         raise ConfigError(f"{key} must be a number, not {value!r}") from None
     if key in _STR_KEYS:
         return str(value).strip()
+    if key in _BOOL_KEYS:
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{key} must be true or false, not {value!r}")
     if key == "allowed_users":
         return parse_user_ids(value)
     if key == "data_dir":
@@ -291,7 +354,7 @@ def load_config(
     values: dict[str, Any] = {}
     from_file = _read_toml(file)
     values.update(from_file)
-    if from_file.get("bot_token"):
+    if from_file.get("bot_token") or from_file.get("cluster_token"):
         ensure_private(file)
     for key, name in (
         ("api_id", ENV_API_ID),

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BotContext",
+    "ClusterWorker",
     "KeyedLocks",
     "QueueStatus",
     "RunnerControls",
@@ -47,14 +48,29 @@ class UserJob:
 
 
 @dataclass(frozen=True)
+class ClusterWorker:
+    """One PC of the cluster, for /status."""
+
+    name: str
+    device: str
+    jobs_done: int
+    mp_per_s: float | None  # megapixels a second it has managed (None: no job yet)
+    busy: bool
+    small_only: bool
+
+
+@dataclass(frozen=True)
 class QueueStatus:
-    """What /status shows."""
+    """What /status shows. ``cluster``: the bot sends its jobs to the cluster, whose PCs are
+    ``workers`` (None: the list could not be read just now)."""
 
     device: str
     waiting: int
     running: int
     stopping: bool
     jobs: tuple[UserJob, ...]
+    cluster: bool = False
+    workers: tuple[ClusterWorker, ...] | None = None
 
 
 class RunnerControls(Protocol):

@@ -31,7 +31,7 @@ from typing import Any
 from ..jobs import QUEUED, READY, RUNNING, Job, JobQueue
 from .attempt import JobAttempt, JobView
 from .config import BotConfig
-from .context import QueueStatus, UserJob
+from .context import ClusterWorker, QueueStatus, UserJob
 from .delivery import deliver
 from .endings import Tools, end_cancelled, job_translator
 from .eta import Running, estimate_seconds, seconds_until_done
@@ -67,6 +67,7 @@ class JobRunner:
         self._queue = queue
         self._prefs = prefs
         self.device_name = core.device_name
+        self._cluster_workers = core.workers
         self._slots = max(1, core.slots)
         self._jobs: dict[asyncio.Task[None], int] = {}  # running job tasks -> job id
         self._stop = asyncio.Event()  # start no new job
@@ -125,8 +126,8 @@ class JobRunner:
         )
         first_id = (first or job).id
         pos, eta = await asyncio.to_thread(self._place, first_id, job.id, running)
-        if eta is not None:  # several devices work through the line side by side
-            eta /= self._slots
+        if eta is not None:  # several devices (or cluster workers) work through it side by side
+            eta /= await self._side_by_side()
         if count > 1:
             text = tr.ngettext(
                 "Album of {n} file queued: #{pos} in line",
@@ -141,6 +142,16 @@ class JobRunner:
         if eta is not None:
             text += tr.gettext(", ready in about {time}", time=tr.duration(eta))
         return text + "."
+
+    async def _side_by_side(self) -> int:
+        """How many jobs really run at once: the slots, or fewer cluster workers."""
+        if self._cluster_workers is None:
+            return self._slots
+        try:
+            workers = len(await asyncio.to_thread(self._cluster_workers))
+        except Exception:  # the coordinator is away just now: no better guess
+            return 1
+        return max(1, min(self._slots, workers))
 
     def _place(
         self, first_id: int, last_id: int, running: Running | None
@@ -193,12 +204,20 @@ class JobRunner:
             else:
                 position = await self._queue.position(job.id)
                 lines.append(UserJob(name, running=False, position=position))
+        workers: tuple[ClusterWorker, ...] | None = None
+        if self._cluster_workers is not None:
+            try:
+                workers = tuple(await asyncio.to_thread(self._cluster_workers))
+            except Exception as exc:  # the coordinator is away just now: say so, go on
+                log.warning("could not list the cluster's workers: %s", exc)
         return QueueStatus(
             device=self.device_name,
             waiting=counts[QUEUED],
             running=counts[RUNNING],
             stopping=self.stopping,
             jobs=tuple(lines),
+            cluster=self._cluster_workers is not None,
+            workers=workers,
         )
 
     # -- the loop -------------------------------------------------------------------------

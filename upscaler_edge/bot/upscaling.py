@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .captions import Catalog
-from .config import BotConfig
+from .config import BotConfig, ConfigError
+from .context import ClusterWorker
 
 if TYPE_CHECKING:  # the core modules load numpy (and the worker ncnn): not at import time
     from ..models import ModelSpec
@@ -57,6 +58,14 @@ class UpscaleVideo(Protocol):
 
 def _no_close() -> None:
     pass
+
+
+def _bot_client_id(config: BotConfig) -> str:
+    """The same id every start (one durable consumer on the server, not one per start);
+    hex digits, as the job messages' reply subject must be."""
+    import hashlib
+
+    return hashlib.sha256(f"bot {config.data_dir.resolve()}".encode()).hexdigest()[:16]
 
 
 class WorkerPool:
@@ -138,6 +147,7 @@ class Core:
     level it lacks); ``device_name`` is shown until the first result names the real device.
     ``upscale_video`` runs a video job (None: this core takes no videos). ``slots``: how
     many jobs may run at once (one per worker process: one per listed device).
+    ``workers`` lists the PCs of the cluster (blocking; None: this core works locally).
     """
 
     upscale: Upscale
@@ -148,10 +158,14 @@ class Core:
     close: Callable[[], None] = _no_close
     upscale_video: UpscaleVideo | None = None
     slots: int = 1
+    workers: Callable[[], list[ClusterWorker]] | None = None
 
     @classmethod
     def load(cls, config: BotConfig) -> Core:
-        """The real core: a supervised worker process, header probe, model registry."""
+        """The real core: a supervised worker process, header probe, model registry (or the
+        cluster's client, with ``config.uses_cluster``)."""
+        if config.uses_cluster:
+            return cls.load_cluster(config)
         from ..imageio import probe
         from ..models import default_registry
         from ..worker import Worker
@@ -175,6 +189,53 @@ class Core:
             close=pool.close,
             upscale_video=pool.run_video,
             slots=pool.slots,
+        )
+
+    @classmethod
+    def load_cluster(cls, config: BotConfig) -> Core:
+        """The core that sends each job to the cluster (images whole, videos as segments
+        that several workers do at once); ``config.cluster_slots`` jobs in flight.
+        ConfigError (one line) when the cluster is not set up or cannot be reached."""
+        from ..cluster.client import ClusterClient
+        from ..errors import UpscalerError
+        from ..imageio import probe
+        from ..models import default_registry
+
+        address = config.cluster_address()
+        try:
+            client = ClusterClient(address, client_id=_bot_client_id(config))
+        except UpscalerError as exc:
+            raise ConfigError(f"cluster: {exc}") from None
+        except Exception as exc:  # a timeout, a refused connection: one line either way
+            raise ConfigError(
+                f"cluster: cannot reach the coordinator at {address.url}: "
+                f"{exc or type(exc).__name__}"
+            ) from None
+
+        def workers() -> list[ClusterWorker]:
+            return [
+                ClusterWorker(
+                    name=w.name,
+                    device=w.device,
+                    jobs_done=w.jobs_done,
+                    mp_per_s=w.mp_per_s,
+                    busy=w.current is not None,
+                    small_only=w.small_only,
+                )
+                for w in client.workers()
+            ]
+
+        registry = default_registry()
+        return cls(
+            upscale=client.run,
+            probe=probe,
+            resolve=registry.resolve,
+            catalog=Catalog.from_registry(registry),
+            device_name=f"the cluster at {address.host}:{address.port}",
+            close=client.close,
+            upscale_video=client.run_video,
+            slots=config.cluster_slots,
+            workers=workers,
         )
 
 
