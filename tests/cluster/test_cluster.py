@@ -247,7 +247,7 @@ def test_a_videos_segments_are_done_by_both_workers_and_joined(workers, tmp_path
 def test_the_coordinator_prints_the_join_command_and_the_cli_batch_uses_it(
     tmp_path, photo, monkeypatch
 ):
-    from tests.cluster.conftest import Workers, free_port
+    from tests.cluster_fixtures import Workers, free_port
     from upscaler_edge.cli import main
     from upscaler_edge.cluster import cli as cluster_cli
 
@@ -333,7 +333,7 @@ def test_a_small_only_worker_leaves_videos_to_the_others(workers, tmp_path, phot
 
 def test_plain_tcp_and_a_worker_in_this_process(tmp_path, photo):
     """--no-tls (a trusted network): no pin; the Node class driven directly."""
-    from tests.cluster.conftest import free_port
+    from tests.cluster_fixtures import free_port
     from upscaler_edge.cluster.cli import _setup
     from upscaler_edge.cluster.node import Node
     from upscaler_edge.cluster.server import Coordinator
