@@ -236,6 +236,7 @@ def test_a_videos_segments_are_done_by_both_workers_and_joined(workers, tmp_path
         )
     assert result.frames == 30
     assert result.out_size == (128, 96)
+    assert {part.split(":")[0] for part in result.device.split(", ")} == {"alpha", "beta"}
     assert seen[-1] == (30, 30)
     alone = upscale_video(clip, tmp_path / "alone.mp4", OPTS, SEG)
     assert dst.read_bytes() == alone.dst.read_bytes()  # MP4 from x264: the same bytes

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import logging
 import tempfile
@@ -351,10 +352,13 @@ class ClusterClient:
 
         try:
             segments = []
+            made_on: dict[str, None] = {}  # "worker: device", in segment order
             for f in futures:  # the first failure fails the video; the rest is given up
                 meta, path = f.result()
                 segments.append((meta["segment"], path))
+                made_on[f"{meta.get('worker', '?')}: {meta.get('device') or '?'}"] = None
             result = join_segments(src, plan, segments, dst, overwrite=overwrite)
+            result = dataclasses.replace(result, device=", ".join(made_on))
         except BaseException as exc:
             for f in futures:
                 if not f.done():
@@ -476,7 +480,7 @@ class ClusterClient:
                 raise JobFailed(f"{pending.job.input.name}: the result arrived damaged")
             if pending.job.kind == "segment":
                 tmp.replace(pending.dst)  # into the video's parts folder
-                return result.meta, pending.dst
+                return {**result.meta, "worker": result.worker}, pending.dst
             await asyncio.to_thread(place, tmp, pending.dst, pending.overwrite)
         except BaseException:
             tmp.unlink(missing_ok=True)
