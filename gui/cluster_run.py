@@ -15,11 +15,14 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PySide6.QtCore import QObject, Signal
 
 from .workers import Job, one_line
+
+if TYPE_CHECKING:
+    from upscaler_edge.cluster.client import WorkerInfo
 
 __all__ = ["ClientLike", "ClusterBatch", "cluster_client_factory"]
 
@@ -38,6 +41,8 @@ class ClientLike(Protocol):
     ) -> concurrent.futures.Future[Any]: ...
 
     def cancel(self, future: concurrent.futures.Future[Any]) -> None: ...
+
+    def workers(self) -> list[WorkerInfo]: ...
 
     def close(self) -> None: ...
 
@@ -72,6 +77,7 @@ class ClusterBatch(QObject):
         self._factory = client_factory
         self._client: ClientLike | None = None
         self._lock = threading.Lock()
+        self._connecting = threading.Lock()  # one connection attempt at a time
         self._futures: dict[int, tuple[Job, concurrent.futures.Future[Any]]] = {}
         self._closed = False
 
@@ -94,6 +100,11 @@ class ClusterBatch(QObject):
             threading.Thread(
                 target=self._cancel, args=(client, [f for _, f in chosen]), daemon=True
             ).start()
+
+    def workers(self) -> list[WorkerInfo]:
+        """The cluster's workers, as they last reported (blocks on the network: call it on a
+        helper thread; opens the connection when none is open yet)."""
+        return self._client_now().workers()
 
     def shutdown(self) -> None:
         """Cancel what is in flight and close the connection (idempotent)."""
@@ -123,14 +134,23 @@ class ClusterBatch(QObject):
                 log.warning("could not cancel a cluster job: %s", exc)
 
     def _client_now(self) -> ClientLike:
-        with self._lock:
-            if self._closed:
-                from upscaler_edge.errors import Cancelled
+        """The open client, connecting first if needed (outside ``_lock``, so ``shutdown``
+        never waits on a slow connection attempt)."""
+        from upscaler_edge.errors import Cancelled
 
-                raise Cancelled("the window is closing")
-            if self._client is None:
-                self._client = self._factory()
-            return self._client
+        with self._connecting:
+            with self._lock:
+                if self._closed:
+                    raise Cancelled("the window is closing")
+                if self._client is not None:
+                    return self._client
+            client = self._factory()
+            with self._lock:
+                if not self._closed:
+                    self._client = client
+                    return client
+            client.close()  # the window closed while it connected
+            raise Cancelled("the window is closing")
 
     def _send(self, jobs: list[Job]) -> None:
         from upscaler_edge.errors import Cancelled, UpscalerError

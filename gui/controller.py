@@ -17,6 +17,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QPoint, QSettings, Signal, Slot
 
+from .cluster_status import ClusterStatus
 from .compare_controller import CompareController
 from .devices import FALLBACK_DEVICES, DeviceChoice, DeviceProbe, auto_choice
 from .file_actions import FileActions
@@ -89,6 +90,10 @@ class MainController(QObject):
         self.runs = RunController(
             window, self.model, self._current_settings, worker_factory, cluster
         )
+        #: the cluster's workers in the status bar while "Send to the cluster" is on
+        self.cluster_status: ClusterStatus | None = None
+        if self.runs.cluster is not None:
+            self.cluster_status = ClusterStatus(window, self.runs.cluster.workers)
         self.compare = CompareController(window, self.model)
         self.files = FileActions(
             window, self.model, self.add_paths, self.queue.current_item, paste_dir
@@ -218,4 +223,6 @@ class MainController(QObject):
         self.save()
         self._closed = True
         self.devices.stop()
+        if self.cluster_status is not None:
+            self.cluster_status.stop()
         self.runs.shutdown()

@@ -132,6 +132,10 @@ class MainWindow(QMainWindow):
         self.status.setSizeGripEnabled(False)
         self.device_status = QLabel("")
         self.device_status.setObjectName("Muted")
+        self.cluster_status = QLabel("")
+        self.cluster_status.setObjectName("Muted")
+        self.cluster_status.setVisible(False)
+        self.status.addPermanentWidget(self.cluster_status)
         self.status.addPermanentWidget(self.device_status)
         self.setStatusBar(self.status)
 
@@ -219,6 +223,13 @@ class MainWindow(QMainWindow):
     def set_device_status(self, text: str) -> None:
         """The permanent note at the right of the status bar (what "auto" runs on)."""
         self.device_status.setText(text)
+
+    def set_cluster_status(self, text: str, details: str = "") -> None:
+        """The cluster's workers at the right of the status bar, ``details`` as its tooltip
+        (one line per worker); an empty ``text`` hides it."""
+        self.cluster_status.setText(text)
+        self.cluster_status.setToolTip(details)
+        self.cluster_status.setVisible(bool(text))
 
     def show_queue(self, has_items: bool) -> None:
         """The big drop zone while the queue is empty, the list afterwards."""

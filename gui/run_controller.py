@@ -168,6 +168,11 @@ class RunController(QObject):
             self._running = False
             self.refresh()
 
+    @property
+    def cluster(self) -> ClusterBatch | None:
+        """The cluster's side of this window (None: no cluster set up on this PC)."""
+        return self._cluster
+
     def shutdown(self) -> None:
         """Cancel everything and stop every runner thread and worker process (idempotent)."""
         self._closed = True

@@ -65,6 +65,45 @@ def test_a_batch_goes_to_the_cluster_worker(qtbot, make_window, images, workers,
     assert any(", on alpha: " in m for m in saved)
 
 
+def test_the_status_bar_lists_the_cluster_workers(qtbot, make_window, workers, tmp_path):
+    workers.start("alpha")
+    address_file = tmp_path / "cluster.json"
+    workers.address.save(address_file)
+    window, _ = make_window(cluster_address_file=address_file)
+    label = window.cluster_status
+    assert not label.isVisible()  # nothing while the option is off
+    workers.wait_joined("alpha")
+
+    window.cluster_action.setChecked(True)
+    assert label.isVisible()  # "connecting…" at once: the UI thread never waits
+    qtbot.waitUntil(lambda: label.text() == "Cluster: 1 worker", timeout=30_000)
+    assert label.toolTip() == "alpha: cpu, 0 jobs done, idle", label.toolTip()
+
+    window.cluster_action.setChecked(False)
+    assert not label.isVisible()
+    qtbot.wait(200)  # an answer in flight when it was turned off stays dropped
+    assert not label.isVisible()
+
+
+def test_the_cluster_summary_reads_well():
+    from upscaler_edge_gui.cluster_status import summary
+
+    from upscaler_edge.cluster.client import WorkerInfo
+
+    assert summary([])[0] == "Cluster: no workers"
+    text, details = summary(
+        [
+            WorkerInfo("alpha", "GPU 0: RTX 4070", 12, 3.456, "job-1", False),
+            WorkerInfo("beta", "cpu", 1, None, None, True),
+        ]
+    )
+    assert text == "Cluster: 2 workers (1 busy)"
+    assert details.splitlines() == [
+        "alpha: GPU 0: RTX 4070, 12 jobs done, 3.46 MP/s, busy",
+        "beta: cpu, 1 job done, idle, small pictures only",
+    ]
+
+
 def test_cancel_stops_the_job_on_the_worker(
     qtbot, make_window, workers, tmp_path, qsettings, photo
 ):
@@ -112,6 +151,9 @@ def test_an_unreachable_cluster_fails_the_files_with_the_reason(
 
     run_queue(qtbot, controller, timeout=60_000)
 
+    label = window.cluster_status
+    qtbot.waitUntil(lambda: label.text().startswith("Cluster: unreachable — "), timeout=60_000)
+    assert "cannot reach" in label.text() and "cannot reach" in label.toolTip()
     for item in controller.model:
         assert item.state is ItemState.FAILED
         assert item.error is not None and item.error.startswith("cluster: cannot reach"), item.error
