@@ -20,7 +20,7 @@ from tests.conftest import FAST_MODEL
 from upscaler_edge.cluster.client import ClusterClient
 from upscaler_edge.cluster.connect import Address, close, connect
 from upscaler_edge.cluster.protocol import JOB_SUBJECTS
-from upscaler_edge.errors import JobFailed
+from upscaler_edge.errors import Cancelled, JobFailed
 from upscaler_edge.options import Options
 from upscaler_edge.pipeline import upscale_file
 from upscaler_edge.video import VideoOptions
@@ -382,3 +382,36 @@ def test_a_worker_stopped_with_ctrl_c_hands_its_job_back(workers, tmp_path, phot
         result = future.result(180)
     assert result.device.startswith("beta:")
     assert "done image" not in workers.log("alpha")
+
+
+def test_a_cluster_video_resumes_from_its_finished_segments(workers, tmp_path, photo):
+    pytest.importorskip("av", reason="video needs PyAV (the video extra)")
+    from upscaler_edge.video import upscale_video
+
+    clip = make_clip(tmp_path / "clip.mp4", photo)
+    dst = tmp_path / "clip_x2.mp4"
+    parts = tmp_path / ".clip_x2.mp4.cluster"
+    workers.start("alpha")
+    with ClusterClient(workers.address) as client:
+        video = client.submit_video(clip, dst, OPTS, SEG)
+        deadline = time.monotonic() + 120
+        while not list(parts.glob("seg-*.json")):
+            assert time.monotonic() < deadline and not video.done()
+            time.sleep(0.01)
+        workers.procs["alpha"].send_signal(signal.SIGKILL)  # the only worker is gone
+        workers.procs["alpha"].wait()
+        client.cancel(video)  # and the client gives up (or its PC goes off)
+        with pytest.raises(Cancelled):
+            video.result(10)
+    kept = sorted(p.name for p in parts.glob("seg-*.json"))
+    assert 1 <= len(kept) < 4 and not dst.exists()
+
+    workers.start("beta")
+    with ClusterClient(workers.address) as client:  # a new client, the same request
+        result = client.run_video(clip, dst, OPTS, SEG, timeout=300)
+    frames = [8, 8, 8, 6]
+    assert result.frames_resumed == sum(frames[int(k[4:10])] for k in kept)
+    assert workers.log("beta").count("done segment clip.mp4") == 4 - len(kept)
+    alone = upscale_video(clip, tmp_path / "alone.mp4", OPTS, SEG)
+    assert dst.read_bytes() == alone.dst.read_bytes()
+    assert not parts.exists()

@@ -36,6 +36,7 @@ from ..options import Options
 from ..pipeline import UpscaleResult
 from . import protocol
 from .connect import Address, ClusterError, close, connect
+from .parts import VideoParts
 from .protocol import FileRef, Job, ProtocolError, Result
 from .streams import ensure
 
@@ -82,6 +83,7 @@ class ClusterClient:
         self._pending: dict[str, _Pending] = {}
         self._inputs: dict[str, int] = {}  # input object -> jobs still using it
         self._videos: dict[int, list[concurrent.futures.Future[Any]]] = {}  # id -> segments
+        self._parts: dict[str, VideoParts] = {}  # segment job key -> its video's folder
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="cluster-client", daemon=True
@@ -239,9 +241,9 @@ class ClusterClient:
     async def _cancel(self, future: concurrent.futures.Future[Any]) -> None:
         parts = self._videos.get(id(future), [future])
         for key, p in list(self._pending.items()):
-            if p.future not in parts:
-                continue
-            del self._pending[key]
+            if p.future not in parts or self._pending.pop(key, None) is None:
+                continue  # (answered meanwhile)
+            self._parts.pop(key, None)
             if p.seq is not None:
                 with contextlib.suppress(Exception):
                     await self._js.delete_msg(protocol.JOBS_STREAM, p.seq)
@@ -270,7 +272,11 @@ class ClusterClient:
     ) -> concurrent.futures.Future[Any]:
         """Split a video into its segments, queue them all (several workers take them at
         once), and join the finished segments in order without re-encoding; the future gives
-        the VideoResult once ``dst`` is written. Planning reads the video here first."""
+        the VideoResult once ``dst`` is written. Planning reads the video here first.
+
+        Finished segments are kept beside ``dst`` (:class:`VideoParts`) until the output is
+        written: after a cancel, a crash or a lost connection, the same call again sends only
+        the segments still missing (``VideoResult.frames_resumed`` counts the others)."""
         from ..video import VideoOptions
         from ..video.distributed import plan_segments
 
@@ -280,8 +286,12 @@ class ClusterClient:
         if dst.exists() and not opts.overwrite:
             raise errors.OutputExistsError(f"{dst} exists (use --overwrite)")
         plan = plan_segments(src, opts, vopts)
-        parts = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".cluster", dir=dst.parent))
+        parts = VideoParts(dst, plan.digest)
+        kept = parts.open()  # finished by an earlier run of the same request
         done = [0] * plan.count
+        for index, (meta, _) in kept.items():
+            done[index] = int(meta["segment"]["frames"])
+        resumed = sum(done)
         lock = threading.Lock()
 
         def frames(index: int) -> Progress:
@@ -297,12 +307,16 @@ class ClusterClient:
         futures: list[concurrent.futures.Future[Any]] = [
             concurrent.futures.Future() for _ in range(plan.count)
         ]
-        self._call(self._submit_segments(src, plan, opts, parts, futures, frames), 600)
+        for index, part in kept.items():
+            futures[index].set_result(part)
+        missing = [i for i in range(plan.count) if i not in kept]
+        if missing:
+            self._call(self._submit_segments(src, plan, opts, parts, futures, missing, frames), 600)
         whole: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._videos[id(whole)] = futures
         threading.Thread(
             target=self._assemble,
-            args=(src, plan, futures, parts, dst, opts.overwrite, whole),
+            args=(src, plan, futures, parts, dst, opts.overwrite, whole, resumed),
             name="cluster-join",
             daemon=True,
         ).start()
@@ -313,16 +327,17 @@ class ClusterClient:
         src: Path,
         plan: Any,
         opts: Options,
-        parts: Path,
+        parts: VideoParts,
         futures: list[concurrent.futures.Future[Any]],
+        indices: list[int],
         frames: Callable[[int], Progress],
     ) -> None:
         ref = await self._put_input(src)
         video_id = uuid.uuid4().hex
         body = plan.to_json()
         async with self._files_lock:  # one reference per segment
-            self._inputs[ref.object] += len(futures) - 1
-        for index, future in enumerate(futures):
+            self._inputs[ref.object] += len(indices) - 1
+        for index in indices:
             job = Job(
                 kind="segment",
                 job=video_id,
@@ -333,20 +348,22 @@ class ClusterClient:
                 suffix=".pkt",
                 plan=body,
             )
-            dst = parts / f"seg-{index:06d}.pkt"
-            await self._publish(job, protocol.LARGE, dst, True, future, frames(index))
+            self._parts[f"{video_id}:{index}"] = parts
+            await self._publish(
+                job, protocol.LARGE, parts.segment(index), True, futures[index], frames(index)
+            )
 
     def _assemble(
         self,
         src: Path,
         plan: Any,
         futures: list[concurrent.futures.Future[Any]],
-        parts: Path,
+        parts: VideoParts,
         dst: Path,
         overwrite: bool,
         whole: concurrent.futures.Future[Any],
+        resumed: int,
     ) -> None:
-        import shutil
 
         from ..video.distributed import join_segments
 
@@ -358,8 +375,10 @@ class ClusterClient:
                 segments.append((meta["segment"], path))
                 made_on[f"{meta.get('worker', '?')}: {meta.get('device') or '?'}"] = None
             result = join_segments(src, plan, segments, dst, overwrite=overwrite)
-            result = dataclasses.replace(result, device=", ".join(made_on))
+            result = dataclasses.replace(result, device=", ".join(made_on), frames_resumed=resumed)
         except BaseException as exc:
+            if isinstance(exc, errors.InputError):
+                parts.remove()  # a damaged input: a rerun would meet the same damage
             for f in futures:
                 if not f.done():
                     with contextlib.suppress(Exception):
@@ -367,11 +386,11 @@ class ClusterClient:
             if not whole.done():  # (a cancel has failed it already)
                 whole.set_exception(exc)
         else:
+            parts.remove()
             if not whole.done():
                 whole.set_result(result)
         finally:
             self._videos.pop(id(whole), None)
-            shutil.rmtree(parts, ignore_errors=True)
 
     # -- Worker's interface -------------------------------------------------------------
     def run(
@@ -480,7 +499,11 @@ class ClusterClient:
                 raise JobFailed(f"{pending.job.input.name}: the result arrived damaged")
             if pending.job.kind == "segment":
                 tmp.replace(pending.dst)  # into the video's parts folder
-                return {**result.meta, "worker": result.worker}, pending.dst
+                meta = {**result.meta, "worker": result.worker}
+                parts = self._parts.pop(pending.job.key, None)
+                if parts is not None:  # kept for a resume until the video is written
+                    parts.keep(pending.job.index, meta)
+                return meta, pending.dst
             await asyncio.to_thread(place, tmp, pending.dst, pending.overwrite)
         except BaseException:
             tmp.unlink(missing_ok=True)
