@@ -80,6 +80,7 @@ class ClusterClient:
         self.address = address
         self.client_id = client_id or uuid.uuid4().hex[:16]
         self.ignored = 0  # late or duplicate results dropped
+        self._closed = False
         self._pending: dict[str, _Pending] = {}
         self._inputs: dict[str, int] = {}  # input object -> jobs still using it
         self._videos: dict[int, list[concurrent.futures.Future[Any]]] = {}  # id -> segments
@@ -152,6 +153,7 @@ class ClusterClient:
         ]
 
     def close(self) -> None:
+        self._closed = True
         for p in list(self._pending.values()):
             if not p.future.done():
                 p.future.set_exception(Cancelled("the cluster client closed"))
@@ -236,6 +238,8 @@ class ClusterClient:
 
     def cancel(self, future: concurrent.futures.Future[Any]) -> None:
         """Give a job up: dropped from the queue if still waiting, stopped on its worker."""
+        if self._closed:  # closing gave every job up already
+            return
         self._call(self._cancel(future), 30)
 
     async def _cancel(self, future: concurrent.futures.Future[Any]) -> None:
