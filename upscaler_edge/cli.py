@@ -334,7 +334,7 @@ def _print_devices(out: TextIO) -> None:
             fp16 = "fp16" if d.fp16 else "no fp16 storage"
             extra = f", {d.driver}, {d.heap_budget_mb} MB heap budget, {fp16}"
         elif d.backend == "best":
-            extra = ", OpenVINO where the model converts, else ncnn"
+            extra = ", OpenVINO where the model converts and runs faster, else ncnn"
         elif d.backend == "ncnn":
             extra = ", ncnn"
         out.write(f"{d.option:>12}  {d.name} ({d.kind}{extra}){mark}\n")
@@ -494,6 +494,7 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
         return f", {r.device}" if len(devices) > 1 else ""
 
     done = 0
+    ran_on = ""  # what the one device turned out to be ("cpu": OpenVINO's or ncnn's)
     started = time.perf_counter()
     cancel = threading.Event()
     try:
@@ -510,6 +511,7 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
                     bars.write(f"{PROG}: error: {item.src}: {item.error}")
                     continue
                 done += 1
+                ran_on = item.result.device
                 if not args.quiet:
                     r = item.result
                     bars.write(
@@ -525,7 +527,7 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
         summary = f"{done} done, {failed} failed"
         if skipped:
             summary += f", {skipped} skipped (exist)"
-        on = " + ".join(d.name for d in devices)
+        on = ran_on if ran_on and len(devices) == 1 else " + ".join(d.name for d in devices)
         env.stderr.write(f"{summary} in {took:.1f} s with {spec.name} on {on}\n")
     return ExitStatus.FAILED if failed or video_status else ExitStatus.OK
 

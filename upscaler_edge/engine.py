@@ -59,7 +59,8 @@ class DeviceInfo:
     """A compute device; ``index`` is the Vulkan index, -1 for the CPU and OpenVINO devices.
 
     ``backend`` is "ncnn", "openvino" (``target`` is then OpenVINO's device name: CPU,
-    GPU.0, NPU) or "best" (the CPU: OpenVINO when the model converts, else ncnn).
+    GPU.0, NPU) or "best" (the CPU: OpenVINO when the model converts, else ncnn; ncnn too
+    where the model would run in fp32 and OpenVINO fp32 was measured slower for it).
     """
 
     index: int

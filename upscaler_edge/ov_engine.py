@@ -19,6 +19,10 @@ Precision on the CPU: "fp32", "bf16", or "auto", which is bf16 only on CPUs with
 bf16 output was measured to stay >= 50 dB from fp32 with no pixel moving more than 4/255 on
 real photos (:data:`BF16_VERDICTS`, measured by ``bench/openvino.py``); else fp32. Intel GPUs
 and NPUs run their own default (fp16) unless "fp32" or ``precise`` asks for fp32.
+
+"cpu" (the fastest CPU backend) is OpenVINO, except where the precision the model would run
+in is fp32 and OpenVINO fp32 was measured slower than ncnn for it (:data:`FP32_SPEEDUPS`,
+from the same bench: waifu2x upconv7): ncnn runs it then, with one log line.
 """
 
 from __future__ import annotations
@@ -48,13 +52,16 @@ from .ncnn2onnx import UnsupportedModelError, onnx_cache_dir, onnx_for
 
 __all__ = [
     "BF16_VERDICTS",
+    "FP32_SPEEDUPS",
     "PRECISIONS",
     "Bf16Verdict",
+    "Fp32Speedup",
     "OpenVinoEngine",
     "choose_precision",
     "compiled_cache_dir",
     "open_engine",
     "openvino_devices",
+    "openvino_is_faster",
 ]
 
 log = logging.getLogger(__name__)
@@ -130,6 +137,89 @@ BF16_VERDICTS: dict[str, Bf16Verdict] = {
     "waifu2x-upconv7-photo-x2-denoise1": Bf16Verdict(53.4, 3, "2026-11-27"),
     "waifu2x-upconv7-photo-x2-denoise2": Bf16Verdict(50.9, 3, "2026-11-27"),
     "waifu2x-upconv7-photo-x2-denoise3": Bf16Verdict(50.7, 3, "2026-11-27"),
+}
+
+
+@dataclass(frozen=True)
+class Fp32Speedup:
+    """How much faster OpenVINO fp32 ran a model than ncnn on the CPU: ncnn's seconds per
+    megapixel over OpenVINO fp32's, the same tile, the backends taking turns, best of runs;
+    measured on the model ``on`` (one model per family)."""
+
+    speedup: float
+    measured: str  # ISO date
+    on: str  # the model measured: this one, or its family's (same net, another scale/noise)
+
+    @property
+    def faster(self) -> bool:
+        """The "cpu" rule: OpenVINO fp32 only where it was measured faster than ncnn."""
+        return self.speedup > 1.0
+
+
+#: OpenVINO fp32 against ncnn per model, seconds per megapixel of one tile, one model measured
+#: per family (``python bench/openvino.py --only speed``, then ``--tables`` prints this from
+#: docs/eval/openvino.json; OpenVINO 2026.4.1, 2 threads of a Xeon with AVX-512 and AMX).
+#: Where it is not faster, "cpu" runs the model's fp32 on ncnn (waifu2x upconv7: 0.68x and
+#: 0.99x); a model missing here (a user model) runs on OpenVINO, as every other family
+#: measured 1.7-2.2x faster there.
+FP32_SPEEDUPS: dict[str, Fp32Speedup] = {
+    "realesrgan-x4plus": Fp32Speedup(1.72, "2026-11-27", "realesrgan-x4plus"),
+    "realesrgan-x4plus-anime": Fp32Speedup(1.69, "2026-11-27", "realesrgan-x4plus-anime"),
+    "realesr-animevideov3-x2": Fp32Speedup(1.69, "2026-11-27", "realesr-animevideov3-x4"),
+    "realesr-animevideov3-x3": Fp32Speedup(1.69, "2026-11-27", "realesr-animevideov3-x4"),
+    "realesr-animevideov3-x4": Fp32Speedup(1.69, "2026-11-27", "realesr-animevideov3-x4"),
+    "realcugan-se-x2": Fp32Speedup(1.72, "2026-11-27", "realcugan-se-x2"),
+    "realcugan-se-x2-conservative": Fp32Speedup(1.72, "2026-11-27", "realcugan-se-x2"),
+    "realcugan-se-x2-denoise1": Fp32Speedup(1.72, "2026-11-27", "realcugan-se-x2"),
+    "realcugan-se-x2-denoise2": Fp32Speedup(1.72, "2026-11-27", "realcugan-se-x2"),
+    "realcugan-se-x2-denoise3": Fp32Speedup(1.72, "2026-11-27", "realcugan-se-x2"),
+    "realcugan-se-x3": Fp32Speedup(1.72, "2026-11-27", "realcugan-se-x2"),
+    "realcugan-se-x3-conservative": Fp32Speedup(1.72, "2026-11-27", "realcugan-se-x2"),
+    "realcugan-se-x3-denoise3": Fp32Speedup(1.72, "2026-11-27", "realcugan-se-x2"),
+    "realcugan-se-x4": Fp32Speedup(1.72, "2026-11-27", "realcugan-se-x2"),
+    "realcugan-se-x4-conservative": Fp32Speedup(1.72, "2026-11-27", "realcugan-se-x2"),
+    "realcugan-se-x4-denoise3": Fp32Speedup(1.72, "2026-11-27", "realcugan-se-x2"),
+    "realcugan-pro-x2": Fp32Speedup(2.03, "2026-11-27", "realcugan-pro-x2"),
+    "realcugan-pro-x2-conservative": Fp32Speedup(2.03, "2026-11-27", "realcugan-pro-x2"),
+    "realcugan-pro-x2-denoise3": Fp32Speedup(2.03, "2026-11-27", "realcugan-pro-x2"),
+    "realcugan-pro-x3": Fp32Speedup(2.03, "2026-11-27", "realcugan-pro-x2"),
+    "realcugan-pro-x3-conservative": Fp32Speedup(2.03, "2026-11-27", "realcugan-pro-x2"),
+    "realcugan-pro-x3-denoise3": Fp32Speedup(2.03, "2026-11-27", "realcugan-pro-x2"),
+    "waifu2x-cunet-x2": Fp32Speedup(2.22, "2026-11-27", "waifu2x-cunet-x2"),
+    "waifu2x-cunet-x2-denoise0": Fp32Speedup(2.22, "2026-11-27", "waifu2x-cunet-x2"),
+    "waifu2x-cunet-x2-denoise1": Fp32Speedup(2.22, "2026-11-27", "waifu2x-cunet-x2"),
+    "waifu2x-cunet-x2-denoise2": Fp32Speedup(2.22, "2026-11-27", "waifu2x-cunet-x2"),
+    "waifu2x-cunet-x2-denoise3": Fp32Speedup(2.22, "2026-11-27", "waifu2x-cunet-x2"),
+    "waifu2x-cunet-x1-denoise0": Fp32Speedup(2.22, "2026-11-27", "waifu2x-cunet-x2"),
+    "waifu2x-cunet-x1-denoise1": Fp32Speedup(2.22, "2026-11-27", "waifu2x-cunet-x2"),
+    "waifu2x-cunet-x1-denoise2": Fp32Speedup(2.22, "2026-11-27", "waifu2x-cunet-x2"),
+    "waifu2x-cunet-x1-denoise3": Fp32Speedup(2.22, "2026-11-27", "waifu2x-cunet-x2"),
+    "waifu2x-upconv7-anime-x2": Fp32Speedup(0.68, "2026-11-27", "waifu2x-upconv7-anime-x2"),
+    "waifu2x-upconv7-anime-x2-denoise0": (
+        Fp32Speedup(0.68, "2026-11-27", "waifu2x-upconv7-anime-x2")
+    ),
+    "waifu2x-upconv7-anime-x2-denoise1": (
+        Fp32Speedup(0.68, "2026-11-27", "waifu2x-upconv7-anime-x2")
+    ),
+    "waifu2x-upconv7-anime-x2-denoise2": (
+        Fp32Speedup(0.68, "2026-11-27", "waifu2x-upconv7-anime-x2")
+    ),
+    "waifu2x-upconv7-anime-x2-denoise3": (
+        Fp32Speedup(0.68, "2026-11-27", "waifu2x-upconv7-anime-x2")
+    ),
+    "waifu2x-upconv7-photo-x2": Fp32Speedup(0.99, "2026-11-27", "waifu2x-upconv7-photo-x2"),
+    "waifu2x-upconv7-photo-x2-denoise0": (
+        Fp32Speedup(0.99, "2026-11-27", "waifu2x-upconv7-photo-x2")
+    ),
+    "waifu2x-upconv7-photo-x2-denoise1": (
+        Fp32Speedup(0.99, "2026-11-27", "waifu2x-upconv7-photo-x2")
+    ),
+    "waifu2x-upconv7-photo-x2-denoise2": (
+        Fp32Speedup(0.99, "2026-11-27", "waifu2x-upconv7-photo-x2")
+    ),
+    "waifu2x-upconv7-photo-x2-denoise3": (
+        Fp32Speedup(0.99, "2026-11-27", "waifu2x-upconv7-photo-x2")
+    ),
 }
 
 
@@ -212,6 +302,16 @@ def choose_precision(spec: ModelSpec, device: DeviceInfo, asked: str, precise: b
         return "bf16"
     verdict = BF16_VERDICTS.get(spec.name)
     return "bf16" if verdict is not None and verdict.ok else "f32"
+
+
+def openvino_is_faster(spec: ModelSpec, precision: str) -> bool:
+    """Whether OpenVINO in ``precision`` (the hint ``choose_precision`` gives) beats ncnn on
+    the CPU for ``spec``: bf16 always did (3-10x); fp32 where :data:`FP32_SPEEDUPS` says so
+    (a model not measured: yes)."""
+    if precision != "f32":
+        return True
+    measured = FP32_SPEEDUPS.get(spec.name)
+    return measured is None or measured.faster
 
 
 def _from_cache(compiled: Any) -> bool:
@@ -367,17 +467,40 @@ def open_engine(
 ) -> TileEngine:
     """The engine for ``device``: ncnn's for ncnn devices; OpenVINO's for OpenVINO devices and
     for "best" (the CPU), falling back to ncnn on the CPU with one log line when OpenVINO
-    cannot run the model (a layer the converter lacks, a compile error, no OpenVINO)."""
+    cannot run the model (a layer the converter lacks, a compile error, no OpenVINO) and, for
+    "best", when the model would run in fp32 there and OpenVINO fp32 was measured slower than
+    ncnn for it (:func:`openvino_is_faster`)."""
     if device.backend == "ncnn":
         return Engine(spec, device, precise=precise)
     target = device
     try:
         if device.backend == "best":
+            if precise or precision == "fp32":  # settled without starting OpenVINO (~0.3 s)
+                hint = "f32"
+            else:
+                target = next((d for d in openvino_devices() if d.target == "CPU"), device)
+                hint = choose_precision(spec, target, precision, precise)
+            if not openvino_is_faster(spec, hint):
+                log.info(
+                    "running %s on ncnn: in fp32 OpenVINO was measured slower than ncnn for it"
+                    " (%.2fx; -d cpu-openvino forces OpenVINO)",
+                    spec.name,
+                    FP32_SPEEDUPS[spec.name].speedup,
+                )
+                return _ncnn_on_cpu(spec, device, precise)
+            # the precision is settled (its warning, if any, given once)
+            precision = {"f32": "fp32", "bf16": "bf16"}.get(hint, precision)
             target = next((d for d in openvino_devices() if d.target == "CPU"), device)
         return OpenVinoEngine(spec, target, precise=precise, precision=precision)
     except (UnsupportedModelError, ModelError, ImportError) as exc:
-        if target.target.split(".")[0] != "CPU":
+        if device.backend != "best" and target.target.split(".")[0] != "CPU":
             raise
         level = logging.INFO if device.backend == "best" else logging.WARNING
         log.log(level, "OpenVINO cannot run %s (%s); using ncnn on the CPU", spec.name, exc)
-        return Engine(spec, replace(device, backend="ncnn", target=""), precise=precise)
+        return _ncnn_on_cpu(spec, device, precise)
+
+
+def _ncnn_on_cpu(spec: ModelSpec, device: DeviceInfo, precise: bool) -> Engine:
+    """ncnn's CPU engine in place of OpenVINO's; its device's name says ncnn."""
+    name = device.name if device.name.endswith(", ncnn") else f"{device.name}, ncnn"
+    return Engine(spec, replace(device, backend="ncnn", target="", name=name), precise=precise)

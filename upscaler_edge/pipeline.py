@@ -261,6 +261,16 @@ class Upscaler:
                 self._engines[key] = eng
         return eng
 
+    def _ran_on(self, plan: Plan) -> str:
+        """The devices a job ran on, as the engines name them: "cpu" is OpenVINO's CPU or
+        ncnn's (``open_engine`` picks per model), and the name says which."""
+        names = []
+        with self._engines_lock:
+            for d in plan.all_devices:
+                eng = self._engines.get((plan.spec.name, d, False, plan.precision))
+                names.append(eng.device.name if eng is not None and not d.is_gpu else d.name)
+        return " + ".join(names)
+
     def close(self) -> None:
         with self._engines_lock:
             for eng in self._engines.values():
@@ -612,7 +622,7 @@ class Upscaler:
         written = imageio.write_picture(
             out, dst, fmt=opts.format, quality=opts.quality, overwrite=opts.overwrite
         )
-        return _result(src, written, pic, plan, started)
+        return _result(src, written, pic, plan, started, self._ran_on(plan))
 
     # -- batches -------------------------------------------------------------------------
     def upscale_many(
@@ -654,7 +664,9 @@ class Upscaler:
                 written = saving.result()
             except UpscalerError as exc:
                 return BatchItem(src, dst, None, exc)
-            return BatchItem(src, written, _result(src, written, pic, plan, started), None)
+            return BatchItem(
+                src, written, _result(src, written, pic, plan, started, self._ran_on(plan)), None
+            )
 
         with (
             ThreadPoolExecutor(1, thread_name_prefix="load") as loader,
@@ -721,7 +733,12 @@ class Upscaler:
                 quality=opts.quality,
                 overwrite=opts.overwrite,
             )
-            return BatchItem(src, written, _result(src, written, pic, single, started), None)
+            return BatchItem(
+                src,
+                written,
+                _result(src, written, pic, single, started, self._ran_on(single)),
+                None,
+            )
 
         def device_loop(dev: DeviceInfo) -> None:
             single = plan.on(dev)
@@ -780,7 +797,9 @@ class BatchItem:
     error: UpscalerError | None
 
 
-def _result(src: Path, dst: Path, pic: Picture, plan: Plan, started: float) -> UpscaleResult:
+def _result(
+    src: Path, dst: Path, pic: Picture, plan: Plan, started: float, device: str
+) -> UpscaleResult:
     return UpscaleResult(
         src=src,
         dst=dst,
@@ -788,7 +807,7 @@ def _result(src: Path, dst: Path, pic: Picture, plan: Plan, started: float) -> U
         out_size=(pic.width * plan.scale, pic.height * plan.scale),
         model=plan.spec.name,
         scale=plan.scale,
-        device=" + ".join(d.name for d in plan.all_devices),
+        device=device,
         seconds=time.perf_counter() - started,
     )
 

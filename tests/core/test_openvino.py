@@ -8,6 +8,7 @@ import os
 import struct
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,82 @@ def test_precision_rule(monkeypatch):
             assert verdict.ok == v["bf16_ok"], name
     with pytest.raises(UsageError, match="precision"):
         Options(precision="int4")
+
+
+def test_fp32_speedups_are_the_bench_measurement():
+    """ov_engine.FP32_SPEEDUPS is the speed part of docs/eval/openvino.json (one model per
+    family, each model given its family's), and the "cpu" rule is "OpenVINO fp32 only where
+    measured faster than ncnn"."""
+    import json
+    import re
+
+    reg = default_registry()
+    shipped = {s.name for s in reg.specs() if s.kind != "custom"}
+    assert set(ov_engine.FP32_SPEEDUPS) == shipped
+    for name, measured in ov_engine.FP32_SPEEDUPS.items():
+        assert measured.measured and measured.on in ov_engine.FP32_SPEEDUPS
+        # the same net at another scale or noise level: the measured name without its scale
+        assert name == measured.on or name.startswith(re.sub(r"-x\d+$", "-", measured.on))
+        assert measured.faster == (measured.speedup > 1.0)
+    bench = Path(__file__).parents[2] / "docs" / "eval" / "openvino.json"
+    if not bench.is_file():
+        pytest.skip("docs/eval/openvino.json is not in this checkout")
+    results = json.loads(bench.read_text())
+    speed = results["speed"]
+    assert {m.on for m in ov_engine.FP32_SPEEDUPS.values()} == set(speed)
+    for name, measured in ov_engine.FP32_SPEEDUPS.items():
+        spm = speed[measured.on]["s_per_mp"]
+        assert measured.speedup == round(spm["ncnn"] / spm["openvino fp32"], 2), name
+        assert measured.measured == results["speed_date"].split()[0], name
+    # what the rule decides from the data: upconv7 is ncnn's in fp32, the compact net is not
+    assert not ov_engine.FP32_SPEEDUPS["waifu2x-upconv7-anime-x2-denoise1"].faster
+    assert not ov_engine.FP32_SPEEDUPS["waifu2x-upconv7-photo-x2"].faster
+    assert ov_engine.FP32_SPEEDUPS["realesr-animevideov3-x2"].faster
+
+
+def _cpu_job(photo_png: Path, tmp_path: Path, model: str, **kw: object) -> str:
+    opts = Options(model=model, device="cpu", tile=32, **kw)  # type: ignore[arg-type]
+    with Upscaler(opts) as up:
+        dst = tmp_path / f"{model}-{len(list(tmp_path.iterdir()))}.png"
+        return up.upscale_file(photo_png, dst, opts).device
+
+
+def test_cpu_runs_fp32_on_ncnn_where_openvino_fp32_was_measured_slower(
+    photo_png, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(ov_engine, "_cpu_has_bf16", lambda: False)  # fp32 on every model
+    slow = "waifu2x-upconv7-anime-x2"
+    assert not ov_engine.FP32_SPEEDUPS[slow].faster
+    with caplog.at_level(logging.INFO):
+        device = _cpu_job(photo_png, tmp_path, slow)
+    assert device.endswith(", ncnn") and "OpenVINO" not in device
+    lines = [r for r in caplog.records if "measured slower" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO and slow in lines[0].getMessage()
+    assert "OpenVINO" in _cpu_job(photo_png, tmp_path, "realesr-animevideov3-x2")
+    # cpu-openvino still forces OpenVINO
+    opts = Options(model=slow, device="cpu-openvino", tile=32)
+    with Upscaler(opts) as up:
+        assert "OpenVINO" in up.upscale_file(photo_png, tmp_path / "ov.png", opts).device
+    # a user model (not measured) runs on OpenVINO
+    spec = default_registry().resolve(slow)
+    assert ov_engine.openvino_is_faster(replace(spec, name="mine-x2"), "f32")
+
+
+def test_cpu_with_bf16_runs_upconv7_on_openvino_unless_fp32_is_asked(
+    photo_png, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(ov_engine, "_cpu_has_bf16", lambda: True)
+    slow = "waifu2x-upconv7-photo-x2"
+    assert ov_engine.BF16_VERDICTS[slow].ok and not ov_engine.FP32_SPEEDUPS[slow].faster
+    spec = default_registry().resolve(slow)
+    eng = ov_engine.open_engine(spec, pick_device("cpu"))
+    assert isinstance(eng, OpenVinoEngine) and eng.precision == "bf16"
+    eng.close()
+    assert "OpenVINO" in _cpu_job(photo_png, tmp_path, slow)
+    assert _cpu_job(photo_png, tmp_path, slow, precision="fp32").endswith(", ncnn")
+    eng = ov_engine.open_engine(spec, pick_device("cpu"), precision="fp32")
+    assert isinstance(eng, Engine) and eng.device.backend == "ncnn"
+    eng.close()
 
 
 def test_devices_and_their_names():
