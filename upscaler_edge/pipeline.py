@@ -227,6 +227,36 @@ class _EitherCancel:
         return any(t.is_set() for t in self._tokens)
 
 
+class _RowsDone:
+    """Which output rows are final while tiles finish, in any order (several devices too): a
+    row is final once every tile whose core covers it is pasted, so rows above the top of the
+    highest tile still to come are; ``notify(n)`` hears each time that count ``n`` grows."""
+
+    def __init__(
+        self, tiles: Sequence[Tile], scale: int, height: int, notify: Callable[[int], None] | None
+    ) -> None:
+        self._left: dict[int, int] = {}  # core top (input rows) -> tiles with it not pasted
+        for t in tiles:
+            self._left[t.y0] = self._left.get(t.y0, 0) + 1
+        self._scale, self._height, self._notify = scale, height, notify
+        self._told = 0
+        self._lock = threading.Lock()
+
+    def done(self, t: Tile) -> None:
+        """Tile ``t`` is pasted."""
+        if self._notify is None:
+            return
+        with self._lock:
+            self._left[t.y0] -= 1
+            if not self._left[t.y0]:
+                del self._left[t.y0]
+            rows = min(self._left) * self._scale if self._left else self._height
+            if rows <= self._told:
+                return
+            self._told = rows
+            self._notify(rows)
+
+
 class Upscaler:
     """Upscales pictures and files; keeps one loaded engine per (model, device).
 
@@ -357,9 +387,13 @@ class Upscaler:
         tiles: list[Tile],
         tta: bool,
         job: _Job,
+        out: np.ndarray | None = None,
+        on_rows: Callable[[int], None] | None = None,
     ) -> np.ndarray:
-        """(H, W, 3) uint8/uint16 -> (H*s, W*s, 3) of the same dtype, tile by tile; with
-        several engines the tiles are spread over them (``_spread_tiles``).
+        """(H, W, 3) uint8/uint16 -> (H*s, W*s, 3) of the same dtype, tile by tile, into
+        ``out`` when given; with several engines the tiles are spread over them
+        (``_spread_tiles``). ``on_rows(n)``, when given, is told (from any thread) each time
+        more output rows from the top are final: rows ``0:n`` (see ``_RowsDone``).
 
         On one device three stages overlap: while the device runs tile n (ncnn releases the GIL in
         ``extract``), one thread cuts, mirrors and converts tile n+1 and another pastes tile
@@ -367,15 +401,22 @@ class Upscaler:
         """
         h, w = src.shape[:2]
         s = spec.scale
-        out = np.empty((h * s, w * s, 3), dtype=src.dtype)
+        if out is None:
+            out = np.empty((h * s, w * s, 3), dtype=src.dtype)
         maxval = float(np.iinfo(src.dtype).max)
         if not tiles:
             return out
+        rows = _RowsDone(tiles, s, h * s, on_rows)
         eng = engines[0]
         feeds = self._shared_means(src, spec, eng, tiles, tta, job, maxval)
         if len(engines) > 1 and len(tiles) > 1:
-            self._spread_tiles(src, out, spec, engines, tiles, tta, job, maxval, feeds)
+            self._spread_tiles(src, out, spec, engines, tiles, tta, job, maxval, feeds, rows)
             return out
+
+        def paste(y: np.ndarray, t: Tile) -> None:
+            _paste(out, y, t, spec, maxval)
+            rows.done(t)
+
         with (
             ThreadPoolExecutor(1, thread_name_prefix="tile-prep") as prep,
             ThreadPoolExecutor(1, thread_name_prefix="tile-paste") as paster,
@@ -394,10 +435,11 @@ class Upscaler:
                         pasting.result()
                         pasting = None
                     self._recover(src, out, t, spec, eng, tta, maxval, fault, feeds)
+                    rows.done(t)
                 else:
                     if pasting is not None:
                         pasting.result()
-                    pasting = paster.submit(_paste, out, y, t, spec, maxval)
+                    pasting = paster.submit(paste, y, t)
                 job.step()
             if pasting is not None:
                 pasting.result()
@@ -414,6 +456,7 @@ class Upscaler:
         job: _Job,
         maxval: float,
         feeds: _Feeds,
+        rows: _RowsDone,
     ) -> None:
         """Each engine's thread takes the next tile when it is free, runs it (with the
         one-device fallbacks) and pastes its core; the cores are disjoint, so the threads
@@ -429,6 +472,7 @@ class Upscaler:
                     if self._before_work is not None:
                         self._before_work(eng.device, t)
                     self._run_tile(src, out, t, spec, eng, tta, maxval, feeds)
+                    rows.done(t)
                 except DeviceError as exc:
                     if devices.retire(eng.device, exc):
                         work.give_back(t, eng.device)
@@ -548,6 +592,22 @@ class Upscaler:
         plan: Plan | None = None,
     ) -> Picture:
         """The picture upscaled; metadata carried (DPI scaled). Raises Cancelled between tiles."""
+        return self._upscale_picture(pic, options, progress, cancel, plan)
+
+    def _upscale_picture(
+        self,
+        pic: Picture,
+        options: Options | None,
+        progress: Progress | None,
+        cancel: CancelToken | None,
+        plan: Plan | None,
+        rows_to: Callable[[Picture], Callable[[int], None] | None] | None = None,
+    ) -> Picture:
+        """``upscale_picture``; with ``rows_to``, a one-frame picture without alpha at the
+        model's own scale gets its output buffer first: ``rows_to`` is called with the output
+        picture (pixels not computed yet) and may return a callback, told as rows of it
+        become final (``_upscale_plane``'s ``on_rows``): the streamed PNG write of
+        ``upscale_file``. Any other picture is upscaled as usual, and ``rows_to`` not called."""
         opts = options or self.options
         plan = plan or self.prepare(opts)
         spec, target = plan.spec, plan.scale
@@ -561,6 +621,20 @@ class Upscaler:
         job = _Job(passes * len(tiles) * (len(pic.frames) + sum(alpha_runs)), progress, cancel)
         if progress is not None:
             progress(0, job.total)
+        dpi = (pic.dpi[0] * target, pic.dpi[1] * target) if pic.dpi else None
+        if (
+            rows_to is not None
+            and len(pic.frames) == 1
+            and pic.frames[0].alpha is None
+            and target == spec.scale
+        ):
+            src = pic.frames[0]
+            h, w = pic.height * target, pic.width * target
+            out = np.empty((h, w, 3), dtype=src.rgb.dtype)
+            done = replace(pic, frames=[Frame(out, None, src.duration_ms)], dpi=dpi)
+            on_rows = rows_to(done)
+            self._upscale_plane(src.rgb, spec, engines, tiles, opts.tta, job, out, on_rows)
+            return done
         frames = []
         for frame, alpha_run in zip(pic.frames, alpha_runs, strict=True):
             rgb = self._upscale_plane(frame.rgb, spec, engines, tiles, opts.tta, job)
@@ -582,7 +656,6 @@ class Upscaler:
                 if alpha is not None:
                     alpha = resize_plane(alpha, w, h, Image.Resampling.LANCZOS)
             frames.append(Frame(rgb=rgb, alpha=alpha, duration_ms=frame.duration_ms))
-        dpi = (pic.dpi[0] * target, pic.dpi[1] * target) if pic.dpi else None
         return replace(pic, frames=frames, dpi=dpi)
 
     def _load(self, src: Path, dst: Path, opts: Options, plan: Plan) -> Picture:
@@ -607,11 +680,30 @@ class Upscaler:
         plan = self.prepare(opts)
         dst = Path(dst) if dst is not None else default_output_path(src, plan.scale, opts.format)
         pic = self._load(src, dst, opts, plan)
-        out = self.upscale_picture(pic, opts, progress, cancel, plan=plan)
-        _check_cancel(cancel)
-        written = imageio.write_picture(
-            out, dst, fmt=opts.format, quality=opts.quality, overwrite=opts.overwrite
-        )
+        streamed: list[imageio.StreamedWrite] = []
+
+        def rows_to(done: Picture) -> Callable[[int], None] | None:
+            # a PNG output is compressed band by band while the tiles below still run
+            writer = imageio.stream_picture(
+                done, dst, fmt=opts.format, quality=opts.quality, overwrite=opts.overwrite
+            )
+            if writer is None:
+                return None
+            streamed.append(writer)
+            return writer.rows_done
+
+        try:
+            out = self._upscale_picture(pic, opts, progress, cancel, plan, rows_to)
+            _check_cancel(cancel)
+            if streamed:
+                written = streamed[0].finish()
+            else:
+                written = imageio.write_picture(
+                    out, dst, fmt=opts.format, quality=opts.quality, overwrite=opts.overwrite
+                )
+        finally:
+            for writer in streamed:
+                writer.close()
         return _result(src, written, pic, plan, started)
 
     # -- batches -------------------------------------------------------------------------
