@@ -680,10 +680,30 @@ class Upscaler:
         plan = self.prepare(opts)
         dst = Path(dst) if dst is not None else default_output_path(src, plan.scale, opts.format)
         pic = self._load(src, dst, opts, plan)
+        output = self._render(pic, dst, opts, progress, cancel, plan)
+        try:
+            _check_cancel(cancel)
+            written = output.write()
+        finally:
+            output.close()
+        return _result(src, written, pic, plan, started)
+
+    def _render(
+        self,
+        pic: Picture,
+        dst: Path,
+        opts: Options,
+        progress: Progress | None,
+        cancel: CancelToken | None,
+        plan: Plan,
+    ) -> _Output:
+        """Upscale ``pic`` for ``dst``: when the output is a PNG the file's row bands are
+        compressed while the tiles below them still run (``_upscale_picture``'s ``rows_to``,
+        ``imageio.stream_picture``), so only the bands left and the write are left for the
+        returned ``_Output``; any other output is encoded there as a whole."""
         streamed: list[imageio.StreamedWrite] = []
 
         def rows_to(done: Picture) -> Callable[[int], None] | None:
-            # a PNG output is compressed band by band while the tiles below still run
             writer = imageio.stream_picture(
                 done, dst, fmt=opts.format, quality=opts.quality, overwrite=opts.overwrite
             )
@@ -694,17 +714,11 @@ class Upscaler:
 
         try:
             out = self._upscale_picture(pic, opts, progress, cancel, plan, rows_to)
-            _check_cancel(cancel)
-            if streamed:
-                written = streamed[0].finish()
-            else:
-                written = imageio.write_picture(
-                    out, dst, fmt=opts.format, quality=opts.quality, overwrite=opts.overwrite
-                )
-        finally:
+        except BaseException:
             for writer in streamed:
                 writer.close()
-        return _result(src, written, pic, plan, started)
+            raise
+        return _Output(out, dst, opts, streamed[0] if streamed else None)
 
     # -- batches -------------------------------------------------------------------------
     def upscale_many(
@@ -730,15 +744,11 @@ class Upscaler:
         def load(pair: tuple[Path, Path]) -> Picture:
             return _guarded(self._load, *pair, opts, plan)
 
-        def save(out: Picture, dst: Path) -> Path:
-            return _guarded(
-                imageio.write_picture,
-                out,
-                dst,
-                fmt=opts.format,
-                quality=opts.quality,
-                overwrite=opts.overwrite,
-            )
+        def save(out: _Output) -> Path:
+            try:
+                return _guarded(out.write)
+            finally:
+                out.close()
 
         def finish(flight: tuple[tuple[Path, Path], Future[Path], Picture, float]) -> BatchItem:
             (src, dst), saving, pic, started = flight
@@ -761,7 +771,7 @@ class Upscaler:
                 nxt = loader.submit(load, pairs[i + 1]) if i + 1 < len(pairs) else None
                 try:
                     pic = fut.result()
-                    out = _guarded(self.upscale_picture, pic, opts, progress, cancel, plan=plan)
+                    out = _guarded(self._render, pic, pair[1], opts, progress, cancel, plan)
                 except Cancelled:
                     if nxt is not None:
                         nxt.cancel()
@@ -774,7 +784,7 @@ class Upscaler:
                         in_flight = None
                     yield BatchItem(pair[0], pair[1], None, exc)
                     continue
-                saving = saver.submit(save, out, pair[1])
+                saving = saver.submit(save, out)
                 if in_flight is not None:
                     yield finish(in_flight)
                 in_flight = (pair, saving, pic, started)
@@ -803,16 +813,12 @@ class Upscaler:
             if self._before_work is not None:
                 self._before_work(single.device, src)
             pic = _guarded(self._load, src, dst, opts, single)
-            out = _guarded(self.upscale_picture, pic, opts, None, token, plan=single)
-            _check_cancel(token)
-            written = _guarded(
-                imageio.write_picture,
-                out,
-                dst,
-                fmt=opts.format,
-                quality=opts.quality,
-                overwrite=opts.overwrite,
-            )
+            out = _guarded(self._render, pic, dst, opts, None, token, single)
+            try:
+                _check_cancel(token)
+                written = _guarded(out.write)
+            finally:
+                out.close()
             return BatchItem(src, written, _result(src, written, pic, single, started), None)
 
         def device_loop(dev: DeviceInfo) -> None:
@@ -860,6 +866,29 @@ class Upscaler:
             work.close()
             for th in threads:
                 th.join()
+
+
+class _Output:
+    """An upscaled picture on its way to ``dst``: ``write`` encodes it (for a streamed PNG,
+    the bands not yet compressed) and writes it atomically, returning the path written;
+    ``close`` (always; idempotent) drops a streamed encoding that was not written."""
+
+    def __init__(
+        self, pic: Picture, dst: Path, opts: Options, streamed: imageio.StreamedWrite | None
+    ) -> None:
+        self.pic, self._dst, self._opts, self._streamed = pic, dst, opts, streamed
+
+    def write(self) -> Path:
+        if self._streamed is not None:
+            return self._streamed.finish()
+        opts = self._opts
+        return imageio.write_picture(
+            self.pic, self._dst, fmt=opts.format, quality=opts.quality, overwrite=opts.overwrite
+        )
+
+    def close(self) -> None:
+        if self._streamed is not None:
+            self._streamed.close()
 
 
 @dataclass(frozen=True)

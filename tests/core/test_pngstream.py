@@ -261,3 +261,15 @@ def test_a_band_that_fails_to_encode_is_an_output_error_and_no_file(
 def test_the_pipeline_without_a_stream_is_unchanged(up, photo) -> None:
     pic = Picture([Frame(np.ascontiguousarray(photo[:40, :40]))], "PNG")
     assert pipeline.Upscaler.upscale_picture(up, pic, FAST).frames[0].rgb.shape == (80, 80, 3)
+
+
+def test_a_batch_streams_each_png_and_writes_todays_bytes(
+    up, photo, tmp_path, monkeypatch, small_bands
+) -> None:
+    writers = _capture_writers(monkeypatch)
+    srcs = [_save(tmp_path / "a.png", photo[:96, :64]), _save(tmp_path / "b.png", photo[32:, :48])]
+    items = list(up.upscale_many([(p, tmp_path / "out" / p.name) for p in srcs], FAST))
+    assert [i.error for i in items] == [None, None] and len(writers) == 2
+    assert all(w.bands_started > 0 for w in writers)
+    for src, item in zip(srcs, items, strict=True):
+        assert item.dst.read_bytes() == _today(up, src, FAST, item.dst)

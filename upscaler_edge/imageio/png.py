@@ -283,7 +283,8 @@ class PngStream:
 
     @property
     def started(self) -> int:
-        """How many bands have been handed to the background thread(s) so far."""
+        """How many bands :meth:`rows_done` handed to the background thread(s): compressed
+        while rows were still coming, not by :meth:`finish`."""
         with self._lock:
             return self._next
 
@@ -308,7 +309,7 @@ class PngStream:
             if self._closed:
                 raise RuntimeError("PngStream is closed")
             early, first_late = list(self._done), self._next
-            self._next = len(self._layout.bands)
+            self._closed = True  # rows_done starts nothing more: the rest is done here
         try:
             late = _ordered_parallel(
                 lambda i: self._layout.band(first_late + i),
