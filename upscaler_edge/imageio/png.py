@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -254,8 +255,14 @@ class PngStream:
     :func:`encode_png` would for the finished frame. :meth:`close` abandons it (what is
     running finishes, nothing more starts). ``rows_done`` may be called from any thread.
 
-    While rows are still coming, ``early_threads`` (default 1) compress, so the encoding
-    takes little from the inference it overlaps.
+    While rows are still coming, the bands are compressed by threads of idle priority
+    (Linux's SCHED_IDLE: they run on cores nothing else wants), one per core, so the encoding
+    never slows the inference it overlaps: on a GPU it runs while the CPU waits, on the CPU
+    in the gaps the inference leaves (an inference thread made to share its core would hold
+    every core up at the next barrier, which costs more than the encoding saves). Where idle
+    priority cannot be had, one thread of normal priority compresses. :meth:`finish` takes
+    back the bands not started yet and compresses them at normal priority, as
+    :func:`encode_png` does.
     """
 
     def __init__(
@@ -266,15 +273,18 @@ class PngStream:
         exif: bytes | None,
         dpi: tuple[float, float] | None,
         level: int = PNG_COMPRESS_LEVEL,
-        *,
-        early_threads: int = 1,
     ) -> None:
         self._layout = _PngLayout(frame, grayscale, icc, exif, dpi, level)
         self._height = int(frame.rgb.shape[0])
         self._lock = threading.Lock()
         self._next = 0  # the first band not yet submitted
         self._done: list[Future[tuple[bytes, int, int]]] = []
-        self._early = ThreadPoolExecutor(max(1, early_threads), thread_name_prefix="png-early")
+        self._early_tids: list[int] = []
+        self._early = ThreadPoolExecutor(
+            _encode_threads() if _IDLE_POLICY is not None else 1,
+            thread_name_prefix="png-early",
+            initializer=self._idle_priority,
+        )
         self._closed = False
 
     @property
@@ -296,6 +306,28 @@ class PngStream:
                 self._done.append(self._early.submit(self._layout.band, self._next))
                 self._next += 1
 
+    def _idle_priority(self) -> None:
+        """In each early thread: run only on otherwise idle cores (where possible)."""
+        tid = threading.get_native_id()
+        with self._lock:
+            self._early_tids.append(tid)
+        if _IDLE_POLICY is not None:
+            try:
+                os.sched_setscheduler(tid, _IDLE_POLICY, os.sched_param(0))
+            except OSError as exc:
+                logger.debug("cannot give the PNG encoder idle priority (%s)", exc)
+
+    def _normal_priority(self) -> None:
+        """The early threads' band still running is now awaited: back to normal priority
+        (not allowed to every user without privileges; then it finishes on a free core)."""
+        with self._lock:
+            tids = list(self._early_tids)
+        if _IDLE_POLICY is None:
+            return
+        for tid in tids:
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+
     def settle(self) -> None:
         """Wait until the bands started so far are compressed (their errors wait for
         :meth:`finish`)."""
@@ -308,14 +340,22 @@ class PngStream:
         with self._lock:
             if self._closed:
                 raise RuntimeError("PngStream is closed")
-            early, first_late = list(self._done), self._next
+            early, count = list(self._done), len(self._layout.bands)
             self._closed = True  # rows_done starts nothing more: the rest is done here
         try:
+            # bands still queued for the idle threads are taken back, with the ones never
+            # started, and compressed at normal priority on every core
+            # (from the end only: with several threads one may be about to start a band
+            # while the next already runs, and the bands kept must be the first ones)
+            kept = list(early)
+            while kept and kept[-1].cancel():
+                kept.pop()
+            self._normal_priority()
+            first_late = len(kept)
             late = _ordered_parallel(
-                lambda i: self._layout.band(first_late + i),
-                len(self._layout.bands) - first_late,
+                lambda i: self._layout.band(first_late + i), count - first_late
             )
-            return self._layout.assemble(itertools.chain((f.result() for f in early), late))
+            return self._layout.assemble(itertools.chain((f.result() for f in kept), late))
         finally:
             self.close()
 
@@ -347,6 +387,10 @@ def png_phys(dpi: tuple[float, float] | None) -> tuple[int, int] | None:
     return ppm[0], ppm[1]
 
 
+#: the scheduling policy of the threads that compress while rows still come (None: none)
+_IDLE_POLICY: int | None = getattr(os, "SCHED_IDLE", None)
+if not hasattr(os, "sched_setscheduler"):
+    _IDLE_POLICY = None
 _BAND_BYTES = 2 << 20  # raw rows per band: big enough that the lost dictionary costs nothing
 _ADLER_BASE = 65521
 _T = TypeVar("_T")
