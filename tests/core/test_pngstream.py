@@ -5,8 +5,10 @@ finished tile rows are compressed during the tile loop."""
 from __future__ import annotations
 
 import io
+import os
 import random
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -273,3 +275,39 @@ def test_a_batch_streams_each_png_and_writes_todays_bytes(
     assert all(w.bands_started > 0 for w in writers)
     for src, item in zip(srcs, items, strict=True):
         assert item.dst.read_bytes() == _today(up, src, FAST, item.dst)
+
+
+@pytest.mark.skipif(png._IDLE_POLICY is None, reason="no idle scheduling policy here")
+def test_finish_takes_back_queued_bands_from_the_idle_thread(monkeypatch) -> None:
+    monkeypatch.setattr(png, "_BAND_BYTES", 1024)
+    monkeypatch.setattr(png, "_encode_threads", lambda: 1)
+    rng = np.random.default_rng(3)
+    frame = Frame(rng.integers(0, 255, (120, 20, 3), endpoint=True).astype(np.uint8))
+    want = b"".join(png.encode_png(frame, False, None, None, None))
+    release = threading.Event()
+    who: dict[int, tuple[str, int]] = {}
+    real = png._filtered_rows
+
+    def watched(frame, grayscale, depth, y0, y1):
+        who[y0] = (threading.current_thread().name, os.sched_getscheduler(0))
+        if y0 == 0:
+            assert release.wait(10)  # the idle thread is busy with band 0 ...
+        return real(frame, grayscale, depth, y0, y1)
+
+    monkeypatch.setattr(png, "_filtered_rows", watched)
+    stream = png.PngStream(frame, False, None, None, None)
+    stream.rows_done(100)  # ... while the bands up to row 100 queue behind it
+    queued = stream.started
+    assert queued > 3
+    got: list[bytes] = []
+    finishing = threading.Thread(target=lambda: got.extend(stream.finish()))
+    finishing.start()
+    deadline = time.monotonic() + 10
+    while not stream._done[-1].cancelled() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    finishing.join(10)
+    assert b"".join(got) == want
+    assert who[0] == ("png-early_0", os.SCHED_IDLE)
+    late = [who[y0] for y0, _ in png._PngLayout(frame, False, None, None, None, 1).bands[1:]]
+    assert all(not name.startswith("png-early") for name, _ in late)
