@@ -59,6 +59,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Whether a PNG output is compressed during the tile loop when the CPU runs the tiles too.
+#: Off: inference there keeps every core busy, and on 2 cores (docs/DESIGN.md) the encoding
+#: it overlaps, even at idle priority, cost the loop about what it saved after it (2.05 s
+#: against 2.03 s end to end); on a GPU the CPU waits during inference, so it is on there.
+STREAM_PNG_ON_CPU = False
+
 Progress = Callable[[int, int], None]
 #: Called in a device's thread before it runs a unit of spread work: (device, the Path of a
 #: batch's file or the Tile of an image). A test hook (slow one device down, fail one).
@@ -697,11 +703,13 @@ class Upscaler:
         cancel: CancelToken | None,
         plan: Plan,
     ) -> _Output:
-        """Upscale ``pic`` for ``dst``: when the output is a PNG the file's row bands are
-        compressed while the tiles below them still run (``_upscale_picture``'s ``rows_to``,
-        ``imageio.stream_picture``), so only the bands left and the write are left for the
-        returned ``_Output``; any other output is encoded there as a whole."""
+        """Upscale ``pic`` for ``dst``: when the output is a PNG and the tiles run on GPUs
+        the file's row bands are compressed while the tiles below them still run
+        (``_upscale_picture``'s ``rows_to``, ``imageio.stream_picture``), so only the bands
+        left and the write are left for the returned ``_Output``; any other output is
+        encoded there as a whole (see ``STREAM_PNG_ON_CPU``)."""
         streamed: list[imageio.StreamedWrite] = []
+        overlap = STREAM_PNG_ON_CPU or all(d.is_gpu for d in plan.all_devices)
 
         def rows_to(done: Picture) -> Callable[[int], None] | None:
             writer = imageio.stream_picture(
@@ -713,7 +721,9 @@ class Upscaler:
             return writer.rows_done
 
         try:
-            out = self._upscale_picture(pic, opts, progress, cancel, plan, rows_to)
+            out = self._upscale_picture(
+                pic, opts, progress, cancel, plan, rows_to if overlap else None
+            )
         except BaseException:
             for writer in streamed:
                 writer.close()

@@ -32,6 +32,12 @@ def small_bands(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(png, "_BAND_BYTES", 8192)
 
 
+@pytest.fixture(autouse=True)
+def stream_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests run on the CPU, where the overlap is off by default: on."""
+    monkeypatch.setattr(pipeline, "STREAM_PNG_ON_CPU", True)
+
+
 @pytest.fixture(scope="module")
 def up():
     with Upscaler(FAST) as u:
@@ -311,3 +317,27 @@ def test_finish_takes_back_queued_bands_from_the_idle_thread(monkeypatch) -> Non
     assert who[0] == ("png-early_0", os.SCHED_IDLE)
     late = [who[y0] for y0, _ in png._PngLayout(frame, False, None, None, None, 1).bands[1:]]
     assert all(not name.startswith("png-early") for name, _ in late)
+
+
+def test_on_the_cpu_the_png_is_encoded_after_the_loop_by_default(
+    up, photo, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(pipeline, "STREAM_PNG_ON_CPU", False)
+    writers = _capture_writers(monkeypatch)
+    src = _save(tmp_path / "in.png", photo[:64, :64])
+    res = up.upscale_file(src, tmp_path / "out.png", FAST)
+    assert writers == []
+    assert res.dst.read_bytes() == _today(up, src, FAST, res.dst)
+
+
+@pytest.mark.vulkan
+def test_on_a_gpu_the_png_is_streamed(photo, tmp_path, monkeypatch, software_vulkan) -> None:
+    monkeypatch.setattr(pipeline, "STREAM_PNG_ON_CPU", False)
+    monkeypatch.setattr(png, "_BAND_BYTES", 8192)
+    writers = _capture_writers(monkeypatch)
+    src = _save(tmp_path / "in.png", photo[:96, :64])
+    opts = FAST.replace(device=str(software_vulkan.index))
+    with Upscaler(opts) as gpu:
+        res = gpu.upscale_file(src, tmp_path / "out.png", opts)
+        assert len(writers) == 1 and writers[0].bands_started > 0
+        assert res.dst.read_bytes() == _today(gpu, src, opts, res.dst)
