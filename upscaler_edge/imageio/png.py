@@ -257,12 +257,12 @@ class PngStream:
 
     While rows are still coming, the bands are compressed by threads of idle priority
     (Linux's SCHED_IDLE: they run on cores nothing else wants), one per core, so the encoding
-    never slows the inference it overlaps: on a GPU it runs while the CPU waits, on the CPU
-    in the gaps the inference leaves (an inference thread made to share its core would hold
-    every core up at the next barrier, which costs more than the encoding saves). Where idle
-    priority cannot be had, one thread of normal priority compresses. :meth:`finish` takes
-    back the bands not started yet and compresses them at normal priority, as
-    :func:`encode_png` does.
+    takes as little as it can from the inference it overlaps: on a GPU it runs while the CPU
+    waits; CPU inference keeps every core busy (an inference thread made to share its core
+    holds every core up at the next barrier), which is why the pipeline streams only for
+    GPUs (``pipeline.STREAM_PNG_ON_CPU``). Where idle priority cannot be had, one thread of
+    normal priority compresses. :meth:`finish` takes back the bands not started yet and
+    compresses them at normal priority, as :func:`encode_png` does.
     """
 
     def __init__(
@@ -275,7 +275,6 @@ class PngStream:
         level: int = PNG_COMPRESS_LEVEL,
     ) -> None:
         self._layout = _PngLayout(frame, grayscale, icc, exif, dpi, level)
-        self._height = int(frame.rgb.shape[0])
         self._lock = threading.Lock()
         self._next = 0  # the first band not yet submitted
         self._done: list[Future[tuple[bytes, int, int]]] = []
