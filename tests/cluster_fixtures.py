@@ -50,6 +50,11 @@ def coordinator(tmp_path: Path) -> Iterator[tuple[Coordinator, Address]]:
         server.stop()
 
 
+#: ncnn on the CPU: slow enough (about 2 s for the tests' 169-tile job) that a test can stop
+#: a worker in the middle of a job; OpenVINO does it in well under a second
+WORKER_DEVICE = "cpu-ncnn"
+
+
 class Workers:
     """Worker processes started through the real CLI (``--serve``)."""
 
@@ -71,7 +76,7 @@ class Workers:
             "--name",
             name,
             "-d",
-            "cpu",
+            WORKER_DEVICE,
             "-v",
             "--save-address",
             str(self.folder / f"{name}.json"),

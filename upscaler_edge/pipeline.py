@@ -59,6 +59,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Whether a PNG output is compressed during the tile loop when the CPU runs the tiles too.
+#: Off: inference there keeps every core busy, and on 2 cores (docs/DESIGN.md) the encoding
+#: it overlaps, even at idle priority, cost the loop more than it saved after it (OpenVINO,
+#: 512x512 -> 2048x2048 in one process, best of 10: 0.455 s on, 0.438 s off); on a GPU the
+#: CPU waits during inference, so it is on there.
+STREAM_PNG_ON_CPU = False
+
 Progress = Callable[[int, int], None]
 #: Called in a device's thread before it runs a unit of spread work: (device, the Path of a
 #: batch's file or the Tile of an image). A test hook (slow one device down, fail one).
@@ -227,6 +234,36 @@ class _EitherCancel:
         return any(t.is_set() for t in self._tokens)
 
 
+class _RowsDone:
+    """Which output rows are final while tiles finish, in any order (several devices too): a
+    row is final once every tile whose core covers it is pasted, so rows above the top of the
+    highest tile still to come are; ``notify(n)`` hears each time that count ``n`` grows."""
+
+    def __init__(
+        self, tiles: Sequence[Tile], scale: int, height: int, notify: Callable[[int], None] | None
+    ) -> None:
+        self._left: dict[int, int] = {}  # core top (input rows) -> tiles with it not pasted
+        for t in tiles:
+            self._left[t.y0] = self._left.get(t.y0, 0) + 1
+        self._scale, self._height, self._notify = scale, height, notify
+        self._told = 0
+        self._lock = threading.Lock()
+
+    def done(self, t: Tile) -> None:
+        """Tile ``t`` is pasted."""
+        if self._notify is None:
+            return
+        with self._lock:
+            self._left[t.y0] -= 1
+            if not self._left[t.y0]:
+                del self._left[t.y0]
+            rows = min(self._left) * self._scale if self._left else self._height
+            if rows <= self._told:
+                return
+            self._told = rows
+            self._notify(rows)
+
+
 class Upscaler:
     """Upscales pictures and files; keeps one loaded engine per (model, device).
 
@@ -367,9 +404,13 @@ class Upscaler:
         tiles: list[Tile],
         tta: bool,
         job: _Job,
+        out: np.ndarray | None = None,
+        on_rows: Callable[[int], None] | None = None,
     ) -> np.ndarray:
-        """(H, W, 3) uint8/uint16 -> (H*s, W*s, 3) of the same dtype, tile by tile; with
-        several engines the tiles are spread over them (``_spread_tiles``).
+        """(H, W, 3) uint8/uint16 -> (H*s, W*s, 3) of the same dtype, tile by tile, into
+        ``out`` when given; with several engines the tiles are spread over them
+        (``_spread_tiles``). ``on_rows(n)``, when given, is told (from any thread) each time
+        more output rows from the top are final: rows ``0:n`` (see ``_RowsDone``).
 
         On one device three stages overlap: while the device runs tile n (ncnn releases the GIL in
         ``extract``), one thread cuts, mirrors and converts tile n+1 and another pastes tile
@@ -377,15 +418,22 @@ class Upscaler:
         """
         h, w = src.shape[:2]
         s = spec.scale
-        out = np.empty((h * s, w * s, 3), dtype=src.dtype)
+        if out is None:
+            out = np.empty((h * s, w * s, 3), dtype=src.dtype)
         maxval = float(np.iinfo(src.dtype).max)
         if not tiles:
             return out
+        rows = _RowsDone(tiles, s, h * s, on_rows)
         eng = engines[0]
         feeds = self._shared_means(src, spec, eng, tiles, tta, job, maxval)
         if len(engines) > 1 and len(tiles) > 1:
-            self._spread_tiles(src, out, spec, engines, tiles, tta, job, maxval, feeds)
+            self._spread_tiles(src, out, spec, engines, tiles, tta, job, maxval, feeds, rows)
             return out
+
+        def paste(y: np.ndarray, t: Tile) -> None:
+            _paste(out, y, t, spec, maxval)
+            rows.done(t)
+
         with (
             ThreadPoolExecutor(1, thread_name_prefix="tile-prep") as prep,
             ThreadPoolExecutor(1, thread_name_prefix="tile-paste") as paster,
@@ -404,10 +452,11 @@ class Upscaler:
                         pasting.result()
                         pasting = None
                     self._recover(src, out, t, spec, eng, tta, maxval, fault, feeds)
+                    rows.done(t)
                 else:
                     if pasting is not None:
                         pasting.result()
-                    pasting = paster.submit(_paste, out, y, t, spec, maxval)
+                    pasting = paster.submit(paste, y, t)
                 job.step()
             if pasting is not None:
                 pasting.result()
@@ -424,6 +473,7 @@ class Upscaler:
         job: _Job,
         maxval: float,
         feeds: _Feeds,
+        rows: _RowsDone,
     ) -> None:
         """Each engine's thread takes the next tile when it is free, runs it (with the
         one-device fallbacks) and pastes its core; the cores are disjoint, so the threads
@@ -439,6 +489,7 @@ class Upscaler:
                     if self._before_work is not None:
                         self._before_work(eng.device, t)
                     self._run_tile(src, out, t, spec, eng, tta, maxval, feeds)
+                    rows.done(t)
                 except DeviceError as exc:
                     if devices.retire(eng.device, exc):
                         work.give_back(t, eng.device)
@@ -558,6 +609,22 @@ class Upscaler:
         plan: Plan | None = None,
     ) -> Picture:
         """The picture upscaled; metadata carried (DPI scaled). Raises Cancelled between tiles."""
+        return self._upscale_picture(pic, options, progress, cancel, plan)
+
+    def _upscale_picture(
+        self,
+        pic: Picture,
+        options: Options | None,
+        progress: Progress | None,
+        cancel: CancelToken | None,
+        plan: Plan | None,
+        rows_to: Callable[[Picture], Callable[[int], None] | None] | None = None,
+    ) -> Picture:
+        """``upscale_picture``; with ``rows_to``, a one-frame picture without alpha at the
+        model's own scale gets its output buffer first: ``rows_to`` is called with the output
+        picture (pixels not computed yet) and may return a callback, told as rows of it
+        become final (``_upscale_plane``'s ``on_rows``): the streamed PNG write of
+        ``upscale_file``. Any other picture is upscaled as usual, and ``rows_to`` not called."""
         opts = options or self.options
         plan = plan or self.prepare(opts)
         spec, target = plan.spec, plan.scale
@@ -571,6 +638,20 @@ class Upscaler:
         job = _Job(passes * len(tiles) * (len(pic.frames) + sum(alpha_runs)), progress, cancel)
         if progress is not None:
             progress(0, job.total)
+        dpi = (pic.dpi[0] * target, pic.dpi[1] * target) if pic.dpi else None
+        if (
+            rows_to is not None
+            and len(pic.frames) == 1
+            and pic.frames[0].alpha is None
+            and target == spec.scale
+        ):
+            src = pic.frames[0]
+            h, w = pic.height * target, pic.width * target
+            out = np.empty((h, w, 3), dtype=src.rgb.dtype)
+            done = replace(pic, frames=[Frame(out, None, src.duration_ms)], dpi=dpi)
+            on_rows = rows_to(done)
+            self._upscale_plane(src.rgb, spec, engines, tiles, opts.tta, job, out, on_rows)
+            return done
         frames = []
         for frame, alpha_run in zip(pic.frames, alpha_runs, strict=True):
             rgb = self._upscale_plane(frame.rgb, spec, engines, tiles, opts.tta, job)
@@ -592,7 +673,6 @@ class Upscaler:
                 if alpha is not None:
                     alpha = resize_plane(alpha, w, h, Image.Resampling.LANCZOS)
             frames.append(Frame(rgb=rgb, alpha=alpha, duration_ms=frame.duration_ms))
-        dpi = (pic.dpi[0] * target, pic.dpi[1] * target) if pic.dpi else None
         return replace(pic, frames=frames, dpi=dpi)
 
     def _load(self, src: Path, dst: Path, opts: Options, plan: Plan) -> Picture:
@@ -617,12 +697,49 @@ class Upscaler:
         plan = self.prepare(opts)
         dst = Path(dst) if dst is not None else default_output_path(src, plan.scale, opts.format)
         pic = self._load(src, dst, opts, plan)
-        out = self.upscale_picture(pic, opts, progress, cancel, plan=plan)
-        _check_cancel(cancel)
-        written = imageio.write_picture(
-            out, dst, fmt=opts.format, quality=opts.quality, overwrite=opts.overwrite
-        )
+        output = self._render(pic, dst, opts, progress, cancel, plan)
+        try:
+            _check_cancel(cancel)
+            written = output.write()
+        finally:
+            output.close()
         return _result(src, written, pic, plan, started, self._ran_on(plan))
+
+    def _render(
+        self,
+        pic: Picture,
+        dst: Path,
+        opts: Options,
+        progress: Progress | None,
+        cancel: CancelToken | None,
+        plan: Plan,
+    ) -> _Output:
+        """Upscale ``pic`` for ``dst``: when the output is a PNG and the tiles run on GPUs
+        the file's row bands are compressed while the tiles below them still run
+        (``_upscale_picture``'s ``rows_to``, ``imageio.stream_picture``), so only the bands
+        left and the write are left for the returned ``_Output``; any other output is
+        encoded there as a whole (see ``STREAM_PNG_ON_CPU``)."""
+        streamed: list[imageio.StreamedWrite] = []
+        overlap = STREAM_PNG_ON_CPU or all(d.is_gpu for d in plan.all_devices)
+
+        def rows_to(done: Picture) -> Callable[[int], None] | None:
+            writer = imageio.stream_picture(
+                done, dst, fmt=opts.format, quality=opts.quality, overwrite=opts.overwrite
+            )
+            if writer is None:
+                return None
+            streamed.append(writer)
+            return writer.rows_done
+
+        try:
+            out = self._upscale_picture(
+                pic, opts, progress, cancel, plan, rows_to if overlap else None
+            )
+        except BaseException:
+            for writer in streamed:
+                writer.close()
+            raise
+        return _Output(out, dst, opts, streamed[0] if streamed else None)
 
     # -- batches -------------------------------------------------------------------------
     def upscale_many(
@@ -648,15 +765,11 @@ class Upscaler:
         def load(pair: tuple[Path, Path]) -> Picture:
             return _guarded(self._load, *pair, opts, plan)
 
-        def save(out: Picture, dst: Path) -> Path:
-            return _guarded(
-                imageio.write_picture,
-                out,
-                dst,
-                fmt=opts.format,
-                quality=opts.quality,
-                overwrite=opts.overwrite,
-            )
+        def save(out: _Output) -> Path:
+            try:
+                return _guarded(out.write)
+            finally:
+                out.close()
 
         def finish(flight: tuple[tuple[Path, Path], Future[Path], Picture, float]) -> BatchItem:
             (src, dst), saving, pic, started = flight
@@ -681,7 +794,7 @@ class Upscaler:
                 nxt = loader.submit(load, pairs[i + 1]) if i + 1 < len(pairs) else None
                 try:
                     pic = fut.result()
-                    out = _guarded(self.upscale_picture, pic, opts, progress, cancel, plan=plan)
+                    out = _guarded(self._render, pic, pair[1], opts, progress, cancel, plan)
                 except Cancelled:
                     if nxt is not None:
                         nxt.cancel()
@@ -694,7 +807,7 @@ class Upscaler:
                         in_flight = None
                     yield BatchItem(pair[0], pair[1], None, exc)
                     continue
-                saving = saver.submit(save, out, pair[1])
+                saving = saver.submit(save, out)
                 if in_flight is not None:
                     yield finish(in_flight)
                 in_flight = (pair, saving, pic, started)
@@ -723,16 +836,12 @@ class Upscaler:
             if self._before_work is not None:
                 self._before_work(single.device, src)
             pic = _guarded(self._load, src, dst, opts, single)
-            out = _guarded(self.upscale_picture, pic, opts, None, token, plan=single)
-            _check_cancel(token)
-            written = _guarded(
-                imageio.write_picture,
-                out,
-                dst,
-                fmt=opts.format,
-                quality=opts.quality,
-                overwrite=opts.overwrite,
-            )
+            out = _guarded(self._render, pic, dst, opts, None, token, single)
+            try:
+                _check_cancel(token)
+                written = _guarded(out.write)
+            finally:
+                out.close()
             return BatchItem(
                 src,
                 written,
@@ -785,6 +894,29 @@ class Upscaler:
             work.close()
             for th in threads:
                 th.join()
+
+
+class _Output:
+    """An upscaled picture on its way to ``dst``: ``write`` encodes it (for a streamed PNG,
+    the bands not yet compressed) and writes it atomically, returning the path written;
+    ``close`` (always; idempotent) drops a streamed encoding that was not written."""
+
+    def __init__(
+        self, pic: Picture, dst: Path, opts: Options, streamed: imageio.StreamedWrite | None
+    ) -> None:
+        self.pic, self._dst, self._opts, self._streamed = pic, dst, opts, streamed
+
+    def write(self) -> Path:
+        if self._streamed is not None:
+            return self._streamed.finish()
+        opts = self._opts
+        return imageio.write_picture(
+            self.pic, self._dst, fmt=opts.format, quality=opts.quality, overwrite=opts.overwrite
+        )
+
+    def close(self) -> None:
+        if self._streamed is not None:
+            self._streamed.close()
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from botkit import MODEL, OWNER, BotHarness, make_config, png_bytes, wait_for
 from faketg import FakeTelegram
 from PIL import Image
 
+from tests.cluster_fixtures import WORKER_DEVICE
 from upscaler_edge.bot.app import Core, FatalBotError, run_bot
 from upscaler_edge.bot.commands import status_text
 from upscaler_edge.bot.config import ConfigError, load_config
@@ -85,7 +86,7 @@ def test_a_photo_is_upscaled_by_the_cluster_worker_and_status_lists_it(
     # the same pixels as this PC makes from the same photo
     src = tmp_path / "same.jpg"
     src.write_bytes(source)
-    local = upscale_file(src, tmp_path / "local.png", Options(model=MODEL, device="cpu"))
+    local = upscale_file(src, tmp_path / "local.png", Options(model=MODEL, device=WORKER_DEVICE))
     assert np.array_equal(np.asarray(got.convert("RGB")), np.asarray(Image.open(local.dst)))
     assert "done" in workers.log("alpha")
     (status,) = [t for t in fake.texts_to(OWNER) if t.startswith("Cluster:")]

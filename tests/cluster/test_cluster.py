@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.cluster_fixtures import WORKER_DEVICE
 from tests.conftest import FAST_MODEL
 from upscaler_edge.cluster.client import ClusterClient
 from upscaler_edge.cluster.connect import Address, close, connect
@@ -25,7 +26,7 @@ from upscaler_edge.options import Options
 from upscaler_edge.pipeline import upscale_file
 from upscaler_edge.video import VideoOptions
 
-OPTS = Options(model=FAST_MODEL, scale=2, device="cpu")
+OPTS = Options(model=FAST_MODEL, scale=2, device=WORKER_DEVICE)  # as the workers run it
 SEG = VideoOptions(segment_seconds=8 / 30)
 
 
@@ -345,7 +346,7 @@ def test_plain_tcp_and_a_worker_in_this_process(tmp_path, photo):
     try:
         assert address.tls_pin is None and "--tls-pin" not in address.join_command()
         asyncio.run(_setup(address, 5.0, 2))
-        node = Node(address, name="inproc", options=Options(device="cpu"))
+        node = Node(address, name="inproc", options=Options(device=WORKER_DEVICE))
         loop = asyncio.new_event_loop()
         stop = asyncio.Event()
         thread = threading.Thread(target=loop.run_until_complete, args=(node.run(stop),))

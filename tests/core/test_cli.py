@@ -276,18 +276,18 @@ def test_the_same_file_named_twice_is_one_job(photo_png):
 def test_an_unexpected_exception_fails_one_file_not_the_batch(photo, tmp_path, monkeypatch):
     import struct as struct_mod
 
-    from upscaler_edge import imageio
+    from upscaler_edge.imageio import encode
 
     for name in ("a", "b", "c"):
         Image.fromarray(photo[:8, :8]).save(tmp_path / f"{name}.png")
-    real = imageio.write_picture
+    real = encode.write_atomic  # every write, streamed PNG or not, ends there
 
-    def flaky(pic, dst, **kw):
+    def flaky(parts, dst, overwrite):
         if "b_x2" in str(dst):
             raise struct_mod.error("argument out of range")
-        return real(pic, dst, **kw)
+        return real(parts, dst, overwrite)
 
-    monkeypatch.setattr(imageio, "write_picture", flaky)
+    monkeypatch.setattr(encode, "write_atomic", flaky)
     code, _, err = run([tmp_path, *FAST, "-q"])
     assert code == 1
     lines = err.strip().splitlines()
@@ -329,7 +329,7 @@ def test_unwritable_output_folder_is_found_before_the_model_runs(photo_png, tmp_
     def no_model(*a, **kw):
         raise AssertionError("the model ran")
 
-    monkeypatch.setattr(pipeline.Upscaler, "upscale_picture", no_model)
+    monkeypatch.setattr(pipeline.Upscaler, "_upscale_plane", no_model)
     code, _, err = run([photo_png, "-o", out, *FAST, "-q"])
     assert code == 1
     assert err.count("cannot write to") == 1 and len(err.strip().splitlines()) == 1

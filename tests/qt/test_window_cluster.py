@@ -14,6 +14,8 @@ from qt_helpers import drop_paths, run_queue
 from upscaler_edge_gui.queue_model import ItemState
 from upscaler_edge_gui.settings import GuiSettings, save_settings
 
+from tests.cluster_fixtures import WORKER_DEVICE
+
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -77,7 +79,7 @@ def test_the_status_bar_lists_the_cluster_workers(qtbot, make_window, workers, t
     window.cluster_action.setChecked(True)
     assert label.isVisible()  # "connecting…" at once: the UI thread never waits
     qtbot.waitUntil(lambda: label.text() == "Cluster: 1 worker", timeout=30_000)
-    assert label.toolTip() == "alpha: cpu, 0 jobs done, idle", label.toolTip()
+    assert label.toolTip() == f"alpha: {WORKER_DEVICE}, 0 jobs done, idle", label.toolTip()
 
     window.cluster_action.setChecked(False)
     assert not label.isVisible()

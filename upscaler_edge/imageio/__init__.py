@@ -15,9 +15,11 @@ from .decode import SUPPORTED_INPUTS, probe, read_picture
 from .encode import (
     FORMAT_SUFFIX,
     OUTPUT_FORMATS,
+    StreamedWrite,
     check_output_format,
     encode_picture,
     format_from_suffix,
+    stream_picture,
     write_picture,
 )
 from .picture import DEFAULT_MAX_PIXELS, Frame, Picture, Source
@@ -30,6 +32,7 @@ __all__ = [
     "Frame",
     "Picture",
     "Source",
+    "StreamedWrite",
     "check_output_format",
     "encode_picture",
     "format_from_suffix",
@@ -37,5 +40,6 @@ __all__ = [
     "probe",
     "read_picture",
     "remove_leftovers",
+    "stream_picture",
     "write_picture",
 ]

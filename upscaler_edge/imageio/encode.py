@@ -54,16 +54,18 @@ from ..naming import IMAGE_SUFFIXES
 from .atomic import write_atomic
 from .metadata import icc_for
 from .picture import Picture, detail
-from .png import encode_png, stack
+from .png import PngStream, encode_png, stack
 from .quiet import library_call
 from .tiff import encode_tiff16, tiff_rational
 
 __all__ = [
     "FORMAT_SUFFIX",
     "OUTPUT_FORMATS",
+    "StreamedWrite",
     "check_output_format",
     "encode_picture",
     "format_from_suffix",
+    "stream_picture",
     "write_picture",
 ]
 
@@ -195,6 +197,18 @@ def write_picture(
     gets mode 0o666 minus the umask. An existing file is never replaced unless ``overwrite``
     (OutputExistsError).
     """
+    dst, named, wanted = _destination(dst, fmt)
+    parts, used = _encode(pic, *_target_format(pic, wanted, quality))
+    if named is not None and _family(named) != _family(used):
+        logger.info("writing %s as %s", dst.name, used)
+        dst = dst.with_suffix(FORMAT_SUFFIX[used])
+    write_atomic(parts, dst, overwrite)
+    logger.debug("wrote %s (%s, %d bytes)", dst, used, sum(len(p) for p in parts))
+    return dst
+
+
+def _destination(dst: str | os.PathLike[str], fmt: str | None) -> tuple[Path, str | None, str]:
+    """(dst as a Path, the format its suffix names or None, the format wanted)."""
     dst = Path(os.fspath(dst))
     named = format_from_suffix(dst)
     if fmt is not None:
@@ -205,13 +219,67 @@ def write_picture(
         raise UsageError(f"cannot write {dst.suffix} files; use one of {', '.join(OUTPUT_FORMATS)}")
     else:
         wanted = "png"
-    parts, used = _encode(pic, *_target_format(pic, wanted, quality))
+    return dst, named, wanted
+
+
+class StreamedWrite:
+    """:func:`write_picture` of a one-frame PNG whose rows are still being computed: made by
+    :func:`stream_picture`; :meth:`rows_done` as rows become final (the finished bands are
+    compressed meanwhile, see :class:`.png.PngStream`), then :meth:`finish` writes the same
+    file ``write_picture`` would, atomically, and returns its path; :meth:`close` (always,
+    idempotent) abandons what is left, so a cancelled job writes nothing."""
+
+    def __init__(self, stream: PngStream, dst: Path, used: str, overwrite: bool) -> None:
+        self._stream, self.dst, self._used, self._overwrite = stream, dst, used, overwrite
+
+    @property
+    def bands_started(self) -> int:
+        """How many of the PNG's row bands were handed to the encoder before :meth:`finish`."""
+        return self._stream.started
+
+    @property
+    def bands(self) -> int:
+        return self._stream.bands
+
+    def rows_done(self, rows: int) -> None:
+        self._stream.rows_done(rows)
+
+    def finish(self) -> Path:
+        with _encoder_errors(_SPECS[self._used].label):
+            parts = self._stream.finish()
+        write_atomic(parts, self.dst, self._overwrite)
+        logger.debug("wrote %s (%s, %d bytes)", self.dst, self._used, sum(len(p) for p in parts))
+        return self.dst
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def stream_picture(
+    pic: Picture,
+    dst: str | os.PathLike[str],
+    *,
+    fmt: str | None = None,
+    quality: int = 95,
+    overwrite: bool = False,
+) -> StreamedWrite | None:
+    """A :class:`StreamedWrite` of ``pic`` (whose pixels are not final yet) to ``dst``, when
+    :func:`write_picture` would write it with our PNG encoder: one frame, no alpha, PNG asked
+    for (or named by the suffix); else None (write it with ``write_picture`` when done).
+    Raises what ``write_picture`` would for a bad format or quality."""
+    dst, named, wanted = _destination(dst, fmt)
+    if len(pic.frames) != 1 or pic.frames[0].alpha is not None:
+        return None
+    used, _ = _target_format(pic, wanted, quality)
+    if used not in ("png", "apng"):
+        return None
     if named is not None and _family(named) != _family(used):
         logger.info("writing %s as %s", dst.name, used)
         dst = dst.with_suffix(FORMAT_SUFFIX[used])
-    write_atomic(parts, dst, overwrite)
-    logger.debug("wrote %s (%s, %d bytes)", dst, used, sum(len(p) for p in parts))
-    return dst
+    with _encoder_errors(_SPECS[used].label):
+        gray_icc = icc_for(pic.icc_profile, "GRAY" if pic.grayscale else "RGB")
+        stream = PngStream(pic.frames[0], pic.grayscale, gray_icc, pic.exif, pic.dpi)
+    return StreamedWrite(stream, dst, used, overwrite)
 
 
 def _family(fmt: str) -> str:

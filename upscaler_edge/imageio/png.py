@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
 import struct
+import threading
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import numpy as np
@@ -22,6 +25,7 @@ from .picture import Frame, Picture, detail, gray3
 __all__ = [
     "PNG_COMPRESS_LEVEL",
     "PNG_SIGNATURE",
+    "PngStream",
     "encode_png",
     "png_phys",
     "read_png16",
@@ -180,43 +184,185 @@ def encode_png(
     core: no full-size copy of the picture is made, so a large output costs its compressed size
     on top of the frame, not several frames.
     """
-    height, width = frame.rgb.shape[:2]
-    channels = (1 if grayscale else 3) + (frame.alpha is not None)
-    colour = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    depth = 16 if frame.rgb.dtype == np.uint16 else 8
-    bpp = channels * depth // 8
-    out = [
-        PNG_SIGNATURE,
-        _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)),
-    ]
-    if icc:
-        out.append(_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
-    phys = png_phys(dpi)
-    if phys:
-        out.append(_chunk(b"pHYs", struct.pack(">IIB", *phys, 1)))
-    if exif:
-        out.append(_chunk(b"eXIf", exif[6:] if exif.startswith(EXIF_PREFIX) else exif))
-    rows_per_band = max(1, _BAND_BYTES // max(1, width * bpp))
-    bands = [(y0, min(y0 + rows_per_band, height)) for y0 in range(0, height, rows_per_band)]
+    layout = _PngLayout(frame, grayscale, icc, exif, dpi, level)
+    return layout.assemble(_ordered_parallel(layout.band, len(layout.bands)))
 
-    def work(index: int) -> tuple[bytes, int, int]:
-        y0, y1 = bands[index]
-        raw = _filtered_rows(frame, grayscale, depth, y0, y1)
-        packer = zlib.compressobj(level, zlib.DEFLATED, -15)  # raw deflate: framed below
-        last = index == len(bands) - 1
+
+class _PngLayout:
+    """What :func:`encode_png` and :class:`PngStream` share: the header chunks, the row bands
+    and the compression of one band, so both write the same bytes."""
+
+    def __init__(
+        self,
+        frame: Frame,
+        grayscale: bool,
+        icc: bytes | None,
+        exif: bytes | None,
+        dpi: tuple[float, float] | None,
+        level: int,
+    ) -> None:
+        self.frame, self.grayscale, self.level = frame, grayscale, level
+        height, width = frame.rgb.shape[:2]
+        channels = (1 if grayscale else 3) + (frame.alpha is not None)
+        colour = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+        self.depth = 16 if frame.rgb.dtype == np.uint16 else 8
+        bpp = channels * self.depth // 8
+        self.head = [
+            PNG_SIGNATURE,
+            _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, self.depth, colour, 0, 0, 0)),
+        ]
+        if icc:
+            self.head.append(_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
+        phys = png_phys(dpi)
+        if phys:
+            self.head.append(_chunk(b"pHYs", struct.pack(">IIB", *phys, 1)))
+        if exif:
+            self.head.append(_chunk(b"eXIf", exif[6:] if exif.startswith(EXIF_PREFIX) else exif))
+        rows_per_band = max(1, _BAND_BYTES // max(1, width * bpp))
+        #: (first row, end row) of each band
+        self.bands = [
+            (y0, min(y0 + rows_per_band, height)) for y0 in range(0, height, rows_per_band)
+        ]
+
+    def band(self, index: int) -> tuple[bytes, int, int]:
+        """Band ``index`` filtered and deflated: (data, its Adler-32, raw length)."""
+        y0, y1 = self.bands[index]
+        raw = _filtered_rows(self.frame, self.grayscale, self.depth, y0, y1)
+        packer = zlib.compressobj(self.level, zlib.DEFLATED, -15)  # raw deflate: framed below
+        last = index == len(self.bands) - 1
         data = packer.compress(raw) + packer.flush(zlib.Z_FINISH if last else zlib.Z_FULL_FLUSH)
         return data, zlib.adler32(raw), len(raw)
 
-    # One zlib stream made of independently deflated bands (as pigz does): each band ends on
-    # a byte boundary with a full flush, so they concatenate; the checksum is combined.
-    out.append(_chunk(b"IDAT", bytes([0x78, 0x01])))
-    adler = 1
-    for data, band_adler, length in _ordered_parallel(work, len(bands)):
-        if data:
-            out.append(_chunk(b"IDAT", data))
-        adler = _adler32_combine(adler, band_adler, length)
-    out += [_chunk(b"IDAT", struct.pack(">I", adler)), _chunk(b"IEND", b"")]
-    return out
+    def assemble(self, bands: Iterable[tuple[bytes, int, int]]) -> list[bytes]:
+        """The whole file's chunks from every band's ``band()`` result, in order."""
+        # One zlib stream made of independently deflated bands (as pigz does): each band ends
+        # on a byte boundary with a full flush, so they concatenate; the checksum is combined.
+        out = [*self.head, _chunk(b"IDAT", bytes([0x78, 0x01]))]
+        adler = 1
+        for data, band_adler, length in bands:
+            if data:
+                out.append(_chunk(b"IDAT", data))
+            adler = _adler32_combine(adler, band_adler, length)
+        out += [_chunk(b"IDAT", struct.pack(">I", adler)), _chunk(b"IEND", b"")]
+        return out
+
+
+class PngStream:
+    """:func:`encode_png` of a frame whose rows are still being filled in (top to bottom or
+    not): the caller says how many rows from the top are final (:meth:`rows_done`), and each
+    band whose rows all are is filtered and compressed at once on a background thread; then
+    :meth:`finish` compresses the bands left, on every core, and gives the same chunks as
+    :func:`encode_png` would for the finished frame. :meth:`close` abandons it (what is
+    running finishes, nothing more starts). ``rows_done`` may be called from any thread.
+
+    While rows are still coming, the bands are compressed by threads of idle priority
+    (Linux's SCHED_IDLE: they run on cores nothing else wants), one per core, so the encoding
+    takes as little as it can from the inference it overlaps: on a GPU it runs while the CPU
+    waits; CPU inference keeps every core busy (an inference thread made to share its core
+    holds every core up at the next barrier), which is why the pipeline streams only for
+    GPUs (``pipeline.STREAM_PNG_ON_CPU``). Where idle priority cannot be had, one thread of
+    normal priority compresses. :meth:`finish` takes back the bands not started yet and
+    compresses them at normal priority, as :func:`encode_png` does.
+    """
+
+    def __init__(
+        self,
+        frame: Frame,
+        grayscale: bool,
+        icc: bytes | None,
+        exif: bytes | None,
+        dpi: tuple[float, float] | None,
+        level: int = PNG_COMPRESS_LEVEL,
+    ) -> None:
+        self._layout = _PngLayout(frame, grayscale, icc, exif, dpi, level)
+        self._lock = threading.Lock()
+        self._next = 0  # the first band not yet submitted
+        self._done: list[Future[tuple[bytes, int, int]]] = []
+        self._early_tids: list[int] = []
+        self._early = ThreadPoolExecutor(
+            _encode_threads() if _IDLE_POLICY is not None else 1,
+            thread_name_prefix="png-early",
+            initializer=self._idle_priority,
+        )
+        self._closed = False
+
+    @property
+    def bands(self) -> int:
+        return len(self._layout.bands)
+
+    @property
+    def started(self) -> int:
+        """How many bands :meth:`rows_done` handed to the background thread(s): compressed
+        while rows were still coming, not by :meth:`finish`."""
+        with self._lock:
+            return self._next
+
+    def rows_done(self, rows: int) -> None:
+        """Rows ``0:rows`` of the frame are final: start compressing the bands inside them."""
+        with self._lock:
+            bands = self._layout.bands
+            while not self._closed and self._next < len(bands) and bands[self._next][1] <= rows:
+                self._done.append(self._early.submit(self._layout.band, self._next))
+                self._next += 1
+
+    def _idle_priority(self) -> None:
+        """In each early thread: run only on otherwise idle cores (where possible)."""
+        tid = threading.get_native_id()
+        with self._lock:
+            self._early_tids.append(tid)
+        if _IDLE_POLICY is not None:
+            try:
+                os.sched_setscheduler(tid, _IDLE_POLICY, os.sched_param(0))
+            except OSError as exc:
+                logger.debug("cannot give the PNG encoder idle priority (%s)", exc)
+
+    def _normal_priority(self) -> None:
+        """The early threads' band still running is now awaited: back to normal priority
+        (not allowed to every user without privileges; then it finishes on a free core)."""
+        with self._lock:
+            tids = list(self._early_tids)
+        if _IDLE_POLICY is None:
+            return
+        for tid in tids:
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+
+    def settle(self) -> None:
+        """Wait until the bands started so far are compressed (their errors wait for
+        :meth:`finish`)."""
+        with self._lock:
+            started = list(self._done)
+        wait(started)
+
+    def finish(self) -> list[bytes]:
+        """Every row is final: the PNG's chunks (exceptions of the band work are raised)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("PngStream is closed")
+            early, count = list(self._done), len(self._layout.bands)
+            self._closed = True  # rows_done starts nothing more: the rest is done here
+        try:
+            # bands still queued for the idle threads are taken back, with the ones never
+            # started, and compressed at normal priority on every core
+            # (from the end only: with several threads one may be about to start a band
+            # while the next already runs, and the bands kept must be the first ones)
+            kept = list(early)
+            while kept and kept[-1].cancel():
+                kept.pop()
+            self._normal_priority()
+            first_late = len(kept)
+            late = _ordered_parallel(
+                lambda i: self._layout.band(first_late + i), count - first_late
+            )
+            return self._layout.assemble(itertools.chain((f.result() for f in kept), late))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop: bands not yet started are dropped, running ones finish; idempotent."""
+        with self._lock:
+            self._closed = True
+        self._early.shutdown(wait=True, cancel_futures=True)
 
 
 _PHYS_MAX = 0xFFFFFFFF  # pHYs holds pixels per metre as unsigned 32-bit
@@ -240,6 +386,10 @@ def png_phys(dpi: tuple[float, float] | None) -> tuple[int, int] | None:
     return ppm[0], ppm[1]
 
 
+#: the scheduling policy of the threads that compress while rows still come (None: none)
+_IDLE_POLICY: int | None = getattr(os, "SCHED_IDLE", None)
+if not hasattr(os, "sched_setscheduler"):
+    _IDLE_POLICY = None
 _BAND_BYTES = 2 << 20  # raw rows per band: big enough that the lost dictionary costs nothing
 _ADLER_BASE = 65521
 _T = TypeVar("_T")
