@@ -139,3 +139,20 @@ def test_prune_keeps_the_most_recently_used_sources(tmp_path):
     (tmp_path / ".d.part").write_bytes(b"downloading")
     _prune(tmp_path, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".d.part", "c", "d"]
+
+
+def test_the_join_command_survives_a_token_that_looks_like_an_option():
+    from upscaler_edge.cluster.cli import build_parser
+    from upscaler_edge.cluster.connect import Address
+
+    for token in ("-Xy_z", "abc123"):
+        cmd = Address("nats://10.0.0.2:4222", token, "ab" * 32).join_command().split()[1:]
+        args = build_parser().parse_args(cmd)
+        assert (args.serve, args.token, args.tls_pin) == ("nats://10.0.0.2:4222", token, "ab" * 32)
+
+
+def test_new_tokens_are_hex(tmp_path):
+    from upscaler_edge.cluster.server import Coordinator
+
+    address = Coordinator(tmp_path, tls=False, advertise="127.0.0.1").prepare()
+    assert len(address.token) == 48 and int(address.token, 16) >= 0

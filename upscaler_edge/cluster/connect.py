@@ -59,7 +59,9 @@ class Address:
         return urlsplit(self.url).port or DEFAULT_PORT
 
     def join_command(self, prog: str = "upscaler-edge") -> str:
-        cmd = f"{prog} --serve {self.url} --token {self.token}"
+        # "--token=T": a token of an older install may start with "-"
+        token = f"--token={self.token}" if self.token.startswith("-") else f"--token {self.token}"
+        cmd = f"{prog} --serve {self.url} {token}"
         if self.tls_pin:
             cmd += f" --tls-pin {self.tls_pin}"
         return cmd

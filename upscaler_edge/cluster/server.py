@@ -125,7 +125,7 @@ class Coordinator:
         if not self.token_file.exists():
             fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(24))
+                fh.write(secrets.token_hex(24))  # never starts with "-" (argparse)
         token = self.token_file.read_text().strip()
         crt, key = self.folder / "server.crt", self.folder / "server.key"
         pin = None
