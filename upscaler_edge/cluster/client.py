@@ -207,7 +207,11 @@ class ClusterClient:
         progress: Progress | None,
     ) -> None:
         ref = await self._put_input(src)
-        size = protocol.SMALL if _pixels(src) <= protocol.SMALL_PIXELS else protocol.LARGE
+        size = (
+            protocol.SMALL
+            if _pixels(src, opts.max_pixels) <= protocol.SMALL_PIXELS
+            else protocol.LARGE
+        )
         job = Job(
             kind="image",
             job=uuid.uuid4().hex,
@@ -578,15 +582,16 @@ class ClusterClient:
         return sorted(out, key=lambda w: w.name)
 
 
-def _pixels(src: Path) -> int:
-    """The input's pixel count (0 when Pillow cannot tell: the worker will say why)."""
-    from PIL import Image
+def _pixels(src: Path, max_pixels: int) -> int:
+    """The input's pixel count from its header (0 when it cannot be read or is over the cap:
+    the worker will say why)."""
+    from ..imageio import probe
 
     try:
-        with Image.open(src) as im:
-            return int(im.width * im.height)
-    except Exception:
+        _, w, h = probe(src, max_pixels=max_pixels)
+    except UpscalerError:
         return 0
+    return w * h
 
 
 def _pair(value: Any) -> tuple[int, int]:
