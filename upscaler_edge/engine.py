@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -449,7 +449,6 @@ class Engine:
         return self._run(xin, blob, feeds)
 
     def _run(self, x: np.ndarray, blob: str, feeds: Mapping[str, np.ndarray] | None) -> np.ndarray:
-        import ncnn
 
         if self._net is None:
             raise DeviceError("engine is closed")
@@ -457,12 +456,12 @@ class Engine:
         xc = np.ascontiguousarray(x, dtype=np.float32)
         fed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (feeds or {}).items()}
         with self._lock, self._net.create_extractor() as ex:
-            mats = [ncnn.Mat(xc)]
+            mats = [_mat(xc, self.device.is_gpu)]
             rc = ex.input(self.spec.input_blob, mats[0])
             if rc != 0:
                 raise TileFault(f"ncnn input failed (code {rc}) on {self.device.name}")
             for name, value in fed.items():
-                mats.append(ncnn.Mat(value))
+                mats.append(_mat(value, self.device.is_gpu))
                 rc = ex.input(name, mats[-1])
                 if rc != 0:
                     raise TileFault(f"ncnn input {name} failed (code {rc}) on {self.device.name}")
@@ -483,3 +482,23 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _mat(a: np.ndarray, gpu: bool) -> Any:
+    """An ncnn.Mat of the float32 array ``a`` (C, H, W) for ``Extractor.input``.
+
+    ncnn's Python binding wraps a numpy array with a channel stride of H*W, where ncnn's
+    own Mats round it up to 16 bytes. The CPU layers honour the stride, but the upload to a
+    Vulkan device copies the channels as if they were aligned: whenever H*W is not a multiple
+    of 4 every channel after the first arrives shifted, and the output is garbage (found on
+    lavapipe: 213/255 off for a 62x51 window; ncnn issue 5909 shows the same for external
+    data). So on a GPU such an array is copied into a Mat that ncnn allocates (aligned).
+    """
+    import ncnn
+
+    if not gpu or a.ndim != 3 or (a.shape[1] * a.shape[2]) % 4 == 0:
+        return ncnn.Mat(a)
+    c, h, w = a.shape
+    m = ncnn.Mat(w, h, c)
+    np.array(m, copy=False)[...] = a
+    return m

@@ -51,6 +51,7 @@ APP_NAME = "upscaler-edge"
 _SCALE_SUFFIX = re.compile(r"[-_]x(\d{1,2})$", re.IGNORECASE)
 _DEFAULT_CONTEXT = 16
 _DEFAULT_WORK_BYTES = 55000  # unknown user models: assume an RRDB-sized appetite
+_DEFAULT_GPU_WORK_BYTES = 24000
 _DEFAULT_CPU_BUDGET_MB = 1024
 _DEFAULT_EDGE_PAD = 10  # the reference's prepadding: mirrored pixels beyond the image's edges
 #: How pixels beyond the image's edges are made: numpy's ``reflect`` and ``edge`` pad modes.
@@ -63,7 +64,9 @@ class ModelSpec:
 
     ``context`` is the number of real input pixels kept around each tile so that tiles join
     without seams. ``work_bytes_per_pixel`` estimates peak working memory of one CPU
-    inference per input pixel. ``param_sha256``/``bin_sha256`` are None for user models
+    inference per input pixel, ``gpu_work_bytes_per_pixel`` one GPU inference's device memory
+    per window pixel (sizes the biggest GPU tile checked, see ``gpu_windows``).
+    ``param_sha256``/``bin_sha256`` are None for user models
     without a sidecar that states them. ``cpu_budget_mb`` bounds one CPU tile's working
     memory (on top of the output's own size). ``edge_pad`` pixels are added beyond the
     image's edges before inference (``border``: ``reflect`` mirrors without repeating the edge
@@ -110,6 +113,7 @@ class ModelSpec:
     residual: str | None = None
     se_blobs: tuple[str, ...] = ()
     channels: int = 3
+    gpu_work_bytes_per_pixel: int = _DEFAULT_GPU_WORK_BYTES
 
     def __post_init__(self) -> None:
         if self.border not in BORDERS:
@@ -196,6 +200,9 @@ def _load_manifest() -> tuple[list[ModelSpec], list[tuple[str, dict[str, Any]]],
                 cpu_budget_mb=int(e.get("cpu_budget_mb", _DEFAULT_CPU_BUDGET_MB)),
                 edge_pad=int(e.get("edge_pad", _DEFAULT_EDGE_PAD)),
                 denoise=None if e.get("denoise") is None else int(e["denoise"]),
+                gpu_work_bytes_per_pixel=int(
+                    e.get("gpu_work_bytes_per_pixel", _DEFAULT_GPU_WORK_BYTES)
+                ),
                 **_arithmetic(e),
             )
         )

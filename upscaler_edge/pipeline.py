@@ -30,7 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 from PIL import Image
 
-from . import imageio, se_sync
+from . import gpu_windows, imageio, se_sync
 from .engine import DeviceInfo, TileEngine, TileFault, pick_device, pick_devices
 from .errors import Cancelled, DeviceError, ImageTooLargeError, UpscalerError
 from .imageio import Frame, Picture
@@ -281,6 +281,8 @@ class Upscaler:
         self._registry = registry
         self._engines: dict[tuple[str, DeviceInfo, bool, str], TileEngine] = {}
         self._engines_lock = threading.Lock()  # several devices' threads load engines
+        self._verdicts: dict[tuple[str, DeviceInfo], gpu_windows.Verdict | None] = {}
+        self._verdicts_lock = threading.Lock()
         self._before_work = before_work
 
     # -- engines --------------------------------------------------------------------------
@@ -297,6 +299,63 @@ class Upscaler:
                 eng = open_engine(spec, dev, precise=precise, precision=precision)
                 self._engines[key] = eng
         return eng
+
+    def gpu_verdict(self, spec: ModelSpec, dev: DeviceInfo) -> gpu_windows.Verdict | None:
+        """Which window sides ``dev`` computes faithfully for ``spec`` (``gpu_windows``):
+        checked on first use and cached on disk; None where big GPU tiles are not considered
+        (the CPU, a software device, a model that keeps the reference's rule, a small heap)."""
+        if not gpu_windows.qualifies(spec, dev):
+            return None
+        sides = gpu_windows.candidate_sides(spec, dev.heap_budget_mb)
+        if not sides:
+            return None
+        ref = gpu_windows.reference_side(spec, dev.heap_budget_mb)
+        with self._verdicts_lock:
+            if (spec.name, dev) in self._verdicts:
+                return self._verdicts[(spec.name, dev)]
+            key = gpu_windows.cache_key(dev, spec, sides, ref)
+            verdict = gpu_windows.cached(key)
+            if verdict is None:
+                log.warning(
+                    "checking which tile sizes %s computes faithfully for %s (once, a few seconds)",
+                    dev.name,
+                    spec.name,
+                )
+                try:
+                    verdict = gpu_windows.check(
+                        lambda precise: self.engine_for(spec, dev, precise=precise),
+                        self.engine_for(spec, pick_device("cpu-ncnn")),
+                        spec,
+                        sides,
+                        ref,
+                    )
+                except Exception as exc:  # the check must never fail a job
+                    log.warning("GPU tile check failed (%s): the reference's tile size", exc)
+                    log.info("GPU tile check", exc_info=True)
+                else:
+                    gpu_windows.store(key, verdict)
+                    best = max(verdict.choices, key=lambda c: c.side)
+                    log.info(
+                        "%s, %s: tiles up to %d px in %s (checked in %.1f s)",
+                        dev.name,
+                        spec.name,
+                        best.side,
+                        "fp32" if best.precise else "fp16",
+                        verdict.seconds,
+                    )
+            self._verdicts[(spec.name, dev)] = verdict
+        return verdict
+
+    def _precise_for(self, spec: ModelSpec, dev: DeviceInfo, tiles: list[Tile]) -> bool:
+        """fp32 for windows bigger than ``dev`` computes faithfully in fp16."""
+        if not dev.is_gpu or not tiles:
+            return False
+        if gpu_windows.max_window_side(tiles) <= gpu_windows.reference_side(
+            spec, dev.heap_budget_mb
+        ):
+            return False
+        verdict = self.gpu_verdict(spec, dev)
+        return verdict is not None and gpu_windows.needs_fp32(verdict, tiles)
 
     def _ran_on(self, plan: Plan) -> str:
         """The devices a job ran on, as the engines name them: "cpu" is OpenVINO's CPU or
@@ -590,6 +649,10 @@ class Upscaler:
         if engine is not None and not plan.device.is_gpu:
             spec = replace(spec, work_bytes_per_pixel=engine.work_bytes_per_pixel)
         heap = plan.device.heap_budget_mb if plan.device.is_gpu else None
+        if heap is not None and max(width, height) > gpu_windows.reference_side(spec, heap):
+            verdict = self.gpu_verdict(spec, plan.device)
+            if verdict is not None:
+                return gpu_windows.pick(verdict, width, height, spec)[0]
         return auto_tiles(width, height, spec, heap, available_memory())
 
     def plan(
@@ -628,8 +691,18 @@ class Upscaler:
         opts = options or self.options
         plan = plan or self.prepare(opts)
         spec, target = plan.spec, plan.scale
-        engines = [self.engine_for(spec, d, precision=plan.precision) for d in plan.all_devices]
-        tiles = self.tiles(pic.width, pic.height, plan, opts, engines[0])
+        first = (
+            None
+            if plan.device.is_gpu
+            else self.engine_for(spec, plan.device, precision=plan.precision)
+        )
+        tiles = self.tiles(pic.width, pic.height, plan, opts, first)
+        engines = [
+            self.engine_for(
+                spec, d, precise=self._precise_for(spec, d, tiles), precision=plan.precision
+            )
+            for d in plan.all_devices
+        ]
         alpha_runs = [
             f.alpha is not None and opts.alpha == "model" and not is_constant(f.alpha)
             for f in pic.frames

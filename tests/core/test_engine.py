@@ -74,6 +74,19 @@ def test_vulkan_engine_on_a_real_device_matches_the_cpu(photo, software_vulkan):
     assert np.abs(a - b).max() * 255 < 4  # fp16 storage on the GPU
 
 
+@pytest.mark.vulkan
+@pytest.mark.parametrize("h,w", [(51, 62), (57, 62), (41, 41), (23, 90)])
+def test_a_window_whose_area_is_not_a_multiple_of_4_is_right_on_a_gpu(photo, software_vulkan, h, w):
+    """ncnn's Python binding wraps numpy with an unaligned channel stride, and the upload to
+    a Vulkan device shifted every channel after the first (213/255 off before the fix)."""
+    spec = default_registry(()).resolve("realesr-animevideov3", 2, None)
+    x = np.ascontiguousarray(photo[10 : 10 + h, 20 : 20 + w].transpose(2, 0, 1) / np.float32(255))
+    with Engine(spec, pick_device("cpu-ncnn")) as cpu, Engine(spec, software_vulkan) as gpu:
+        want, got = cpu.infer(x), gpu.infer(x)
+    assert got.shape == want.shape == (3, 2 * h, 2 * w)
+    assert np.abs(got - want).max() * 255 <= 4  # fp16 on the device
+
+
 def test_list_devices_says_why_there_is_no_gpu(tmp_path):
     from upscaler_edge.vulkan_diag import diagnose
 
