@@ -46,7 +46,7 @@ from .segment_plan import (
 from .segment_plan import SEGMENT_VERSION as SEGMENT_VERSION
 from .segment_plan import WHOLE_HASH_LIMIT as WHOLE_HASH_LIMIT
 from .source import VideoInfo, open_reader
-from .transcode import _pin_tile, output_container, segment_frames
+from .transcode import _check_frame_pixels, _pin_tile, output_container, segment_frames
 
 __all__ = [
     "PLAN_VERSION",
@@ -109,11 +109,7 @@ def plan_segments(
         uplan = up.prepare(opts)
         with open_reader(src) as reader:
             info = reader.info
-        if info.width * info.height > opts.max_pixels:
-            raise InputError(
-                f"{src.name}: frames are {info.width}x{info.height}, over the "
-                f"{opts.max_pixels / 1e6:g} MP cap"
-            )
+        _check_frame_pixels(src, info, opts.max_pixels)
         container = output_container(src, None, info, vopts.container)
         size = (info.width * uplan.scale, info.height * uplan.scale)
         choice = choose_encoder(info, size[0], size[1], container, vopts)
