@@ -138,11 +138,7 @@ def upscale_video(
         plan = up.prepare(opts)
         with open_reader(src) as reader:
             info = reader.info
-            if info.width * info.height > opts.max_pixels:
-                raise InputError(
-                    f"{src.name}: frames are {info.width}x{info.height}, over the "
-                    f"{opts.max_pixels / 1e6:g} MP cap"
-                )
+            _check_frame_pixels(src, info, opts.max_pixels)
             asked_dst = Path(dst) if dst is not None else None
             container = output_container(src, asked_dst, info, vopts.container)
             out = asked_dst or default_video_output(src, plan.scale, container)
@@ -219,6 +215,16 @@ def upscale_video(
 def segment_frames(info: VideoInfo, vopts: VideoOptions) -> int:
     """Frames per segment: ``segment_seconds`` at the source's average rate (25 if unknown)."""
     return max(1, round(vopts.segment_seconds * float(info.rate or 25)))
+
+
+def _check_frame_pixels(src: Path, info: VideoInfo, max_pixels: int) -> None:
+    """InputError when a frame of ``src`` has more than ``max_pixels`` (checked before any
+    work by :func:`upscale_video` and by the distributed ``plan_segments``)."""
+    if info.width * info.height > max_pixels:
+        raise InputError(
+            f"{src.name}: frames are {info.width}x{info.height}, over the "
+            f"{max_pixels / 1e6:g} MP cap"
+        )
 
 
 def _check_output(src: Path, dst: Path, overwrite: bool) -> None:
