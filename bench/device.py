@@ -125,6 +125,12 @@ for w, h, model in cases:
             "device": dev.name,
             "heap_budget_mb": dev.heap_budget_mb,
         }
+        # the GPU tile check (upscaler_edge/gpu_windows.py) ran in up.plan on first use and is
+        # cached for the timed runs: what it measured, and what it cost once
+        v = up.gpu_verdict(spec, dev)
+        if v is not None:
+            out[key]["gpu_check"] = v.to_json()
+        out[key]["fp32"] = up._precise_for(spec, dev, tiles)
     except Exception as exc:
         out[key] = {"error": f"{type(exc).__name__}: {exc}"}
 print(json.dumps(out))
@@ -407,7 +413,8 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {r['size']} | {r['model']} | {r.get('status')}{why} |{blank}")
             continue
         tile = r.get("our_tile") or {}
-        ours_tile = f"{tile.get('tile', '?')} ({tile.get('tiles', '?')})"
+        fp32 = " fp32" if tile.get("fp32") else ""
+        ours_tile = f"{tile.get('tile', '?')}{fp32} ({tile.get('tiles', '?')})"
         lines.append(
             f"| {r['size']} | {r['model']} | {fmt(r['ours_s'])} | {fmt(r['ref_whole_s'])} "
             f"| {fmt(r['ref_process_s'])} | {fmt(r['ours/ref_whole'])} "
@@ -463,6 +470,11 @@ def main() -> None:
         "--stand-in", action="store_true", help="use the stand-in weights even if installed (test)"
     )
     ap.add_argument("--out", type=Path, help="results folder (default $OUT, else bench/out)")
+    ap.add_argument(
+        "--no-gpu-check",
+        action="store_true",
+        help="ours with the reference's tile rule (UPSCALER_EDGE_GPU_CHECK=0), no big tiles",
+    )
     args = ap.parse_args()
     start = time.monotonic()
     deadline = start + args.budget
@@ -487,6 +499,8 @@ def main() -> None:
         ours_env["PYTHONPATH"] = os.pathsep.join(
             [*([str(stand_in)] if stand_in else []), str(ROOT), env.get("PYTHONPATH", "")]
         ).rstrip(os.pathsep)
+        if args.no_gpu_check:
+            ours_env["UPSCALER_EDGE_GPU_CHECK"] = "0"
         if mapped:
             print(f"weights: stand-in {MODEL_PACKAGE} from the reference's models/:")
             for m in mapped:
@@ -539,6 +553,13 @@ def main() -> None:
             [py, "-c", PLAN, str(gpuid), json.dumps(cases)], ours_env, deadline
         )
         plans = last_json(out)
+        for key, p in plans.items():
+            for t in (p.get("gpu_check") or {}).get("trials", []):
+                print(
+                    f"GPU tile check {key}: window {t['side']} {'fp32' if t['precise'] else 'fp16'}"
+                    f" {t['psnr']:.1f} dB, max diff {t['max_diff']}, {t['s_per_mpx']:.3f} s/MP"
+                    f"{'' if t['ok'] else ' (not faithful)'}"
+                )
         ref_tile = ref_auto_tile(gpu["heap_budget_mb"])
         meta = {
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

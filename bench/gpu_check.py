@@ -5,7 +5,9 @@
 For each model: our pipeline with tile 200 (the reference's size), with the automatic tile,
 with fixed tiles of 400 and 800, and the automatic tiles run one by one without the
 overlapping stages; then our PNG writer's bytes decoded again. Prints PSNR of each against
-the 200 px run (seam-free tiles agree to > 60 dB when the device computes right).
+the 200 px run (seam-free tiles agree to > 60 dB when the device computes right), and what
+the GPU tile check (``upscaler_edge/gpu_windows.py``) measured, from which "auto" is chosen.
+A device found unfaithful in fp16 runs the bigger fixed tiles in fp32.
 """
 
 from __future__ import annotations
@@ -65,6 +67,14 @@ def main() -> None:
             data, _ = encode_picture(Picture([Frame(results["auto"])], "PNG"), "png")
             with Image.open(io.BytesIO(data)) as back:
                 results["auto, PNG round trip"] = np.asarray(back.convert("RGB"))
+            verdict = up.gpu_verdict(plan.spec, plan.device)  # what "auto" was chosen from
+            for t in verdict.trials if verdict else ():
+                print(
+                    f"  tile check: window {t.side} {'fp32' if t.precise else 'fp16'}: "
+                    f"{t.psnr:.1f} dB, max diff {t.max_diff} against the CPU, "
+                    f"{t.s_per_mpx:.3f} s/MP{'' if t.ok else ' (not faithful)'}",
+                    flush=True,
+                )
             base = results["200"]
             for label, arr in results.items():
                 if label != "200":
