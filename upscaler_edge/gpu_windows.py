@@ -11,7 +11,8 @@ and the model, so it is measured on the device before it is used:
   candidate side: the biggest that fits half the heap budget (at most ``MAX_SIDE``), then
   ``MID_SIDE``; in fp16 (ncnn's default) and, when fp16 fails, in fp32;
 - two regions of each window, its centre and its far corner (where an indexing limit would
-  show first), are computed again on the CPU in fp32 with the model's context around them;
+  show first), are computed again on the CPU in fp32 (ncnn's CPU path) with the model's
+  context around them;
 - a side is faithful when it agrees with the CPU about as well as the reference's tile size
   does on the same GPU (``faithful``).
 

@@ -317,7 +317,7 @@ class Upscaler:
             verdict = gpu_windows.cached(key)
             if verdict is None:
                 log.warning(
-                    "checking which tile sizes %s computes faithfully for %s (once, a few seconds)",
+                    "checking which tile sizes %s computes like the CPU for %s (once)",
                     dev.name,
                     spec.name,
                 )
