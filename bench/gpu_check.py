@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -22,6 +24,9 @@ from PIL import Image
 from upscaler_edge.imageio import Frame, Picture, encode_picture
 from upscaler_edge.options import Options
 from upscaler_edge.pipeline import Upscaler, _Job
+
+# bench/openvino.py would shadow the openvino package (imported when an engine opens)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
