@@ -338,6 +338,11 @@ def _print_devices(out: TextIO) -> None:
         elif d.backend == "ncnn":
             extra = ", ncnn"
         out.write(f"{d.option:>12}  {d.name} ({d.kind}{extra}){mark}\n")
+        if d.is_gpu:
+            from . import gpu_windows
+
+            for model, verdict in gpu_windows.checked_on(d):
+                out.write(f"{'':>12}  tiles checked for {model}: {gpu_windows.describe(verdict)}\n")
     if not any(d.is_gpu for d in devices):
         from .vulkan_diag import diagnose
 

@@ -55,6 +55,8 @@ __all__ = [
     "Verdict",
     "candidate_sides",
     "check",
+    "checked_on",
+    "describe",
     "enabled",
     "faithful",
     "gpu_tiles",
@@ -339,6 +341,31 @@ def cached(key: str) -> Verdict | None:
             return Verdict.from_json(data[key])
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+
+def checked_on(device: DeviceInfo) -> list[tuple[str, Verdict]]:
+    """The cached verdicts for ``device`` (same name and driver), by model name."""
+    try:
+        data = json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        return []
+    found = []
+    for key, value in data.items() if isinstance(data, dict) else ():
+        parts = key.split("|")
+        if len(parts) >= 5 and parts[1] == device.name and parts[2] == device.driver:
+            try:
+                found.append((parts[4], Verdict.from_json(value)))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return sorted(found, key=lambda mv: mv[0])
+
+
+def describe(verdict: Verdict) -> str:
+    """One line: the biggest faithful tile, e.g. "up to 1024 px in fp32 (fp16 to 296)"."""
+    best = max(verdict.choices, key=lambda c: c.side)
+    if not best.precise:
+        return f"up to {best.side} px in fp16"
+    return f"up to {best.side} px in fp32 (fp16 to {verdict.fp16_side})"
 
 
 def store(key: str, verdict: Verdict) -> None:

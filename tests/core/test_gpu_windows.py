@@ -272,3 +272,23 @@ def test_a_device_that_corrupts_big_fp16_windows_never_gets_them(
         assert ran and all(precise for side, precise in ran if side > 64)
         ref = up.upscale_picture(pic, opts.replace(tile=32), plan=plan).frames[0].rgb
     assert np.abs(out.astype(int) - ref).max() <= 3  # fp32 against fp16
+
+
+@pytest.mark.vulkan
+def test_list_devices_shows_what_the_check_found(software_vulkan, cache):
+    import io
+
+    from upscaler_edge import cli
+
+    spec = _spec("realesrgan-x4plus")
+    v = gw.Verdict(
+        (gw.Choice(296, False, 9.0), gw.Choice(512, False, 8.0), gw.Choice(1024, True, 7.5)),
+        (),
+        4.2,
+    )
+    gw.store(gw.cache_key(software_vulkan, spec, [1024, 512], 296), v)
+    gw.store(gw.cache_key(replace(software_vulkan, driver="older"), _spec(), [512], 132), v)
+    out = io.StringIO()
+    cli._print_devices(out)
+    lines = [ln.strip() for ln in out.getvalue().splitlines() if "tiles checked" in ln]
+    assert lines == ["tiles checked for realesrgan-x4plus: up to 1024 px in fp32 (fp16 to 512)"]
