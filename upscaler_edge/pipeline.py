@@ -649,7 +649,10 @@ class Upscaler:
         if engine is not None and not plan.device.is_gpu:
             spec = replace(spec, work_bytes_per_pixel=engine.work_bytes_per_pixel)
         heap = plan.device.heap_budget_mb if plan.device.is_gpu else None
-        if heap is not None and max(width, height) > gpu_windows.reference_side(spec, heap):
+        if heap is not None and gpu_windows.qualifies(spec, plan.device):
+            if max(width, height) + 2 * spec.edge_pad <= gpu_windows.reference_side(spec, heap):
+                # one window no bigger than the reference's tile with context: nothing to check
+                return plan_tiles(width, height, 0, spec.context, spec.edge_pad)
             verdict = self.gpu_verdict(spec, plan.device)
             if verdict is not None:
                 return gpu_windows.pick(verdict, width, height, spec)[0]

@@ -292,3 +292,17 @@ def test_list_devices_shows_what_the_check_found(software_vulkan, cache):
     cli._print_devices(out)
     lines = [ln.strip() for ln in out.getvalue().splitlines() if "tiles checked" in ln]
     assert lines == ["tiles checked for realesrgan-x4plus: up to 1024 px in fp32 (fp16 to 512)"]
+
+
+def test_a_picture_that_fits_one_reference_window_is_one_tile_without_a_check(monkeypatch):
+    def no_check(*a, **k):
+        raise AssertionError("no check needed")
+
+    monkeypatch.setattr(gw, "check", no_check)
+    spec = _spec("realesrgan-x4plus")  # reference window: 200 + 2 * 48 = 296
+    plan = pipeline_mod.Plan(spec, _gpu(), 4)
+    with Upscaler() as up:
+        assert len(up.tiles(276, 250, plan, Options())) == 1  # 296 with the 10 px edges
+        assert up.gpu_verdict(spec, _gpu("software")) is None
+        plan_sw = pipeline_mod.Plan(spec, _gpu("software"), 4)
+        assert len(up.tiles(276, 250, plan_sw, Options())) == 4  # the reference's rule
