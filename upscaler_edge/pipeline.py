@@ -43,7 +43,8 @@ from .models import ModelSpec, Registry, default_registry, verify_model
 from .naming import output_name
 from .options import Options
 from .ov_engine import open_engine
-from .preflight import available_memory, check_memory, check_output
+from .preflight import available_memory as available_memory  # re-exported: bench imports it
+from .preflight import check_memory, check_output
 from .tile_work import (
     _check_cancel,
     _Feeds,
@@ -52,10 +53,11 @@ from .tile_work import (
     _paste,
     _RowsDone,
     _window,
+    layout,
     shared_means,
     upscale_frames,
 )
-from .tiling import MIN_TILE, Tile, auto_tiles, plan_tiles, split_tile
+from .tiling import MIN_TILE, Tile, split_tile
 
 __all__ = [
     "BatchItem",
@@ -211,17 +213,6 @@ class Upscaler:
                     )
             self._verdicts[(spec.name, dev)] = verdict
         return verdict
-
-    def _precise_for(self, spec: ModelSpec, dev: DeviceInfo, tiles: list[Tile]) -> bool:
-        """fp32 for windows bigger than ``dev`` computes faithfully in fp16."""
-        if not dev.is_gpu or not tiles:
-            return False
-        if gpu_windows.max_window_side(tiles) <= gpu_windows.reference_side(
-            spec, dev.heap_budget_mb
-        ):
-            return False
-        verdict = self.gpu_verdict(spec, dev)
-        return verdict is not None and gpu_windows.needs_fp32(verdict, tiles)
 
     def _ran_on(self, plan: Plan) -> str:
         """The devices a job ran on, as the engines name them: "cpu" is OpenVINO's CPU or
@@ -396,32 +387,7 @@ class Upscaler:
         the automatic one for the device (see ``tiling``); on the CPU sized by ``engine``'s
         working memory per pixel when given (OpenVINO needs less than ncnn). Several devices
         share the layout of the one with the smallest tiles."""
-        spec = plan.spec
-        if options.tile:
-            return plan_tiles(width, height, options.tile, spec.context, spec.edge_pad)
-        if len(plan.all_devices) > 1:
-            layouts = [
-                self.tiles(
-                    width,
-                    height,
-                    plan.on(d),
-                    options,
-                    None if d.is_gpu else self.engine_for(spec, d, precision=plan.precision),
-                )
-                for d in plan.all_devices
-            ]
-            return min(layouts, key=lambda ts: max(t.window_pixels for t in ts))
-        if engine is not None and not plan.device.is_gpu:
-            spec = replace(spec, work_bytes_per_pixel=engine.work_bytes_per_pixel)
-        heap = plan.device.heap_budget_mb if plan.device.is_gpu else None
-        if heap is not None and gpu_windows.qualifies(spec, plan.device):
-            if max(width, height) + 2 * spec.edge_pad <= gpu_windows.reference_side(spec, heap):
-                # one window no bigger than the reference's tile with context: nothing to check
-                return plan_tiles(width, height, 0, spec.context, spec.edge_pad)
-            verdict = self.gpu_verdict(spec, plan.device)
-            if verdict is not None:
-                return gpu_windows.pick(verdict, width, height, spec)[0]
-        return auto_tiles(width, height, spec, heap, available_memory())
+        return layout(self, width, height, plan, options, engine)
 
     def plan(
         self, width: int, height: int, options: Options

@@ -1,8 +1,8 @@
-"""One picture through the tiles: its frames and alpha planes (``upscale_frames``), progress
-and cancel across the tiles, which output rows are final, a tile's model window, inference
-(with TTA) and the paste of its core, and the squeeze-and-excitation values the tiles share.
-``pipeline.Upscaler`` runs the tiles of a plane (with the fallbacks); ``devices_work``
-spreads them over several devices."""
+"""One picture through the tiles: their layout (``layout``), its frames and alpha planes
+(``upscale_frames``), progress and cancel across the tiles, which output rows are final, a
+tile's model window, inference (with TTA) and the paste of its core, and the
+squeeze-and-excitation values the tiles share. ``pipeline.Upscaler`` runs the tiles of a
+plane (with the fallbacks); ``devices_work`` spreads them over several devices."""
 
 from __future__ import annotations
 
@@ -16,17 +16,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from . import se_sync
-from .engine import TileEngine, TileFault, pick_device
+from . import gpu_windows, se_sync
+from .engine import DeviceInfo, TileEngine, TileFault, pick_device
 from .errors import Cancelled, DeviceError
 from .imageio import Frame, Picture
 from .models import ModelSpec
 from .options import Options
 from .planes import gray_of, is_constant, resize_plane, resize_rgb
+from .preflight import available_memory
 from .preprocess import cut, model_window, output_crop
 from .preprocess import tta_forward as _tta_forward
 from .preprocess import tta_inverse as _tta_inverse
-from .tiling import Tile
+from .tiling import Tile, auto_tiles, plan_tiles
 
 if TYPE_CHECKING:
     from .pipeline import CancelToken, Plan, Progress, Upscaler
@@ -160,6 +161,54 @@ def _infer(eng: TileEngine, x: np.ndarray, tta: bool, feeds: _Feeds = None) -> n
     return y
 
 
+def layout(
+    up: Upscaler,
+    width: int,
+    height: int,
+    plan: Plan,
+    options: Options,
+    engine: TileEngine | None = None,
+) -> list[Tile]:
+    """``Upscaler.tiles``: the user's tile size, exactly; else several devices' smallest
+    layout, a GPU's checked window size (``gpu_windows``) or ``tiling.auto_tiles``."""
+    spec = plan.spec
+    if options.tile:
+        return plan_tiles(width, height, options.tile, spec.context, spec.edge_pad)
+    if len(plan.all_devices) > 1:
+        layouts = [
+            up.tiles(
+                width,
+                height,
+                plan.on(d),
+                options,
+                None if d.is_gpu else up.engine_for(spec, d, precision=plan.precision),
+            )
+            for d in plan.all_devices
+        ]
+        return min(layouts, key=lambda ts: max(t.window_pixels for t in ts))
+    if engine is not None and not plan.device.is_gpu:
+        spec = replace(spec, work_bytes_per_pixel=engine.work_bytes_per_pixel)
+    heap = plan.device.heap_budget_mb if plan.device.is_gpu else None
+    if heap is not None and gpu_windows.qualifies(spec, plan.device):
+        if max(width, height) + 2 * spec.edge_pad <= gpu_windows.reference_side(spec, heap):
+            # one window no bigger than the reference's tile with context: nothing to check
+            return plan_tiles(width, height, 0, spec.context, spec.edge_pad)
+        verdict = up.gpu_verdict(spec, plan.device)
+        if verdict is not None:
+            return gpu_windows.pick(verdict, width, height, spec)[0]
+    return auto_tiles(width, height, spec, heap, available_memory())
+
+
+def _precise_for(up: Upscaler, spec: ModelSpec, dev: DeviceInfo, tiles: list[Tile]) -> bool:
+    """fp32 for windows bigger than ``dev`` computes faithfully in fp16."""
+    if not dev.is_gpu or not tiles:
+        return False
+    if gpu_windows.max_window_side(tiles) <= gpu_windows.reference_side(spec, dev.heap_budget_mb):
+        return False
+    verdict = up.gpu_verdict(spec, dev)
+    return verdict is not None and gpu_windows.needs_fp32(verdict, tiles)
+
+
 def upscale_frames(
     up: Upscaler,
     pic: Picture,
@@ -184,7 +233,7 @@ def upscale_frames(
     )
     tiles = up.tiles(pic.width, pic.height, plan, opts, first)
     engines = [
-        up.engine_for(spec, d, precise=up._precise_for(spec, d, tiles), precision=plan.precision)
+        up.engine_for(spec, d, precise=_precise_for(up, spec, d, tiles), precision=plan.precision)
         for d in plan.all_devices
     ]
     alpha_runs = [
