@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST_MODEL
 from PIL import Image
 from qt_helpers import drop_paths, run_queue
 from upscaler_edge_gui.queue_model import ItemState
@@ -17,6 +16,9 @@ from upscaler_edge_gui.settings import GuiSettings, save_settings
 from tests.cluster_fixtures import WORKER_DEVICE
 
 pytestmark = pytest.mark.timeout(300)
+
+# not imported from conftest: run with tests/bot, "conftest" would be the bot's
+FAST_MODEL = "realesr-animevideov3"
 
 
 def _size(path: Path) -> tuple[int, int]:
