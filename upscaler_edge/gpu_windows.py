@@ -66,6 +66,7 @@ __all__ = [
     "probe_picture",
     "qualifies",
     "reference_side",
+    "verdict_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -269,6 +270,46 @@ def check(
                 choices.append(Choice(side, precise, t.s_per_mpx))
                 break
     return Verdict(tuple(choices), tuple(trials), time.perf_counter() - started)
+
+
+def verdict_for(
+    spec: ModelSpec,
+    device: DeviceInfo,
+    gpu: Callable[[bool], TileEngine],
+    cpu: Callable[[], TileEngine],
+) -> Verdict | None:
+    """The verdict for ``spec`` on ``device``: from the cache, else checked now (``check``
+    with ``gpu(precise)`` and ``cpu()`` engines) and cached. None where big GPU tiles are not
+    considered (``qualifies``, no candidate side) or the check failed (one log line: the
+    reference's tile size then)."""
+    if not qualifies(spec, device):
+        return None
+    sides = candidate_sides(spec, device.heap_budget_mb)
+    if not sides:
+        return None
+    ref = reference_side(spec, device.heap_budget_mb)
+    key = cache_key(device, spec, sides, ref)
+    verdict = cached(key)
+    if verdict is not None:
+        return verdict
+    log.warning(
+        "checking which tile sizes %s computes like the CPU for %s (once)", device.name, spec.name
+    )
+    try:
+        verdict = check(gpu, cpu(), spec, sides, ref)
+    except Exception as exc:  # the check must never fail a job
+        log.warning("GPU tile check failed (%s): the reference's tile size", exc)
+        log.info("GPU tile check", exc_info=True)
+        return None
+    store(key, verdict)
+    log.info(
+        "%s, %s: tiles %s (checked in %.1f s)",
+        device.name,
+        spec.name,
+        describe(verdict),
+        verdict.seconds,
+    )
+    return verdict
 
 
 def max_window_side(tiles: Iterable[Tile]) -> int:

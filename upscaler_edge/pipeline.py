@@ -169,50 +169,19 @@ class Upscaler:
         return eng
 
     def gpu_verdict(self, spec: ModelSpec, dev: DeviceInfo) -> gpu_windows.Verdict | None:
-        """Which window sides ``dev`` computes faithfully for ``spec`` (``gpu_windows``):
-        checked on first use and cached on disk; None where big GPU tiles are not considered
-        (the CPU, a software device, a model that keeps the reference's rule, a small heap)."""
-        if not gpu_windows.qualifies(spec, dev):
-            return None
-        sides = gpu_windows.candidate_sides(spec, dev.heap_budget_mb)
-        if not sides:
-            return None
-        ref = gpu_windows.reference_side(spec, dev.heap_budget_mb)
+        """Which window sides ``dev`` computes like the CPU for ``spec``
+        (``gpu_windows.verdict_for``: checked on first use, cached on disk); None where big
+        GPU tiles are not considered (the CPU, a software device, a model that keeps the
+        reference's rule, a small heap)."""
         with self._verdicts_lock:
-            if (spec.name, dev) in self._verdicts:
-                return self._verdicts[(spec.name, dev)]
-            key = gpu_windows.cache_key(dev, spec, sides, ref)
-            verdict = gpu_windows.cached(key)
-            if verdict is None:
-                log.warning(
-                    "checking which tile sizes %s computes like the CPU for %s (once)",
-                    dev.name,
-                    spec.name,
+            if (spec.name, dev) not in self._verdicts:
+                self._verdicts[(spec.name, dev)] = gpu_windows.verdict_for(
+                    spec,
+                    dev,
+                    lambda precise: self.engine_for(spec, dev, precise=precise),
+                    lambda: self.engine_for(spec, pick_device("cpu-ncnn")),
                 )
-                try:
-                    verdict = gpu_windows.check(
-                        lambda precise: self.engine_for(spec, dev, precise=precise),
-                        self.engine_for(spec, pick_device("cpu-ncnn")),
-                        spec,
-                        sides,
-                        ref,
-                    )
-                except Exception as exc:  # the check must never fail a job
-                    log.warning("GPU tile check failed (%s): the reference's tile size", exc)
-                    log.info("GPU tile check", exc_info=True)
-                else:
-                    gpu_windows.store(key, verdict)
-                    best = max(verdict.choices, key=lambda c: c.side)
-                    log.info(
-                        "%s, %s: tiles up to %d px in %s (checked in %.1f s)",
-                        dev.name,
-                        spec.name,
-                        best.side,
-                        "fp32" if best.precise else "fp16",
-                        verdict.seconds,
-                    )
-            self._verdicts[(spec.name, dev)] = verdict
-        return verdict
+            return self._verdicts[(spec.name, dev)]
 
     def _ran_on(self, plan: Plan) -> str:
         """The devices a job ran on, as the engines name them: "cpu" is OpenVINO's CPU or
