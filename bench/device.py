@@ -109,6 +109,7 @@ PLAN = r"""
 import json, sys
 from upscaler_edge.options import Options
 from upscaler_edge.pipeline import Upscaler
+from upscaler_edge.tile_work import _precise_for
 device, cases = sys.argv[1], json.loads(sys.argv[2])
 out = {}
 up = Upscaler()
@@ -130,7 +131,7 @@ for w, h, model in cases:
         v = up.gpu_verdict(spec, dev)
         if v is not None:
             out[key]["gpu_check"] = v.to_json()
-        out[key]["fp32"] = up._precise_for(spec, dev, tiles)
+        out[key]["fp32"] = _precise_for(up, spec, dev, tiles)
     except Exception as exc:
         out[key] = {"error": f"{type(exc).__name__}: {exc}"}
 print(json.dumps(out))
