@@ -124,3 +124,18 @@ def test_gpu_listing_names_driver_heap_and_fp16(software_vulkan):
     line = next(s for s in out.getvalue().splitlines() if s.strip().startswith("0 "))
     assert "driver" in line and "MB heap budget" in line and "fp16" in line
     assert software_vulkan.driver and software_vulkan.heap_budget_mb > 0
+
+
+def test_ncnn_options_for_diagnostics_come_from_the_environment(monkeypatch, caplog):
+    from upscaler_edge.engine import ncnn_opt_overrides
+
+    monkeypatch.setenv(
+        "UPSCALER_EDGE_NCNN_OPT", "use_winograd_convolution=0, use_sgemm_convolution=1,nope=1,"
+    )
+    assert ncnn_opt_overrides() == [
+        ("use_winograd_convolution", False),
+        ("use_sgemm_convolution", True),
+    ]
+    assert "ignoring 'nope=1'" in caplog.text
+    monkeypatch.delenv("UPSCALER_EDGE_NCNN_OPT")
+    assert ncnn_opt_overrides() == []
