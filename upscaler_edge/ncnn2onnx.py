@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .integrity import sha256
 from .ncnn_files import NcnnLayer, UnsupportedModelError, parse_param
 from .onnx_graph import CONVERTER_VERSION, convert, split_aliases, subgraph
 from .onnx_graph import OPSET as OPSET
@@ -54,14 +55,6 @@ def onnx_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("upscaler-edge", appauthor=False)) / "onnx"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def onnx_for(
     spec: ModelSpec,
     cache_dir: Path | None = None,
@@ -77,8 +70,8 @@ def onnx_for(
     user model's files are hashed here, so an edited one never reuses a stale graph. Raises
     UnsupportedModelError when it cannot convert, ValueError for a blob the graph lacks.
     """
-    param_sha = spec.param_sha256 or _sha256(spec.param_path)
-    bin_sha = spec.bin_sha256 or _sha256(spec.bin_path)
+    param_sha = spec.param_sha256 or sha256(spec.param_path)
+    bin_sha = spec.bin_sha256 or sha256(spec.bin_path)
     key = hashlib.sha256(
         f"{param_sha}:{bin_sha}:{spec.input_blob}:{spec.output_blob}:v{CONVERTER_VERSION}".encode()
     ).hexdigest()[:32]
