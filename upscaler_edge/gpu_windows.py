@@ -10,9 +10,9 @@ and the model, so it is measured on the device before it is used:
 - a probe picture (the bundled photo, mirrored to size) runs on the GPU as one window of each
   candidate side: the biggest that fits half the heap budget (at most ``MAX_SIDE``), then
   ``MID_SIDE``; in fp16 (ncnn's default) and, when fp16 fails, in fp32;
-- two regions of each window, its centre and its far corner (where an indexing limit would
-  show first), are computed again on the CPU in fp32 (ncnn's CPU path) with the model's
-  context around them;
+- two regions of each window, the centre of the reference's window (shared by all) and the
+  window's far corner (where an indexing limit would show first), are computed again on the
+  CPU in fp32 (ncnn's CPU path) with the model's context around them;
 - a side is faithful when it agrees with the CPU about as well as the reference's tile size
   does on the same GPU (``faithful``).
 
@@ -199,11 +199,13 @@ def faithful(trial_psnr: float, trial_max: int, base_psnr: float, base_max: int)
     return trial_psnr >= min(base_psnr, 80.0) - 3.0 and trial_max <= max(2 * base_max, base_max + 2)
 
 
-def _regions(side: int, context: int) -> list[tuple[int, int]]:
-    """Top-left corners of the regions compared in a window: the centre and the far corner."""
-    centre = side // 2 - REGION // 2
+def _regions(side: int, context: int, ref_side: int) -> list[tuple[int, int]]:
+    """Top-left corners of the regions compared in a window: the centre of the reference's
+    window (inside every window tried, so its CPU result serves them all) and the window's own
+    far corner, where an indexing limit would show first."""
+    near = ref_side // 2 - REGION // 2
     far = side - context - REGION
-    return list(dict.fromkeys([(centre, centre), (far, far)]))
+    return list(dict.fromkeys([(near, near), (far, far)]))
 
 
 def check(
@@ -241,7 +243,7 @@ def check(
             log.info("GPU window %d px failed: %s", side, exc)
             return Trial(side, precise, 0.0, 255, math.inf, False)
         worst_psnr, worst_max = math.inf, 0
-        for y0, x0 in _regions(side, c):
+        for y0, x0 in _regions(side, c, ref_side):
             got = _to8(out[:, y0 * s : (y0 + REGION) * s, x0 * s : (x0 + REGION) * s])
             p, m = _compare(got, cpu_region(y0, x0))
             worst_psnr, worst_max = min(worst_psnr, p), max(worst_max, m)

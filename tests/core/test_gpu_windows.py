@@ -122,8 +122,8 @@ class FakeEngine:
         return y
 
 
-def _check(gpu16, gpu32, spec):
-    cpu = FakeEngine(spec, DeviceInfo(-1, "CPU", "cpu"), precise=True)
+def _check(gpu16, gpu32, spec, cpu=None):
+    cpu = cpu or FakeEngine(spec, DeviceInfo(-1, "CPU", "cpu"), precise=True)
     return gw.check(lambda precise: gpu32 if precise else gpu16, cpu, spec, [400, 240], 200)
 
 
@@ -142,7 +142,10 @@ def test_a_gpu_that_corrupts_big_fp16_windows_gets_them_in_fp32_only():
     spec = _spec()
     gpu16 = FakeEngine(spec, _gpu(), bad_from=300)
     gpu32 = FakeEngine(spec, _gpu(), precise=True, bad_from=None)
-    v = _check(gpu16, gpu32, spec)
+    cpu = FakeEngine(spec, DeviceInfo(-1, "CPU", "cpu"), precise=True)
+    v = _check(gpu16, gpu32, spec, cpu)
+    # one shared region plus each side's far corner on the CPU (400 fp32 reuses 400 fp16's)
+    assert len(cpu.sides) == 4 and set(cpu.sides) == {gw.REGION + 2 * spec.context}
     assert [(t.side, t.precise, t.ok) for t in v.trials] == [
         (200, False, True),
         (400, False, False),
