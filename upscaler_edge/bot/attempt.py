@@ -35,12 +35,14 @@ from ..naming import output_name
 from .config import TELEGRAM_FILE_LIMIT
 from .endings import Tools, end_cancelled, end_with_reply, job_translator, show
 from .eta import estimate_seconds
-from .i18n import N_, Text, Translator
+from .failures import Refused, core_error, internal_error, one_line
+from .i18n import N_, Text
 from .images import ASSUMED_FPS, VIDEO_EXTRA, VIDEO_KINDS
 from .limits import file_limit_bytes, megapixels, pixels_refusal, video_length_refusal
 from .link import Stopping
 from .preview import make_preview
 from .progress import frames_text, progress_text
+from .results import PREVIEW_NAME, RESULT_MARKER, Delivery, kept_result
 from .telegram import VideoAttributes, peer_from_string, send_text
 from .telethon_api import errors
 from .upscaling import options_for
@@ -59,8 +61,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RESULT_MARKER = "result.json"  # in the spool: the result is made, only the reply is missing
-PREVIEW_NAME = "preview.jpg"
 _SIZE_IN_REASON = re.compile(r"(\d+)x(\d+)")
 #: A video is encoded in pieces of about this many seconds; a retried attempt (after a worker
 #: crash, or a restart of the bot) redoes at most one.
@@ -78,56 +78,6 @@ class JobView:
     done: int = 0  # tiles
     total: int = 0
     estimate: float | None = None  # seconds of upscaling, from the measured speed
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """A result ready to send: the file, its caption, and the preview and what it shows
-    (``"whole"`` or ``"detail"``; None: no preview). ``device`` is None for a result kept
-    from an earlier attempt."""
-
-    path: Path
-    caption: str
-    device: str | None
-    preview: Path | None = None
-    preview_shows: str | None = None
-    video: VideoAttributes | None = None  # a video or animation result: how to send it
-
-
-class _Refused(Exception):
-    """The job cannot be done; ``text`` is the reason for the user, in any language."""
-
-    def __init__(self, text: Text | str) -> None:
-        super().__init__(text if isinstance(text, str) else text.msgid)
-        self.text = text
-
-    def render(self, tr: Translator) -> str:
-        return self.text if isinstance(self.text, str) else self.text.render(tr)
-
-
-def one_line(text: str) -> str:
-    """``text`` with every run of whitespace (newlines too) made one space."""
-    return " ".join(text.split())
-
-
-def internal_error(exc: BaseException, tr: Translator | None = None) -> str:
-    """The reply for an unexpected exception: its type and message, one line."""
-    kind = type(exc)
-    name = kind.__qualname__
-    if kind.__module__ != "builtins":
-        name = f"{kind.__module__}.{name}"
-    detail = one_line(str(exc))[:200]
-    what = f"{name}: {detail}" if detail else name
-    if tr is None:
-        return f"Sorry: internal error: {what} (the details are in the bot's log)"
-    return tr.gettext("Sorry: internal error: {what} (the details are in the bot's log)", what=what)
-
-
-def core_error(exc: UpscalerError, tr: Translator) -> str:
-    """A refusal by the core (its reason is English, one line) in the user's language."""
-    if isinstance(exc, InputError):
-        return tr.gettext("Sorry: I can't read that picture: {reason}.", reason=str(exc))
-    return tr.gettext("Sorry: {reason}", reason=exc)
 
 
 class JobAttempt:
@@ -162,7 +112,7 @@ class JobAttempt:
                 await end_cancelled(self.tools, self.view.job)  # /cancel answered the user
         except JobFailed as exc:
             await self._crashed(exc)
-        except _Refused as exc:
+        except Refused as exc:
             log.info("job %s: refused: %s", job.id, exc)
             await self._fail(one_line(exc.render(self.tr)))
         except UpscalerError as exc:
@@ -235,7 +185,7 @@ class JobAttempt:
         kind = job.params.get("kind")
         limit_bytes = file_limit_bytes(cfg, kind)
         if size is not None and size > limit_bytes:
-            raise _Refused(
+            raise Refused(
                 tr.gettext(
                     "Sorry: that file is {size} MiB; the limit is {limit} MiB.",
                     size=tr.number(size / 2**20, 0),
@@ -250,20 +200,20 @@ class JobAttempt:
         if message is None:
             message = await self._fetch_message("fetch message")
         if message is None or (message.photo is None and message.document is None):
-            raise _Refused(Text(GONE))
+            raise Refused(Text(GONE))
         try:
             await self._download_to(message, src)
         except (errors.FileReferenceExpiredError, errors.FileReferenceInvalidError):
             # the job waited long enough for Telegram's file reference to expire: refetch
             message = await self._fetch_message("refetch message")
             if message is None:
-                raise _Refused(Text(GONE)) from None
+                raise Refused(Text(GONE)) from None
             await self._download_to(message, src)
         got = src.stat().st_size if src.exists() else 0
         if got == 0:
-            raise _Refused(tr.gettext("Sorry: that file is empty (0 bytes)."))
+            raise Refused(tr.gettext("Sorry: that file is empty (0 bytes)."))
         if got > limit_bytes:
-            raise _Refused(
+            raise Refused(
                 tr.gettext(
                     "Sorry: that file is {size} MiB; the limit is {limit} MiB.",
                     size=tr.number(got / 2**20, 0),
@@ -300,7 +250,7 @@ class JobAttempt:
         except ImageTooLargeError as exc:
             size = _SIZE_IN_REASON.search(str(exc))  # the core names it: "image is WxH = ..."
             refusal = size and pixels_refusal(tr, int(size[1]), int(size[2]), cfg)
-            raise _Refused(
+            raise Refused(
                 refusal
                 or tr.gettext(
                     "Sorry: that picture is too large ({reason}); the limit is {limit} MP.",
@@ -328,7 +278,7 @@ class JobAttempt:
         note = ""
         if fmt == "png" and out_w * out_h * 4 > TELEGRAM_FILE_LIMIT:
             if cfg.oversize == "refuse":
-                raise _Refused(
+                raise Refused(
                     tr.gettext(
                         "Sorry: the result ({w}×{h}) would be over Telegram's 2000 MiB file "
                         "limit; try a smaller scale or format jpg.",
@@ -360,7 +310,7 @@ class JobAttempt:
             dst = Path(result.dst)
         size = dst.stat().st_size
         if size > TELEGRAM_FILE_LIMIT:
-            raise _Refused(
+            raise Refused(
                 tr.gettext(
                     "Sorry: the result is {size} MiB, over Telegram's 2000 MiB file limit; "
                     "try a smaller scale or format jpg.",
@@ -401,22 +351,22 @@ class JobAttempt:
         output path is the job's own, so a retried attempt resumes from the kept segments."""
         job, cfg, core, tr = self.view.job, self.tools.config, self.tools.core, self.tr
         if core.upscale_video is None:
-            raise _Refused(Text(VIDEO_EXTRA))
+            raise Refused(Text(VIDEO_EXTRA))
         from ..video import VideoOptions, available, probe_video
 
         if not available():
-            raise _Refused(Text(VIDEO_EXTRA))
+            raise Refused(Text(VIDEO_EXTRA))
         try:
             info = await asyncio.to_thread(probe_video, src)
         except InputError as exc:
-            raise _Refused(
+            raise Refused(
                 tr.gettext("Sorry: I can't read that video: {reason}.", reason=str(exc))
             ) from None
         refusal = pixels_refusal(tr, info.width, info.height, cfg) or video_length_refusal(
             tr, info.duration, cfg
         )
         if refusal is not None:
-            raise _Refused(refusal)
+            raise Refused(refusal)
         kind = job.params["kind"]
         frames = info.frames or job.params.get("frames") or 1
         params = (
@@ -454,7 +404,7 @@ class JobAttempt:
         dst = Path(result.dst)
         size = dst.stat().st_size
         if size > TELEGRAM_FILE_LIMIT:
-            raise _Refused(
+            raise Refused(
                 tr.gettext(
                     "Sorry: the result is {size} MiB, over Telegram's 2000 MiB file limit; "
                     "try a smaller scale.",
@@ -555,26 +505,3 @@ class JobAttempt:
 
     def _show(self, stage: str, done: int | None = None, total: int | None = None) -> None:
         show(self.tools, self.view.job, progress_text(self.tr, stage, done, total, item=self._item))
-
-
-def kept_result(spool: Path) -> Delivery | None:
-    """The result an earlier attempt made but did not send (the bot stopped or crashed)."""
-    marker = spool / RESULT_MARKER
-    if not marker.exists():
-        return None
-    saved = json.loads(marker.read_text())
-    path = spool / saved["file_name"]
-    if not path.exists():
-        return None
-    preview = spool / PREVIEW_NAME
-    shows = saved.get("preview")
-    keep = shows is not None and preview.exists()
-    video = saved.get("video")
-    return Delivery(
-        path,
-        saved["caption"],
-        None,
-        preview if keep else None,
-        shows if keep else None,
-        VideoAttributes(video[0], float(video[1]), int(video[2]), int(video[3])) if video else None,
-    )
