@@ -23,14 +23,11 @@ import asyncio
 import json
 import logging
 import re
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import Cancelled, ImageTooLargeError, InputError, JobFailed, UpscalerError
-from ..jobs import FAILED, QUEUED, RUNNING, Job
+from ..jobs import FAILED
 from ..naming import output_name
 from .config import TELEGRAM_FILE_LIMIT
 from .endings import Tools, end_cancelled, end_with_reply, job_translator, show
@@ -38,12 +35,12 @@ from .eta import estimate_seconds
 from .failures import Refused, core_error, internal_error, one_line
 from .i18n import N_, Text
 from .images import ASSUMED_FPS, VIDEO_EXTRA, VIDEO_KINDS
+from .job_status import JobView, StatusReporter
 from .limits import file_limit_bytes, megapixels, pixels_refusal, video_length_refusal
 from .link import Stopping
 from .preview import make_preview
-from .progress import frames_text, progress_text
 from .results import PREVIEW_NAME, RESULT_MARKER, Delivery, kept_result
-from .telegram import VideoAttributes, peer_from_string, send_text
+from .telegram import VideoAttributes, peer_from_string
 from .telethon_api import errors
 from .upscaling import options_for
 
@@ -68,18 +65,6 @@ VIDEO_SEGMENT_SECONDS = 10.0
 GONE = N_("Sorry: I can no longer see that message; please send the picture again.")
 
 
-@dataclass
-class JobView:
-    """The running job as others may see it: /status, ETAs, /cancel and a clean stop."""
-
-    job: Job
-    cancel: threading.Event = field(default_factory=threading.Event)
-    stopping: bool = False  # cancelled by a stop, not by its user: back in line
-    done: int = 0  # tiles
-    total: int = 0
-    estimate: float | None = None  # seconds of upscaling, from the measured speed
-
-
 class JobAttempt:
     """One claimed job, from download to a kept result (see the module's docstring)."""
 
@@ -89,10 +74,9 @@ class JobAttempt:
         self.tools = tools
         self.view = view
         self.tr = job_translator(view.job)
+        self.status = StatusReporter(tools, view, self.tr)
         self._message = message  # from the live update, if this run received it
         self._device_name = device_name
-        self._item: tuple[int, int] | None = None  # (index, count) in its album
-        self._frames_from: tuple[float, int] | None = None  # (monotonic time, frames done)
 
     async def produce(self) -> Delivery | None:
         """The result to send, or None when the job ended (or went back in line) here."""
@@ -125,8 +109,8 @@ class JobAttempt:
 
     # -- producing ------------------------------------------------------------------------
     async def _produce(self) -> Delivery:
-        await self._join_album()
-        await self._ensure_status_message()
+        await self.status.join_album()
+        await self.status.ensure_message()
         spool = await self.tools.queue.spool_dir(self.view.job.id)
         kept = kept_result(spool)
         if kept is not None:
@@ -137,50 +121,9 @@ class JobAttempt:
             return await self._upscale_video(src, spool)
         return await self._upscale(src, spool)
 
-    async def _join_album(self) -> None:
-        """For a file of an album: its place in it, and the album's status message."""
-        job = self.view.job
-        if job.album_id is None:
-            return
-        siblings = await self.tools.queue.album(job.chat_id, job.album_id)
-        accepted = [s for s in siblings if not (s.state == FAILED and s.attempts == 0)]
-        if len(accepted) > 1:  # "file 2 of 3": the second one worked on
-            before = [s for s in accepted if s.id != job.id and s.state not in (QUEUED, RUNNING)]
-            self._item = (len(before) + 1, len(accepted))
-        if job.status_message_id is None:
-            shared = next((s.status_message_id for s in siblings if s.status_message_id), None)
-            if shared is not None:
-                await self.tools.queue.set_status_message(job.id, shared)
-                self.view.job = await self.tools.queue.get(job.id) or job
-
-    async def _ensure_status_message(self) -> None:
-        job = self.view.job
-        if job.status_message_id is not None:
-            return
-        # e.g. the bot crashed before the "queued" reply, or that reply hit a FloodWait;
-        # an album's files all derive the key from its first file, so only one is sent
-        first = job
-        if job.album_id is not None:
-            siblings = await self.tools.queue.album(job.chat_id, job.album_id)
-            first = siblings[0] if siblings else job
-        text = progress_text(self.tr, "starting", item=self._item)
-        msg_id = await self.tools.link.call(
-            "status message",
-            lambda c: send_text(
-                c,
-                job.chat_address,
-                text,
-                random_id=first.reply_random_id ^ 1,
-                reply_to=first.request_message_id,
-            ),
-        )
-        if msg_id is not None:
-            await self.tools.queue.set_status_message(job.id, msg_id)
-            self.view.job = await self.tools.queue.get(job.id) or job
-
     async def _download(self, spool: Path) -> Path:
         job, cfg, tr = self.view.job, self.tools.config, self.tr
-        self._show("downloading")
+        self.status.stage("downloading")
         size = job.params.get("size")
         kind = job.params.get("kind")
         limit_bytes = file_limit_bytes(cfg, kind)
@@ -233,7 +176,7 @@ class JobAttempt:
 
     async def _download_to(self, message: Any, src: Path) -> None:
         def on_download(done: int, total: int) -> None:
-            self._show("downloading", done, total)
+            self.status.stage("downloading", done, total)
 
         await self.tools.link.call(
             "download",
@@ -294,9 +237,9 @@ class JobAttempt:
         loop = asyncio.get_running_loop()
 
         def on_tiles(done: int, total: int) -> None:  # called in the worker thread
-            loop.call_soon_threadsafe(self._tiles, done, total)
+            loop.call_soon_threadsafe(self.status.tiles, done, total)
 
-        self._show("upscaling", 0, 1)
+        self.status.stage("upscaling", 0, 1)
         result = await asyncio.to_thread(
             core.upscale,
             src,
@@ -386,11 +329,11 @@ class JobAttempt:
         loop = asyncio.get_running_loop()
 
         def on_frames(done: int, total: int) -> None:  # called in the worker thread
-            loop.call_soon_threadsafe(self._frames, done, total)
+            loop.call_soon_threadsafe(self.status.frames, done, total)
 
         # the time limit is per job for pictures; a video gets it per second of video
         limit = cfg.job_timeout * max(1.0, frames / ASSUMED_FPS) if cfg.job_timeout else None
-        self._show_frames(0, frames, self.view.estimate)
+        self.status.show_frames(0, frames, self.view.estimate)
         result = await asyncio.to_thread(
             core.upscale_video,
             src,
@@ -452,27 +395,6 @@ class JobAttempt:
         (spool / RESULT_MARKER).write_text(json.dumps(saved))
         return Delivery(dst, caption, device, video=video)
 
-    def _frames(self, done: int, total: int) -> None:
-        """Video progress: frames done of the total and the time left at this run's speed."""
-        self.view.done, self.view.total = done, total
-        now = time.monotonic()
-        if self._frames_from is None or done < self._frames_from[1]:
-            self._frames_from = (now, done)  # the first report: frames resumed are not speed
-        t0, d0 = self._frames_from
-        eta = None
-        if done > d0 and total:
-            eta = (total - done) * (now - t0) / (done - d0)
-        elif total and self.view.estimate is not None:
-            eta = self.view.estimate * (1 - done / total)
-        self._show_frames(done, total, eta)
-
-    def _show_frames(self, done: int, total: int, eta: float | None) -> None:
-        show(self.tools, self.view.job, frames_text(self.tr, done, total, eta, item=self._item))
-
-    def _tiles(self, done: int, total: int) -> None:
-        self.view.done, self.view.total = done, total
-        self._show("upscaling", done, total)
-
     # -- endings --------------------------------------------------------------------------
     async def _crashed(self, exc: JobFailed) -> None:
         job, cfg, tr = self.view.job, self.tools.config, self.tr
@@ -502,6 +424,3 @@ class JobAttempt:
 
     async def _fail(self, text: str) -> None:
         self.view.job = await end_with_reply(self.tools, self.view.job, FAILED, text)
-
-    def _show(self, stage: str, done: int | None = None, total: int | None = None) -> None:
-        show(self.tools, self.view.job, progress_text(self.tr, stage, done, total, item=self._item))
