@@ -1,20 +1,27 @@
 """One attempt at one claimed job: fetch the image, check it, upscale it, keep the result.
 
 :meth:`JobAttempt.produce`: a status message if the "queued" reply never went out (an album's
-files share one) -> a result kept by an attempt that stopped before its reply, if any ->
-"downloading" into the job's spool folder (refetching the message when Telegram's file
-reference has expired) -> header check (format, pixel cap, off the event loop) -> output name
-and format (the 2000 MiB rule) -> the upscale in the worker process, awaited in a thread, tile
-progress handed back with ``call_soon_threadsafe`` -> the before/after preview (if the user
-wants one) -> the result, its caption and preview recorded in the spool (``result.json``).
-The runner then marks the job ``ready`` and :mod:`.delivery` sends it.
+files share one; :mod:`.job_status`) -> a result kept by an attempt that stopped before its
+reply, if any (:mod:`.results`) -> "downloading" into the job's spool folder (refetching the
+message when Telegram's file reference has expired) -> header check (format, pixel cap, off
+the event loop; both :mod:`.intake`) -> output name and format (the 2000 MiB rule) -> the
+upscale in the worker process, awaited in a thread, tile progress handed back with
+``call_soon_threadsafe`` -> the before/after preview (if the user wants one) -> the result,
+its caption and preview recorded in the spool (``result.json``). The runner then marks the
+job ``ready`` and :mod:`.delivery` sends it.
 
 Every way out without a result is decided here. A refusal (bad file, over a limit) or a core
-error is one "Sorry: ..." line; anything unexpected is "Sorry: internal error: ..." with the
-traceback in the log, and the job fails (it is not retried); a worker crash (``JobFailed``)
-goes back in line until ``max_attempts``; the user's /cancel ends it quietly (/cancel answered
-them); a stop puts it back in line. Each ending sends at most one reply, with the job's
-``random_id``, in the language the user asked in, and a final state removes the spool folder.
+error is one "Sorry: ..." line (:mod:`.failures`); anything unexpected is "Sorry: internal
+error: ..." with the traceback in the log, and the job fails (it is not retried); a worker
+crash (``JobFailed``) goes back in line until ``max_attempts``; the user's /cancel ends it
+quietly (/cancel answered them); a stop puts it back in line. Each ending sends at most one
+reply, with the job's ``random_id``, in the language the user asked in, and a final state
+removes the spool folder.
+
+The names other modules use from here (:class:`JobView`, :class:`Delivery`,
+:func:`kept_result`, :func:`internal_error`, ...) are re-exported from where they live;
+``TELEGRAM_FILE_LIMIT`` and :data:`VIDEO_SEGMENT_SECONDS` are read from this module when a
+job runs (tests shrink them here).
 """
 
 from __future__ import annotations
@@ -22,26 +29,25 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import Cancelled, ImageTooLargeError, InputError, JobFailed, UpscalerError
+from ..errors import Cancelled, InputError, JobFailed, UpscalerError
 from ..jobs import FAILED
 from ..naming import output_name
 from .config import TELEGRAM_FILE_LIMIT
 from .endings import Tools, end_cancelled, end_with_reply, job_translator, show
 from .eta import estimate_seconds
 from .failures import Refused, core_error, internal_error, one_line
-from .i18n import N_, Text
+from .i18n import Text
 from .images import ASSUMED_FPS, VIDEO_EXTRA, VIDEO_KINDS
+from .intake import check_pixels, download
 from .job_status import JobView, StatusReporter
-from .limits import file_limit_bytes, megapixels, pixels_refusal, video_length_refusal
+from .limits import pixels_refusal, video_length_refusal
 from .link import Stopping
 from .preview import make_preview
 from .results import PREVIEW_NAME, RESULT_MARKER, Delivery, kept_result
-from .telegram import VideoAttributes, peer_from_string
-from .telethon_api import errors
+from .telegram import VideoAttributes
 from .upscaling import options_for
 
 __all__ = [
@@ -58,11 +64,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_SIZE_IN_REASON = re.compile(r"(\d+)x(\d+)")
 #: A video is encoded in pieces of about this many seconds; a retried attempt (after a worker
 #: crash, or a restart of the bot) redoes at most one.
 VIDEO_SEGMENT_SECONDS = 10.0
-GONE = N_("Sorry: I can no longer see that message; please send the picture again.")
 
 
 class JobAttempt:
@@ -116,96 +120,16 @@ class JobAttempt:
         if kept is not None:
             log.info("job %s: result found from a previous attempt", self.view.job.id)
             return kept
-        src = await self._download(spool)
+        src = await download(
+            self.tools, self.view.job, self.tr, spool, message=self._message, status=self.status
+        )
         if self.view.job.params.get("kind") in VIDEO_KINDS:
             return await self._upscale_video(src, spool)
         return await self._upscale(src, spool)
 
-    async def _download(self, spool: Path) -> Path:
-        job, cfg, tr = self.view.job, self.tools.config, self.tr
-        self.status.stage("downloading")
-        size = job.params.get("size")
-        kind = job.params.get("kind")
-        limit_bytes = file_limit_bytes(cfg, kind)
-        if size is not None and size > limit_bytes:
-            raise Refused(
-                tr.gettext(
-                    "Sorry: that file is {size} MiB; the limit is {limit} MiB.",
-                    size=tr.number(size / 2**20, 0),
-                    limit=limit_bytes // 2**20,
-                )
-            )
-        src = spool / ("input" + Path(job.params.get("file_name", "")).suffix.lower())
-        if kind in VIDEO_KINDS and size and src.exists() and src.stat().st_size == size:
-            # an earlier attempt's download, kept: the video's finished segments resume on it
-            return src
-        message = self._message
-        if message is None:
-            message = await self._fetch_message("fetch message")
-        if message is None or (message.photo is None and message.document is None):
-            raise Refused(Text(GONE))
-        try:
-            await self._download_to(message, src)
-        except (errors.FileReferenceExpiredError, errors.FileReferenceInvalidError):
-            # the job waited long enough for Telegram's file reference to expire: refetch
-            message = await self._fetch_message("refetch message")
-            if message is None:
-                raise Refused(Text(GONE)) from None
-            await self._download_to(message, src)
-        got = src.stat().st_size if src.exists() else 0
-        if got == 0:
-            raise Refused(tr.gettext("Sorry: that file is empty (0 bytes)."))
-        if got > limit_bytes:
-            raise Refused(
-                tr.gettext(
-                    "Sorry: that file is {size} MiB; the limit is {limit} MiB.",
-                    size=tr.number(got / 2**20, 0),
-                    limit=limit_bytes // 2**20,
-                )
-            )
-        return src
-
-    async def _fetch_message(self, what: str) -> Any:
-        job = self.view.job
-        return await self.tools.link.call(
-            what,
-            lambda c: c.get_messages(
-                peer_from_string(job.chat_address), ids=job.request_message_id
-            ),
-        )
-
-    async def _download_to(self, message: Any, src: Path) -> None:
-        def on_download(done: int, total: int) -> None:
-            self.status.stage("downloading", done, total)
-
-        await self.tools.link.call(
-            "download",
-            lambda c: c.download_media(message, file=str(src), progress_callback=on_download),
-        )
-
-    async def _check_pixels(self, src: Path) -> tuple[int, int]:
-        """The picture's size from its header; refused over ``max_megapixels``."""
-        cfg, tr = self.tools.config, self.tr
-        try:
-            _fmt, width, height = await asyncio.to_thread(
-                self.tools.core.probe, src, max_pixels=cfg.max_pixels
-            )
-        except ImageTooLargeError as exc:
-            size = _SIZE_IN_REASON.search(str(exc))  # the core names it: "image is WxH = ..."
-            refusal = size and pixels_refusal(tr, int(size[1]), int(size[2]), cfg)
-            raise Refused(
-                refusal
-                or tr.gettext(
-                    "Sorry: that picture is too large ({reason}); the limit is {limit} MP.",
-                    reason=str(exc),
-                    limit=megapixels(tr, cfg.max_megapixels),
-                )
-            ) from None
-        return width, height
-
     async def _upscale(self, src: Path, spool: Path) -> Delivery:
         job, cfg, core, tr = self.view.job, self.tools.config, self.tools.core, self.tr
-        width, height = await self._check_pixels(src)
+        width, height = await check_pixels(self.tools, tr, src)
         params = (
             await self.tools.queue.update_params(job.id, width=width, height=height) or job
         ).params
