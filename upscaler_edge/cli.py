@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -24,8 +22,11 @@ from typing import TYPE_CHECKING, TextIO
 from .bars import ProgressBars
 from .cli_args import PROG, build_parser
 from .cli_args import options_from_args as _options
+from .cli_plan import Task, plan_tasks
+from .cli_plan import is_single_file as _is_single_file
+from .cli_plan import output_format as _output_format
+from .cli_plan import unwritable_folders as _unwritable
 from .errors import ExitStatus, UnknownModelError, UpscalerError, UsageError
-from .naming import find_images, output_names
 from .options import Options
 
 if TYPE_CHECKING:
@@ -46,97 +47,6 @@ class Env:
     @property
     def interactive(self) -> bool:
         return bool(self.stderr.isatty())
-
-
-@dataclass(frozen=True)
-class Task:
-    """One input and the one path its result goes to."""
-
-    src: Path
-    dst: Path
-
-
-def _output_format(output: Path | None, fmt: str | None, single_file: bool) -> str | None:
-    """The output format asked for (-f, or -o's suffix for one file); UsageError when they
-    conflict or the format cannot be written here."""
-    from . import imageio
-
-    asked = imageio.check_output_format(fmt) if fmt else None
-    if output is None or not single_file:
-        return asked
-    from_suffix = imageio.format_from_suffix(output)
-    if from_suffix is None:
-        raise UsageError(
-            f"cannot tell the output format from {output.name!r}: "
-            f"use one of {', '.join(imageio.OUTPUT_FORMATS)}"
-        )
-    if asked is not None and asked != from_suffix:
-        raise UsageError(f"-f {fmt} conflicts with the suffix of {output.name!r}")
-    return from_suffix
-
-
-def _is_single_file(inputs: list[Path], output: Path | None) -> bool:
-    return (
-        output is not None
-        and len(inputs) == 1
-        and inputs[0].is_file()
-        and not output.is_dir()
-        and output.suffix != ""
-    )
-
-
-def plan_tasks(
-    inputs: list[Path], output: Path | None, scale: int, fmt: str | None, recursive: bool
-) -> tuple[list[Task], list[str]]:
-    """Inputs and -o -> (src, dst) pairs, plus one error line per input that does not exist.
-
-    Output names follow ``naming``: unique within the run (inputs whose names would collide
-    carry their source suffix) and the same on every run over the same inputs.
-    """
-    found: list[tuple[Path, Path]] = []  # (source, output folder)
-    problems: list[str] = []
-    if _is_single_file(inputs, output):
-        assert output is not None
-        return [Task(inputs[0], output)], problems
-    for inp in inputs:
-        if inp.is_dir():
-            files = find_images(inp, recursive=recursive)
-            if not files:
-                problems.append(
-                    f"{inp}: no images found" + ("" if recursive else " (use -r for subfolders)")
-                )
-            for f in files:
-                rel = f.relative_to(inp).parent
-                found.append((f, (output / inp.name / rel) if output is not None else f.parent))
-        elif inp.is_file():
-            found.append((inp, output if output is not None else inp.parent))
-        else:
-            problems.append(f"{inp}: no such file or folder")
-    seen: set[Path] = set()
-    unique = []
-    for src, folder in found:  # the same file named twice is one task
-        key = src.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append((src, folder))
-    dsts = output_names(unique, scale, fmt or "png")
-    return [Task(src, dst) for (src, _), dst in zip(unique, dsts, strict=True)], problems
-
-
-def _unwritable(tasks: Iterable[Task]) -> dict[Path, str]:
-    """Output folders that cannot be written, with the reason: checked before the model
-    runs, so a long job does not end in 'permission denied'."""
-    bad: dict[Path, str] = {}
-    for folder in sorted({t.dst.parent for t in tasks}):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder, prefix=".upscaler-edge-check."):
-                pass
-        except FileExistsError:
-            bad[folder] = f"cannot write to {folder}: not a folder"
-        except OSError as exc:
-            bad[folder] = f"cannot write to {folder}: {exc.strerror or exc}"
-    return bad
 
 
 def _print_models(out: TextIO, registry: Registry) -> None:
