@@ -6,6 +6,11 @@ before any work (httpie's split). Exit 0 when every input was upscaled (or skipp
 input failed (the rest are still done; one line per failure on stderr, no traceback), 2 on
 usage errors, 130 on Ctrl-C. ``--bot`` and ``--gui`` hand the rest of argv to the Telegram bot
 and the desktop window.
+
+The pieces live beside it and are imported here under the names other code and tests use:
+the parser in ``cli_args``, the task planning in ``cli_plan``, the listing and import
+commands in ``cli_info``. ``run`` looks them up on this module, so patching ``cli.NAME``
+reaches it.
 """
 
 from __future__ import annotations
@@ -17,20 +22,20 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from .bars import ProgressBars
 from .cli_args import PROG, build_parser
 from .cli_args import options_from_args as _options
+from .cli_info import import_model_command as _import_model
+from .cli_info import print_devices as _print_devices
+from .cli_info import print_models as _print_models
 from .cli_plan import Task, plan_tasks
 from .cli_plan import is_single_file as _is_single_file
 from .cli_plan import output_format as _output_format
 from .cli_plan import unwritable_folders as _unwritable
 from .errors import ExitStatus, UnknownModelError, UpscalerError, UsageError
 from .options import Options
-
-if TYPE_CHECKING:
-    from .models import ModelFamily, Registry
 
 __all__ = ["Env", "build_parser", "main", "plan_tasks", "run"]
 
@@ -47,78 +52,6 @@ class Env:
     @property
     def interactive(self) -> bool:
         return bool(self.stderr.isatty())
-
-
-def _print_models(out: TextIO, registry: Registry) -> None:
-    fams = registry.families()
-    width = max(len(f.name) for f in fams) + 2
-    for f in fams:
-        scales = "/".join(f"x{s}" for s in f.scales)
-        out.write(f"{f.name:<{width}}{scales:<10}{f.kind:<7}{f.description}\n")
-        if f.denoise:
-            out.write(f"{'':<{width}}{_denoise_line(f)}\n")
-        elif len(f.members) > 1:
-            out.write(f"{'':<{width}}(-s picks: {', '.join(f.members)})\n")
-
-
-def _denoise_line(f: ModelFamily) -> str:
-    """``-n  x2: -1 0 1 2 3  x3: -1 0 3  (-1 conservative, 0 none = default)``."""
-    per_scale = {s: f.denoise_for(s) for s in f.scales}
-    if len(set(per_scale.values())) == 1:
-        levels = " ".join(map(str, f.denoise))
-    else:
-        levels = "  ".join(f"x{s}: {' '.join(map(str, lv))}" for s, lv in per_scale.items() if lv)
-    named = [
-        f"{lv} {label}{' = default' if lv == f.default_denoise else ''}"
-        for lv in f.denoise
-        if (label := f.denoise_label(lv)) != str(lv)
-    ]
-    return f"-n  {levels}  ({', '.join(named)})" if named else f"-n  {levels}"
-
-
-def _import_model(args: argparse.Namespace, env: Env) -> ExitStatus:
-    """--import-model FILE [--name NAME] [-s N]: one line naming the model, on stdout."""
-    if args.inputs:
-        raise UsageError("--import-model takes no INPUT images; import first, then upscale")
-    from .convert import import_model
-
-    def say(line: str) -> None:
-        if not args.quiet and env.interactive:
-            env.stderr.write(f"{PROG}: {line}\n")
-
-    done = import_model(args.import_model, args.name, args.scale, say=say)
-    env.stdout.write(
-        f"imported {done.name} (x{done.scale}, {done.kind}, ncnn matches it at "
-        f"{done.parity_db:.0f} dB, context {done.context}): use -m {done.name}\n"
-    )
-    return ExitStatus.OK
-
-
-def _print_devices(out: TextIO) -> None:
-    from .engine import list_devices, pick_device
-
-    auto = pick_device("auto")
-    devices = list_devices(backends=True)
-    for d in devices:
-        mark = "  <- auto" if d == auto else ""
-        extra = ""
-        if d.is_gpu:
-            fp16 = "fp16" if d.fp16 else "no fp16 storage"
-            extra = f", {d.driver}, {d.heap_budget_mb} MB heap budget, {fp16}"
-        elif d.backend == "best":
-            extra = ", OpenVINO where the model converts and runs faster, else ncnn"
-        elif d.backend == "ncnn":
-            extra = ", ncnn"
-        out.write(f"{d.option:>12}  {d.name} ({d.kind}{extra}){mark}\n")
-        if d.is_gpu:
-            from . import gpu_windows
-
-            for model, verdict in gpu_windows.checked_on(d):
-                out.write(f"{'':>12}  tiles checked for {model}: {gpu_windows.describe(verdict)}\n")
-    if not any(d.is_gpu for d in devices):
-        from .vulkan_diag import diagnose
-
-        out.write(f"{'':>12}  no GPU: {diagnose()}\n")
 
 
 def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
