@@ -6,6 +6,11 @@ before any work (httpie's split). Exit 0 when every input was upscaled (or skipp
 input failed (the rest are still done; one line per failure on stderr, no traceback), 2 on
 usage errors, 130 on Ctrl-C. ``--bot`` and ``--gui`` hand the rest of argv to the Telegram bot
 and the desktop window.
+
+The pieces live beside it and are imported here under the names other code and tests use:
+the parser in ``cli_args``, the task planning in ``cli_plan``, the listing and import
+commands in ``cli_info``. ``run`` looks them up on this module, so patching ``cli.NAME``
+reaches it.
 """
 
 from __future__ import annotations
@@ -13,165 +18,28 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
-from . import __version__
 from .bars import ProgressBars
+from .cli_args import PROG, build_parser
+from .cli_args import options_from_args as _options
+from .cli_info import import_model_command as _import_model
+from .cli_info import print_devices as _print_devices
+from .cli_info import print_models as _print_models
+from .cli_plan import Task, plan_tasks
+from .cli_plan import is_single_file as _is_single_file
+from .cli_plan import output_format as _output_format
+from .cli_plan import unwritable_folders as _unwritable
 from .errors import ExitStatus, UnknownModelError, UpscalerError, UsageError
-from .naming import find_images, output_names
-from .options import DEFAULT_MODEL, Options
-
-if TYPE_CHECKING:
-    from .models import ModelFamily, Registry
+from .options import Options
 
 __all__ = ["Env", "build_parser", "main", "plan_tasks", "run"]
 
-PROG = "upscaler-edge"
 log = logging.getLogger(__name__)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Real-ESRGAN super-resolution on your Vulkan GPU or CPU (ncnn).",
-        epilog="Also: --gui opens the desktop window, --bot runs the Telegram bot.",
-    )
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders")
-    p.add_argument(
-        "-o",
-        "--output",
-        metavar="OUT",
-        type=Path,
-        help="output file (one input; its suffix picks the format) or folder; "
-        "default: NAME_x4.png beside each input",
-    )
-    p.add_argument(
-        "-m",
-        "--model",
-        default=DEFAULT_MODEL,
-        help=f"model name (default {DEFAULT_MODEL}; see --list-models)",
-    )
-    p.add_argument(
-        "-s",
-        "--scale",
-        type=int,
-        help="output scale (default: the model's; smaller ones resize with Lanczos)",
-    )
-    p.add_argument(
-        "-n",
-        "--denoise",
-        type=int,
-        metavar="N",
-        help="denoise level, numbered as the model's reference tool does: Real-CUGAN -1 "
-        "conservative, 0 none, 1-3; waifu2x -1 none, 0-3 (default: the plain model; "
-        "--list-models shows each model's levels)",
-    )
-    p.add_argument(
-        "-t",
-        "--tile",
-        type=int,
-        default=0,
-        help="tile size in input pixels, >= 32; 0 = auto (default)",
-    )
-    p.add_argument(
-        "-d",
-        "--device",
-        default="auto",
-        help="auto (default), cpu (OpenVINO if installed, else ncnn), cpu-ncnn, cpu-openvino, "
-        "openvino-gpu, openvino-npu, a Vulkan GPU index (see --list-devices), a list of them "
-        "(0,1 or 0,cpu: files, or one image's tiles, are spread over them) or all (every GPU)",
-    )
-    p.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16"),
-        default="auto",
-        help="OpenVINO's precision: auto (default: bf16 on CPUs with AMX/AVX512-BF16 for "
-        "models where it was measured to keep quality), fp32 or bf16",
-    )
-    p.add_argument(
-        "-f",
-        "--format",
-        help="output format: png (default), jpg, webp, tiff, bmp, tga, gif, ... "
-        "(default: from -o's suffix, else png)",
-    )
-    p.add_argument("--quality", type=int, default=95, help="jpg/webp quality 1-100 (default 95)")
-    p.add_argument(
-        "--tta", action="store_true", help="test-time augmentation: 8x slower, slightly cleaner"
-    )
-    p.add_argument(
-        "--alpha",
-        choices=("model", "bicubic"),
-        default="model",
-        help="upscale transparency with the model (default) or bicubic",
-    )
-    p.add_argument(
-        "--all-frames",
-        action="store_true",
-        help="animated GIF/WebP/PNG: every frame, not just the first",
-    )
-    p.add_argument(
-        "-r",
-        "--recursive",
-        action="store_true",
-        help="descend into subfolders (mirrored under OUT)",
-    )
-    p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument(
-        "--max-megapixels", type=float, default=50.0, help="refuse larger inputs (default 50)"
-    )
-    v = p.add_argument_group("video (mp4, mkv, webm, mov, ...; see README, Video)")
-    v.add_argument(
-        "--video-codec",
-        metavar="CODEC",
-        help="h264, hevc, av1, vp9 or an FFmpeg encoder (default: h264; vp9 for webm; "
-        "hevc/av1 for 10-bit input)",
-    )
-    v.add_argument("--crf", type=int, help="encoder quality, lower is better (default per codec)")
-    v.add_argument("--preset", help="encoder speed preset (default: medium; svt-av1 8; vp9 4)")
-    v.add_argument(
-        "--segment",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="encode in independent pieces of this length; a resume redoes at most one "
-        "(default 10)",
-    )
-    v.add_argument(
-        "--no-resume", action="store_true", help="start over instead of resuming a killed run"
-    )
-    c = p.add_argument_group("several PCs (see README, Several PCs)")
-    c.add_argument(
-        "--cluster",
-        nargs="?",
-        const="saved",
-        metavar="URL",
-        help="send the work to the cluster (the one this PC started or joined, or URL)",
-    )
-    c.add_argument("--token", help="with --cluster URL: the cluster's token")
-    c.add_argument("--tls-pin", help="with --cluster URL: the coordinator's certificate hash")
-    p.add_argument("--list-models", action="store_true", help="list the models and exit")
-    p.add_argument(
-        "--import-model",
-        metavar="FILE",
-        type=Path,
-        help="import a super-resolution model (.onnx, .pth, .pt, .safetensors, .ckpt) into "
-        "the user models folder, checked against the original; then -m NAME works",
-    )
-    p.add_argument("--name", help="with --import-model: the model's name (default: the file's)")
-    p.add_argument("--list-devices", action="store_true", help="list the compute devices and exit")
-    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
-    p.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
-    )
-    return p
 
 
 @dataclass(frozen=True)
@@ -184,169 +52,6 @@ class Env:
     @property
     def interactive(self) -> bool:
         return bool(self.stderr.isatty())
-
-
-@dataclass(frozen=True)
-class Task:
-    """One input and the one path its result goes to."""
-
-    src: Path
-    dst: Path
-
-
-def _output_format(output: Path | None, fmt: str | None, single_file: bool) -> str | None:
-    """The output format asked for (-f, or -o's suffix for one file); UsageError when they
-    conflict or the format cannot be written here."""
-    from . import imageio
-
-    asked = imageio.check_output_format(fmt) if fmt else None
-    if output is None or not single_file:
-        return asked
-    from_suffix = imageio.format_from_suffix(output)
-    if from_suffix is None:
-        raise UsageError(
-            f"cannot tell the output format from {output.name!r}: "
-            f"use one of {', '.join(imageio.OUTPUT_FORMATS)}"
-        )
-    if asked is not None and asked != from_suffix:
-        raise UsageError(f"-f {fmt} conflicts with the suffix of {output.name!r}")
-    return from_suffix
-
-
-def _is_single_file(inputs: list[Path], output: Path | None) -> bool:
-    return (
-        output is not None
-        and len(inputs) == 1
-        and inputs[0].is_file()
-        and not output.is_dir()
-        and output.suffix != ""
-    )
-
-
-def plan_tasks(
-    inputs: list[Path], output: Path | None, scale: int, fmt: str | None, recursive: bool
-) -> tuple[list[Task], list[str]]:
-    """Inputs and -o -> (src, dst) pairs, plus one error line per input that does not exist.
-
-    Output names follow ``naming``: unique within the run (inputs whose names would collide
-    carry their source suffix) and the same on every run over the same inputs.
-    """
-    found: list[tuple[Path, Path]] = []  # (source, output folder)
-    problems: list[str] = []
-    if _is_single_file(inputs, output):
-        assert output is not None
-        return [Task(inputs[0], output)], problems
-    for inp in inputs:
-        if inp.is_dir():
-            files = find_images(inp, recursive=recursive)
-            if not files:
-                problems.append(
-                    f"{inp}: no images found" + ("" if recursive else " (use -r for subfolders)")
-                )
-            for f in files:
-                rel = f.relative_to(inp).parent
-                found.append((f, (output / inp.name / rel) if output is not None else f.parent))
-        elif inp.is_file():
-            found.append((inp, output if output is not None else inp.parent))
-        else:
-            problems.append(f"{inp}: no such file or folder")
-    seen: set[Path] = set()
-    unique = []
-    for src, folder in found:  # the same file named twice is one task
-        key = src.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append((src, folder))
-    dsts = output_names(unique, scale, fmt or "png")
-    return [Task(src, dst) for (src, _), dst in zip(unique, dsts, strict=True)], problems
-
-
-def _unwritable(tasks: Iterable[Task]) -> dict[Path, str]:
-    """Output folders that cannot be written, with the reason: checked before the model
-    runs, so a long job does not end in 'permission denied'."""
-    bad: dict[Path, str] = {}
-    for folder in sorted({t.dst.parent for t in tasks}):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder, prefix=".upscaler-edge-check."):
-                pass
-        except FileExistsError:
-            bad[folder] = f"cannot write to {folder}: not a folder"
-        except OSError as exc:
-            bad[folder] = f"cannot write to {folder}: {exc.strerror or exc}"
-    return bad
-
-
-def _print_models(out: TextIO, registry: Registry) -> None:
-    fams = registry.families()
-    width = max(len(f.name) for f in fams) + 2
-    for f in fams:
-        scales = "/".join(f"x{s}" for s in f.scales)
-        out.write(f"{f.name:<{width}}{scales:<10}{f.kind:<7}{f.description}\n")
-        if f.denoise:
-            out.write(f"{'':<{width}}{_denoise_line(f)}\n")
-        elif len(f.members) > 1:
-            out.write(f"{'':<{width}}(-s picks: {', '.join(f.members)})\n")
-
-
-def _denoise_line(f: ModelFamily) -> str:
-    """``-n  x2: -1 0 1 2 3  x3: -1 0 3  (-1 conservative, 0 none = default)``."""
-    per_scale = {s: f.denoise_for(s) for s in f.scales}
-    if len(set(per_scale.values())) == 1:
-        levels = " ".join(map(str, f.denoise))
-    else:
-        levels = "  ".join(f"x{s}: {' '.join(map(str, lv))}" for s, lv in per_scale.items() if lv)
-    named = [
-        f"{lv} {label}{' = default' if lv == f.default_denoise else ''}"
-        for lv in f.denoise
-        if (label := f.denoise_label(lv)) != str(lv)
-    ]
-    return f"-n  {levels}  ({', '.join(named)})" if named else f"-n  {levels}"
-
-
-def _import_model(args: argparse.Namespace, env: Env) -> ExitStatus:
-    """--import-model FILE [--name NAME] [-s N]: one line naming the model, on stdout."""
-    if args.inputs:
-        raise UsageError("--import-model takes no INPUT images; import first, then upscale")
-    from .convert import import_model
-
-    def say(line: str) -> None:
-        if not args.quiet and env.interactive:
-            env.stderr.write(f"{PROG}: {line}\n")
-
-    done = import_model(args.import_model, args.name, args.scale, say=say)
-    env.stdout.write(
-        f"imported {done.name} (x{done.scale}, {done.kind}, ncnn matches it at "
-        f"{done.parity_db:.0f} dB, context {done.context}): use -m {done.name}\n"
-    )
-    return ExitStatus.OK
-
-
-def _print_devices(out: TextIO) -> None:
-    from .engine import list_devices, pick_device
-
-    auto = pick_device("auto")
-    devices = list_devices(backends=True)
-    for d in devices:
-        mark = "  <- auto" if d == auto else ""
-        extra = ""
-        if d.is_gpu:
-            fp16 = "fp16" if d.fp16 else "no fp16 storage"
-            extra = f", {d.driver}, {d.heap_budget_mb} MB heap budget, {fp16}"
-        elif d.backend == "best":
-            extra = ", OpenVINO where the model converts and runs faster, else ncnn"
-        elif d.backend == "ncnn":
-            extra = ", ncnn"
-        out.write(f"{d.option:>12}  {d.name} ({d.kind}{extra}){mark}\n")
-        if d.is_gpu:
-            from . import gpu_windows
-
-            for model, verdict in gpu_windows.checked_on(d):
-                out.write(f"{'':>12}  tiles checked for {model}: {gpu_windows.describe(verdict)}\n")
-    if not any(d.is_gpu for d in devices):
-        from .vulkan_diag import diagnose
-
-        out.write(f"{'':>12}  no GPU: {diagnose()}\n")
 
 
 def _dispatch_front_end(argv: list[str], stderr: TextIO) -> int | None:
@@ -420,24 +125,6 @@ def main(
         log.info("internal error", exc_info=True)
         env.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {exc} (-v for details)\n")
         return ExitStatus.FAILED
-
-
-def _options(args: argparse.Namespace, fmt: str | None) -> Options:
-    return Options(
-        model=args.model,
-        scale=args.scale,
-        tile=args.tile,
-        device=args.device,
-        format=fmt,
-        quality=args.quality,
-        tta=args.tta,
-        alpha=args.alpha,
-        all_frames=args.all_frames,
-        overwrite=args.overwrite,
-        max_pixels=max(1, int(args.max_megapixels * 1_000_000)),
-        denoise=args.denoise,
-        precision=args.precision,
-    )
 
 
 def run(args: argparse.Namespace, env: Env) -> ExitStatus:
