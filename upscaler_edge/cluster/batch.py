@@ -14,14 +14,13 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from ..cli_args import PROG
 from ..errors import UpscalerError
 from ..options import Options
 from .client import ClusterClient
 from .connect import Address
 
 __all__ = ["address_from_args", "run_batch"]
-
-PROG = "upscaler-edge"
 
 
 def address_from_args(args: argparse.Namespace) -> Address:

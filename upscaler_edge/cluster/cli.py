@@ -23,6 +23,7 @@ from typing import TextIO
 
 import platformdirs
 
+from ..cli_args import PROG
 from ..errors import ExitStatus, UpscalerError, UsageError
 from ..options import Options
 from .connect import Address, ClusterError
@@ -30,7 +31,6 @@ from .connect import Address, ClusterError
 __all__ = ["address_file", "main"]
 
 log = logging.getLogger(__name__)
-PROG = "upscaler-edge"
 
 
 def data_folder() -> Path:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..cli_args import PROG
 from ..errors import ExitStatus, UpscalerError, UsageError
 from ..naming import output_name
 from ..options import Options
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["run_videos", "split_inputs"]
 
-PROG = "upscaler-edge"
 _FORMAT_CONTAINER = {"mp4": "mp4", "m4v": "mp4", "mov": "mov", "mkv": "matroska", "webm": "webm"}
 
 
