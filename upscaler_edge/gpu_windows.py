@@ -26,7 +26,6 @@ version, model weights and candidate sides. ``UPSCALER_EDGE_GPU_CHECK=0`` turns 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -38,8 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import platformdirs
 
+from . import user_cache
 from .errors import DeviceError
 from .tiling import Tile, gpu_auto_tile, plan_tiles
 
@@ -349,7 +348,7 @@ def needs_fp32(verdict: Verdict, tiles: list[Tile]) -> bool:
 
 # -- the cache ---------------------------------------------------------------------------
 def _cache_file() -> Path:
-    return Path(platformdirs.user_cache_dir("upscaler-edge", appauthor=False)) / "gpu-windows.json"
+    return user_cache.folder() / "gpu-windows.json"
 
 
 def cache_key(device: DeviceInfo, spec: ModelSpec, sides: list[int], ref_side: int) -> str:
@@ -380,20 +379,15 @@ def _stat(path: Path) -> str:
 def cached(key: str) -> Verdict | None:
     with _lock:
         try:
-            data = json.loads(_cache_file().read_text())
-            return Verdict.from_json(data[key])
-        except (OSError, ValueError, KeyError, TypeError):
+            return Verdict.from_json(user_cache.read_json_map(_cache_file())[key])
+        except (ValueError, KeyError, TypeError):
             return None
 
 
 def checked_on(device: DeviceInfo) -> list[tuple[str, Verdict]]:
     """The cached verdicts for ``device`` (same name and driver), by model name."""
-    try:
-        data = json.loads(_cache_file().read_text())
-    except (OSError, ValueError):
-        return []
     found = []
-    for key, value in data.items() if isinstance(data, dict) else ():
+    for key, value in user_cache.read_json_map(_cache_file()).items():
         parts = key.split("|")
         if len(parts) >= 5 and parts[1] == device.name and parts[2] == device.driver:
             try:
@@ -414,17 +408,9 @@ def describe(verdict: Verdict) -> str:
 def store(key: str, verdict: Verdict) -> None:
     with _lock:
         path = _cache_file()
-        try:
-            data = json.loads(path.read_text())
-            if not isinstance(data, dict):
-                data = {}
-        except (OSError, ValueError):
-            data = {}
+        data = user_cache.read_json_map(path)
         data[key] = verdict.to_json()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.replace(tmp, path)
+            user_cache.write_json_map(path, data, pretty=True)
         except OSError as exc:
             log.warning("cannot cache the GPU tile check in %s: %s", path, exc)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import platformdirs
-
+from . import user_cache
 from .errors import ModelError, ModelIntegrityError
 
 if TYPE_CHECKING:
@@ -21,13 +18,11 @@ __all__ = ["sha256", "verify_model"]
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "upscaler-edge"
-
 _cache_lock = threading.Lock()
 
 
 def _cache_file() -> Path:
-    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / "verified-models.json"
+    return user_cache.folder() / "verified-models.json"
 
 
 def sha256(path: Path) -> str:
@@ -47,13 +42,8 @@ def verify_model(spec: ModelSpec, *, cache: bool = True) -> None:
     """
     checks = [(spec.param_path, spec.param_sha256), (spec.bin_path, spec.bin_sha256)]
     with _cache_lock:
-        known: dict[str, str] = {}
         cache_path = _cache_file()
-        if cache:
-            try:
-                known = json.loads(cache_path.read_text())
-            except (OSError, ValueError):
-                known = {}
+        known = user_cache.read_json_map(cache_path) if cache else {}
         changed = False
         for path, expected in checks:
             try:
@@ -75,9 +65,6 @@ def verify_model(spec: ModelSpec, *, cache: bool = True) -> None:
             changed = True
         if cache and changed:
             try:
-                cache_path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(known))
-                os.replace(tmp, cache_path)
+                user_cache.write_json_map(cache_path, known)
             except OSError as exc:  # a read-only cache only costs a re-hash next time
                 log.debug("cannot save the model verification cache: %s", exc)

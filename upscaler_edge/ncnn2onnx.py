@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import user_cache
 from .integrity import sha256
 from .ncnn_files import NcnnLayer, UnsupportedModelError, parse_param
 from .onnx_graph import CONVERTER_VERSION, convert, split_aliases, subgraph
@@ -50,9 +51,7 @@ log = logging.getLogger(__name__)
 
 def onnx_cache_dir() -> Path:
     """Where converted graphs are kept: ``<user cache>/upscaler-edge/onnx``."""
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("upscaler-edge", appauthor=False)) / "onnx"
+    return user_cache.folder() / "onnx"
 
 
 def onnx_for(
