@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .captions import Catalog
 from .config import BotConfig, ConfigError
@@ -56,6 +56,9 @@ class UpscaleVideo(Protocol):
     ) -> VideoResult: ...
 
 
+_R = TypeVar("_R")
+
+
 def _no_close() -> None:
     pass
 
@@ -83,6 +86,14 @@ class WorkerPool:
     def slots(self) -> int:
         return len(self._workers)
 
+    def _on_free(self, call: Callable[[Worker, str], _R]) -> _R:
+        """``call(worker, device)`` on the next free worker, which is free again after."""
+        device, worker = self._free.get()
+        try:
+            return call(worker, device)
+        finally:
+            self._free.put((device, worker))
+
     def run(
         self,
         src: Path,
@@ -93,9 +104,8 @@ class WorkerPool:
         cancel: threading.Event,
         timeout: float | None,
     ) -> UpscaleResult:
-        device, worker = self._free.get()
-        try:
-            return worker.run(
+        return self._on_free(
+            lambda worker, device: worker.run(
                 src,
                 dst,
                 options.replace(device=device),
@@ -103,8 +113,7 @@ class WorkerPool:
                 cancel=cancel,
                 timeout=timeout,
             )
-        finally:
-            self._free.put((device, worker))
+        )
 
     def run_video(
         self,
@@ -117,9 +126,8 @@ class WorkerPool:
         cancel: threading.Event,
         timeout: float | None,
     ) -> VideoResult:
-        device, worker = self._free.get()
-        try:
-            return worker.run_video(
+        return self._on_free(
+            lambda worker, device: worker.run_video(
                 src,
                 dst,
                 options.replace(device=device),
@@ -128,8 +136,7 @@ class WorkerPool:
                 cancel=cancel,
                 timeout=timeout,
             )
-        finally:
-            self._free.put((device, worker))
+        )
 
     def close(self) -> None:
         for _, worker in self._workers:
