@@ -40,7 +40,7 @@ import numpy as np
 
 from . import user_cache
 from .errors import DeviceError
-from .tiling import Tile, gpu_auto_tile, plan_tiles
+from .tiling import MIN_TILE, Tile, gpu_auto_tile, plan_tiles
 
 if TYPE_CHECKING:
     from .engine import DeviceInfo, TileEngine
@@ -314,17 +314,13 @@ def verdict_for(
 
 
 def max_window_side(tiles: Iterable[Tile]) -> int:
-    return max(max(t.window[2] - t.window[0], t.window[3] - t.window[1]) for t in tiles)
+    return max(max(t.wx1 - t.wx0, t.wy1 - t.wy0) for t in tiles)
 
 
 def gpu_tiles(width: int, height: int, spec: ModelSpec, side: int) -> list[Tile]:
     """Tiles whose windows are at most ``side`` px a side (context and edge included)."""
-    core = max(32, side - 2 * max(spec.context, spec.edge_pad))
+    core = max(MIN_TILE, side - 2 * max(spec.context, spec.edge_pad))
     return plan_tiles(width, height, core, spec.context, spec.edge_pad)
-
-
-def _window_pixels(tiles: list[Tile]) -> int:
-    return sum((t.window[2] - t.window[0]) * (t.window[3] - t.window[1]) for t in tiles)
 
 
 def pick(verdict: Verdict, width: int, height: int, spec: ModelSpec) -> tuple[list[Tile], bool]:
@@ -333,7 +329,7 @@ def pick(verdict: Verdict, width: int, height: int, spec: ModelSpec) -> tuple[li
     best: tuple[float, list[Tile], bool] | None = None
     for ch in verdict.choices:
         tiles = gpu_tiles(width, height, spec, ch.side)
-        cost = _window_pixels(tiles) * ch.s_per_mpx
+        cost = sum(t.window_pixels for t in tiles) * ch.s_per_mpx
         if best is None or cost < best[0]:
             best = (cost, tiles, ch.precise)
     assert best is not None
