@@ -12,8 +12,9 @@ Tile size when the user asks for auto: on a GPU the reference CLI's rule (Real-E
 vulkan) from the device's heap budget: > 1900 MB -> 200, > 550 MB -> 100, > 190 MB -> 64,
 else 32. Bigger GPU tiles were tried and measured on an NVIDIA H200 (docs/eval/device.md):
 they are 2x faster end to end but lose fidelity (tiles of 1080 px were 48 dB from tiles of
-200 px, and a 4K x4plus run 10.7 dB from the reference), so the GPU keeps the reference's
-size until that is understood. On the CPU the grid with the least inference
+200 px, and a 4K x4plus run 10.7 dB from the reference), so a GPU gets bigger tiles only
+where ``gpu_windows`` has checked that it computes them like the CPU; elsewhere it keeps the
+reference's size. On the CPU the grid with the least inference
 whose windows fit the model's working memory budget (``cpu_budget_mb`` plus a quarter of the
 output's size, capped at a quarter of the memory available); a whole image that fits is one
 tile.
